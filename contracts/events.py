@@ -1,0 +1,247 @@
+"""One pydantic model per subject: the body of every message on the bus.
+
+Models are frozen and reject unknown fields, so a producer that drifts from the
+contract fails loudly at the consumer (and is dead-lettered) instead of being
+half-understood. `schema_version` lets a consumer tell an old shape from a new one.
+"""
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NonNegativeInt, StringConstraints
+
+from contracts import subjects
+from contracts.scicat import JobStatusCode, LifecyclePatch
+
+Pid = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\s\x00-\x1f]+$")]
+"""A SciCat dataset pid, e.g. `20.500.11935/0b6f...`; contains `/`."""
+
+JobId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\w.:-]+$")]
+Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+ArchiveId = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = 1
+    occurred_at: AwareDatetime
+    """When the producer observed the change; consumers order updates of one target by it."""
+    correlation_id: str | None = None
+
+
+class UploadFinished(Event):
+    """`upload.finished`: every file of a dataset is in the landing zone."""
+
+    pid: Pid
+    owner_group: str
+    owner_user: str | None = None
+    contact_email: str | None = None
+    create_archiving_job: bool
+    source: Literal["finalize", "notification"]
+
+    def dedup_id(self) -> str:
+        # One chain per dataset upload, whichever door announced it first.
+        return f"upload.finished:{self.pid}"
+
+
+class DataFile(BaseModel):
+    """One member of a datablock, as SciCat's `dataFileList` wants it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str
+    size: NonNegativeInt
+    time: AwareDatetime
+    chk: Sha256Hex
+    uid: str = "0"
+    gid: str = "0"
+    perm: str = "0644"
+
+
+class Datablock(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    archive_id: ArchiveId
+    """`openem-network/datasets/{pid}/datablocks/{pid with / -> -}_{n}.tar`"""
+    size: NonNegativeInt
+    """Sum of the members' sizes."""
+    packed_size: NonNegativeInt
+    """Size of the tar file."""
+    tar_sha256: Sha256Hex
+    chk_alg: Literal["sha256"] = "sha256"
+    version: str = "1.0"
+    data_file_list: tuple[DataFile, ...]
+
+
+class DatablocksCreated(Event):
+    """`datablocks.created`: a dataset is packed; SciCat gets the datablocks."""
+
+    pid: Pid
+    datablocks: tuple[Datablock, ...] = Field(min_length=1)
+    create_archiving_job: bool
+    owner_group: str
+    owner_user: str | None = None
+    contact_email: str | None = None
+
+    def dedup_id(self) -> str:
+        return f"datablocks.created:{self.pid}"
+
+
+class DatasetPackingFailed(Event):
+    """`dataset.packing_failed`: nothing of this dataset was kept in the archival bucket."""
+
+    pid: Pid
+    kind: Literal["user", "system"]
+    """`user`: the data is wrong (missing file, checksum mismatch); `system`: we failed."""
+    reason: str
+
+    def dedup_id(self) -> str:
+        return f"dataset.packing_failed:{self.pid}"
+
+
+class JobDataset(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pid: Pid
+    files: tuple[str, ...] = ()
+
+
+class JobRequested(Event):
+    """`job.requested.archive` / `job.requested.retrieve`: a SciCat job to carry out."""
+
+    job_id: JobId
+    job_type: Literal["archive", "retrieve"]
+    datasets: tuple[JobDataset, ...] = Field(min_length=1)
+    scicat_api: Literal["v3", "v4"]
+
+    def dedup_id(self) -> str:
+        return f"job.requested:{self.job_id}"
+
+
+class LtsMoved(Event):
+    """`lts.moved`: one datablock copy was written; the verifier re-reads it."""
+
+    job_id: JobId
+    job_type: Literal["archive", "retrieve"]
+    pid: Pid
+    datablock: Datablock
+    location: str
+    """Where the copy is: a path below the LTS root, or an object key."""
+    attempt: NonNegativeInt
+
+    def dedup_id(self) -> str:
+        return f"lts.moved:{self.job_id}:{self.datablock.archive_id}:{self.attempt}"
+
+
+class LtsVerified(Event):
+    """`lts.verified`: the outcome of re-reading one datablock copy."""
+
+    job_id: JobId
+    job_type: Literal["archive", "retrieve"]
+    pid: Pid
+    archive_id: ArchiveId
+    location: str
+    attempt: NonNegativeInt
+    ok: bool
+    reason: str | None = None
+
+    def dedup_id(self) -> str:
+        return f"lts.verified:{self.job_id}:{self.archive_id}:{self.attempt}"
+
+
+class DatasetLifecycleChanged(Event):
+    """`dataset.lifecycle`: fields to merge into a dataset's SciCat lifecycle."""
+
+    pid: Pid
+    lifecycle: LifecyclePatch
+    job_id: JobId | None = None
+
+    def dedup_id(self) -> str:
+        fields = ",".join(sorted(self.lifecycle.model_dump(exclude_unset=True)))
+        return f"dataset.lifecycle:{self.pid}:{fields}:{self.occurred_at.isoformat()}"
+
+
+class JobStatusChanged(Event):
+    """`job.status`: a SciCat job's status, written by scicat_sync."""
+
+    job_id: JobId
+    status_code: JobStatusCode
+    status_message: str
+    job_result_object: dict[str, Any] | None = None
+
+    def dedup_id(self) -> str:
+        return f"job.status:{self.job_id}:{self.status_code}:{self.occurred_at.isoformat()}"
+
+
+class DeadLetter(BaseModel):
+    """`deadletter.<service>`: a message a service gave up on, and why."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = 1
+    occurred_at: AwareDatetime
+    service: str
+    consumer: str
+    subject: str
+    stream: str
+    stream_seq: NonNegativeInt
+    deliveries: NonNegativeInt
+    reason: str
+    """A sentence a person can act on."""
+    detail: str | None = None
+    """What the dependency answered (e.g. SciCat's error body), never a secret."""
+
+
+class MinioObject(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    key: str
+    """URL-encoded, as MinIO sends it."""
+    size: NonNegativeInt = 0
+    eTag: str | None = None
+    sequencer: str | None = None
+
+
+class MinioBucket(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+
+
+class MinioS3(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    bucket: MinioBucket
+    object: MinioObject
+
+
+class MinioRecord(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    eventName: str
+    s3: MinioS3
+
+
+class MinioNotification(BaseModel):
+    """`minio.events`: MinIO's bucket notification, documented shape; extra fields ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    EventName: str
+    Key: str
+    Records: tuple[MinioRecord, ...]
+
+
+EVENT_OF_SUBJECT: dict[str, type[BaseModel]] = {
+    subjects.UPLOAD_FINISHED: UploadFinished,
+    subjects.DATABLOCKS_CREATED: DatablocksCreated,
+    subjects.DATASET_PACKING_FAILED: DatasetPackingFailed,
+    subjects.JOB_REQUESTED_ARCHIVE: JobRequested,
+    subjects.JOB_REQUESTED_RETRIEVE: JobRequested,
+    subjects.LTS_MOVED: LtsMoved,
+    subjects.LTS_VERIFIED: LtsVerified,
+    subjects.DATASET_LIFECYCLE: DatasetLifecycleChanged,
+    subjects.JOB_STATUS: JobStatusChanged,
+    subjects.MINIO_EVENTS: MinioNotification,
+}
+"""The model of each concrete subject (dead letters: `DeadLetter`)."""

@@ -1,0 +1,79 @@
+"""SciCat vocabulary: status codes, lifecycle messages and the payloads we send.
+
+Outbound payloads have no non-None defaults and are sent with
+`model_dump(exclude_unset=True, by_alias=True)`, so a patch carries exactly the
+fields its author set. (The reference's PATCH models defaulted
+`accessGroups: []` and wiped data on every update.)
+"""
+
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+JobStatusCode = Literal[
+    "jobSubmitted",
+    "inProgress",
+    "finishedSuccessful",
+    "finishedWithDatasetErrors",
+    "finishedUnsuccessful",
+]
+FINAL_JOB_STATUS_CODES: frozenset[str] = frozenset(
+    {"finishedSuccessful", "finishedWithDatasetErrors", "finishedUnsuccessful"}
+)
+
+ArchiveStatusMessage = Literal[
+    "datasetCreated",
+    "started",
+    "datasetOnArchiveDisk",
+    "missingFilesError",
+    "scheduleArchiveJobFailed",
+]
+RetrieveStatusMessage = Literal["started", "datasetRetrieved", "datasetRetrievalFailed"]
+
+
+class LifecyclePatch(BaseModel):
+    """Fields of `datasetlifecycle` to merge; only the ones set are sent."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    archivable: bool | None = None
+    retrievable: bool | None = None
+    archive_status_message: ArchiveStatusMessage | None = Field(None, alias="archiveStatusMessage")
+    archive_return_message: str | None = Field(None, alias="archiveReturnMessage")
+    retrieve_status_message: RetrieveStatusMessage | None = Field(
+        None, alias="retrieveStatusMessage"
+    )
+    retrieve_return_message: str | None = Field(None, alias="retrieveReturnMessage")
+    retrieve_integrity_check: bool | None = Field(None, alias="retrieveIntegrityCheck")
+
+    def to_scicat(self) -> dict[str, object]:
+        """The JSON body for `PATCH /Datasets/{pid}/datasetlifecycle`."""
+        return self.model_dump(mode="json", exclude_unset=True, by_alias=True)
+
+
+class DataFilePayload(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str
+    size: int
+    time: AwareDatetime
+    chk: str
+    uid: str
+    gid: str
+    perm: str
+
+
+class DatablockPayload(BaseModel):
+    """Body of `POST /api/v3/Datasets/{pid}/datablocks`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    archive_id: str = Field(alias="archiveId")
+    size: int
+    packed_size: int = Field(alias="packedSize")
+    chk_alg: str = Field(alias="chkAlg")
+    version: str
+    data_file_list: tuple[DataFilePayload, ...] = Field(alias="dataFileList")
+
+    def to_scicat(self) -> dict[str, object]:
+        return self.model_dump(mode="json", by_alias=True)

@@ -1,0 +1,106 @@
+"""Child processes with a log file each, a readiness wait, and a clean stop."""
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def tool_path(name: str) -> str:
+    """A console script installed beside this interpreter (the venv's bin)."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    msg = f"{name} not found beside {sys.executable}; is the project installed in this venv?"
+    raise FileNotFoundError(msg)
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+class StartupError(RuntimeError):
+    """A component did not come up; the message names it and quotes its log."""
+
+
+@dataclass
+class ManagedProcess:
+    name: str
+    argv: Sequence[str]
+    log_path: Path
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_file = self.log_path.open("ab")
+        self.popen = subprocess.Popen(
+            list(self.argv),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
+            cwd=self.cwd,
+            # Own process group: Ctrl-C in the terminal reaches the stack, which
+            # then stops children in order instead of all at once.
+            start_new_session=True,
+        )
+        log_file.close()
+
+    @property
+    def pid(self) -> int | None:
+        return self.popen.pid if self.popen else None
+
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def wait_ready(self, ready: Callable[[], bool], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self.running():
+                msg = f"{self.name} exited during start-up:\n{self.log_tail()}"
+                raise StartupError(msg)
+            with contextlib.suppress(OSError):
+                if ready():
+                    return
+            time.sleep(0.05)
+        msg = f"{self.name} not ready after {timeout_s:.0f} s:\n{self.log_tail()}"
+        raise StartupError(msg)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        if not self.running():
+            return
+        assert self.popen is not None
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait(5)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: nothing gets a chance to clean up."""
+        if self.running():
+            assert self.popen is not None
+            self.popen.kill()
+            self.popen.wait(5)
+
+    def log_tail(self, lines: int = 20) -> str:
+        if not self.log_path.exists():
+            return "(no log)"
+        text = self.log_path.read_text(errors="replace").splitlines()[-lines:]
+        return "\n".join(f"    {line}" for line in text)

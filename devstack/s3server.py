@@ -1,0 +1,39 @@
+"""moto's standalone S3 server, talked to over HTTP like MinIO would be."""
+
+from pathlib import Path
+
+import httpx
+from minio import Minio
+
+from devstack.processes import ManagedProcess, tool_path
+
+
+def moto_server(port: int, log_path: Path) -> ManagedProcess:
+    return ManagedProcess(
+        name="s3",
+        argv=[tool_path("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        log_path=log_path,
+    )
+
+
+def moto_ready(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/moto-api/data.json", timeout=1.0).is_success
+    except httpx.HTTPError:
+        return False
+
+
+def start_moto(port: int, log_path: Path, timeout_s: float = 15.0) -> ManagedProcess:
+    process = moto_server(port, log_path)
+    process.start()
+    process.wait_ready(lambda: moto_ready(port), timeout_s)
+    return process
+
+
+def create_buckets(endpoint: str, access_key: str, secret_key: str, buckets: list[str]) -> None:
+    client = Minio(
+        endpoint.removeprefix("http://"), access_key=access_key, secret_key=secret_key, secure=False
+    )
+    for bucket in buckets:
+        if not client.bucket_exists(bucket):
+            client.make_bucket(bucket)

@@ -1,0 +1,311 @@
+"""`archiver dev`: the whole stack on loopback, in the foreground.
+
+Starts, in order, a real nats-server (JetStream, store under the state dir),
+moto's S3 server with the buckets, the SciCat stand-in, the LTS directory and
+the five services; writes `stack.json`; watches every process and, if one dies,
+names it with its log tail and stops the rest.
+"""
+
+import json
+import secrets
+import signal
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from devstack.natsserver import nats_server
+from devstack.processes import ManagedProcess, StartupError, free_port, port_open, tool_path
+from devstack.s3server import create_buckets, moto_ready, moto_server
+
+SERVICES = ("scicat_sync", "datablocker", "ltsmover", "verifier", "gateway")
+ROOT_PATH = "/archiver/api/v1"
+BUCKETS = {"landing": "landing", "archival": "archival", "retrieval": "retrieval", "lts": "lts"}
+# The stand-in's dev accounts (devstack/scicat/config.py); the archiver's
+# service account is SciCat's archiveManager.
+SCICAT_USERS = {
+    "admin": ("admin", "2jf70TPNZsS"),
+    "ingestor": ("ingestor", "aman"),
+    "archiver": ("archiveManager", "aman"),
+}
+
+
+@dataclass(frozen=True)
+class StackPorts:
+    gateway: int
+    scicat: int
+    s3: int
+    nats: int
+
+    @classmethod
+    def choose(cls, mode: str) -> "StackPorts":
+        if mode == "auto":
+            return cls(free_port(), free_port(), free_port(), free_port())
+        if mode == "default":
+            return cls(8000, 3000, 9000, 4222)
+        msg = f"--ports must be 'default' or 'auto', not {mode!r}"
+        raise ValueError(msg)
+
+
+@dataclass(frozen=True)
+class DevSecrets:
+    """Random per state dir, kept there so a restarted stack keeps its credentials."""
+
+    s3_access_key: str
+    s3_secret_key: str
+    job_user: str
+    job_password: str
+    token_secret: str
+
+    @classmethod
+    def load_or_create(cls, state_dir: Path) -> "DevSecrets":
+        path = state_dir / "secrets.json"
+        if path.exists():
+            return cls(**json.loads(path.read_text()))
+        created = cls(
+            s3_access_key="devstack",
+            s3_secret_key=secrets.token_urlsafe(24),
+            job_user="scicat-jobs",
+            job_password=secrets.token_urlsafe(24),
+            token_secret=secrets.token_urlsafe(32),
+        )
+        path.write_text(json.dumps(asdict(created), indent=2))
+        path.chmod(0o600)
+        return created
+
+
+class DevStack:
+    """The embedded stack; `start()` brings everything up or raises StartupError."""
+
+    def __init__(self, state_dir: Path, ports: StackPorts, lts_backend: str = "posix") -> None:
+        self.state_dir = state_dir
+        self.ports = ports
+        self.lts_backend = lts_backend
+        self.logs = state_dir / "logs"
+        self.lts_root = state_dir / "lts"
+        self.processes: dict[str, ManagedProcess] = {}
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.secrets = DevSecrets.load_or_create(state_dir)
+
+    # --- descriptions -----------------------------------------------------
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.gateway}{ROOT_PATH}"
+
+    @property
+    def scicat_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.scicat}/api"
+
+    @property
+    def s3_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.ports.s3}"
+
+    @property
+    def nats_url(self) -> str:
+        return f"nats://127.0.0.1:{self.ports.nats}"
+
+    def service_env(self) -> dict[str, str]:
+        """The environment every service gets: the same names compose.yml sets."""
+        scicat_user, scicat_password = SCICAT_USERS["archiver"]
+        return {
+            "NATS_URL": self.nats_url,
+            "S3_ENDPOINT": self.s3_endpoint,
+            "S3_ACCESS_KEY": self.secrets.s3_access_key,
+            "S3_SECRET_KEY": self.secrets.s3_secret_key,
+            "S3_LANDING_BUCKET": BUCKETS["landing"],
+            "S3_ARCHIVAL_BUCKET": BUCKETS["archival"],
+            "S3_RETRIEVAL_BUCKET": BUCKETS["retrieval"],
+            "SCICAT_URL": self.scicat_url,
+            "SCICAT_USERNAME": scicat_user,
+            "SCICAT_PASSWORD": scicat_password,
+            "LTS_BACKEND": self.lts_backend,
+            "LTS_ROOT": str(self.lts_root),
+            "LTS_BUCKET": BUCKETS["lts"],
+            "GATEWAY_PORT": str(self.ports.gateway),
+            "GATEWAY_ROOT_PATH": ROOT_PATH,
+            "GATEWAY_JOB_USER": self.secrets.job_user,
+            "GATEWAY_JOB_PASSWORD": self.secrets.job_password,
+            "GATEWAY_TOKEN_SECRET": self.secrets.token_secret,
+            "LOG_FORMAT": "json",
+            # moto has no real credentials; keep boto-style lookups from reaching out.
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+
+    def description(self) -> dict[str, Any]:
+        """The content of stack.json: where everything is and how to log in."""
+        return {
+            "gateway": {
+                "url": self.gateway_url,
+                "job_user": self.secrets.job_user,
+                "job_password": self.secrets.job_password,
+            },
+            "scicat": {
+                "url": self.scicat_url,
+                "users": {
+                    role: {"username": user, "password": password}
+                    for role, (user, password) in SCICAT_USERS.items()
+                },
+            },
+            "s3": {
+                "endpoint": self.s3_endpoint,
+                "access_key": self.secrets.s3_access_key,
+                "secret_key": self.secrets.s3_secret_key,
+                "buckets": dict(BUCKETS),
+            },
+            "nats": {"url": self.nats_url},
+            "lts": {"backend": self.lts_backend, "root": str(self.lts_root)},
+            "logs": str(self.logs),
+        }
+
+    # --- components -------------------------------------------------------
+    def _scicat_process(self) -> ManagedProcess:
+        job_config = Path(__file__).parent / "scicat" / "jobconfig.example.yaml"
+        return ManagedProcess(
+            name="scicat",
+            argv=[
+                sys.executable, "-m", "devstack.scicat",
+                "--port", str(self.ports.scicat),
+                "--state-dir", str(self.state_dir / "scicat"),
+                "--job-config", str(job_config),
+            ],
+            log_path=self.logs / "scicat.log",
+            env={
+                "ARCHIVER_JOBS_URL": f"{self.gateway_url}/archiver/jobs",
+                "ARCHIVER_JOB_USER": self.secrets.job_user,
+                "ARCHIVER_JOB_PASSWORD": self.secrets.job_password,
+            },
+        )  # fmt: skip
+
+    def service_process(self, service: str) -> ManagedProcess:
+        return ManagedProcess(
+            name=service,
+            argv=[tool_path("archiver"), "run", service],
+            log_path=self.logs / f"{service}.log",
+            env=self.service_env(),
+        )
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        """Start every component, in dependency order, each waited for."""
+        self.lts_root.mkdir(parents=True, exist_ok=True)
+        nats = self.processes["nats"] = nats_server(
+            self.ports.nats, self.state_dir / "nats", self.logs / "nats.log"
+        )
+        s3 = self.processes["s3"] = moto_server(self.ports.s3, self.logs / "s3.log")
+        scicat = self.processes["scicat"] = self._scicat_process()
+        for process in (nats, s3, scicat):
+            process.start()
+        nats.wait_ready(lambda: port_open(self.ports.nats), timeout_s)
+        s3.wait_ready(lambda: moto_ready(self.ports.s3), timeout_s)
+        create_buckets(
+            self.s3_endpoint,
+            self.secrets.s3_access_key,
+            self.secrets.s3_secret_key,
+            list(BUCKETS.values()),
+        )
+        scicat.wait_ready(lambda: self._http_ok(f"{self.scicat_url}/v3/health"), timeout_s)
+        for service in SERVICES:
+            self.processes[service] = self.service_process(service)
+            self.processes[service].start()
+        self.processes["gateway"].wait_ready(
+            lambda: self._http_ok(f"{self.gateway_url}/health/readyz"), timeout_s
+        )
+        # The bus services have no HTTP port: ready once they hold their consumer.
+        deadline = time.monotonic() + timeout_s
+        for service in SERVICES:
+            self.processes[service].wait_ready(lambda: True, max(0.1, deadline - time.monotonic()))
+        (self.state_dir / "stack.json").write_text(json.dumps(self.description(), indent=2))
+
+    @staticmethod
+    def _http_ok(url: str) -> bool:
+        try:
+            return httpx.get(url, timeout=2.0).is_success
+        except httpx.HTTPError:
+            return False
+
+    def health(self) -> dict[str, str]:
+        """Each component: 'ok' or what is wrong."""
+        report: dict[str, str] = {}
+        for name, process in self.processes.items():
+            report[name] = "ok" if process.running() else f"exited ({process.popen.returncode})"  # type: ignore[union-attr]
+        if report.get("gateway") == "ok":
+            try:
+                response = httpx.get(f"{self.gateway_url}/health/readyz", timeout=5.0)
+                if not response.is_success:
+                    report["gateway"] = f"not ready: {response.json().get('detail')}"
+            except httpx.HTTPError as exc:
+                report["gateway"] = f"unreachable: {exc}"
+        return report
+
+    def first_dead(self) -> ManagedProcess | None:
+        return next((p for p in self.processes.values() if not p.running()), None)
+
+    def stop(self) -> None:
+        """Services first (they finish or nak in-flight work), then what they depend on."""
+        order = [*reversed(SERVICES), "scicat", "s3", "nats"]
+        for name in order:
+            if name in self.processes:
+                self.processes[name].stop()
+
+
+def run_dev_stack(state_dir: Path, *, ports: str, check_only: bool) -> int:
+    """Run the stack until Ctrl-C/SIGTERM or a component dies; the exit code says which."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    stack = DevStack(state_dir, StackPorts.choose(ports))
+    stopping = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    started = time.monotonic()
+    try:
+        stack.start()
+    except StartupError as exc:
+        console.print(f"[red]start-up failed[/red]: {exc}")
+        stack.stop()
+        return 1
+    table = Table(title=f"archiver dev stack (up in {time.monotonic() - started:.1f} s)")
+    for column in ("component", "health", "where", "log"):
+        table.add_column(column)
+    where = {
+        "nats": stack.nats_url,
+        "s3": stack.s3_endpoint,
+        "scicat": stack.scicat_url,
+        "gateway": stack.gateway_url,
+    }
+    health = stack.health()
+    for name, process in stack.processes.items():
+        table.add_row(
+            name, health[name], where.get(name, f"pid {process.pid}"), str(process.log_path)
+        )
+    console.print(table)
+    console.print(f"stack.json: {state_dir / 'stack.json'}   LTS: {stack.lts_root}")
+    unhealthy = {name: state for name, state in health.items() if state != "ok"}
+    if check_only or unhealthy:
+        stack.stop()
+        if unhealthy:
+            console.print(f"[red]unhealthy[/red]: {unhealthy}")
+            return 1
+        console.print("[green]every component healthy[/green]; stopped")
+        return 0
+    console.print("Ctrl-C stops the stack.")
+    while not stopping.wait(0.5):
+        dead = stack.first_dead()
+        if dead is not None:
+            console.print(
+                f"[red]{dead.name} exited[/red] (code {dead.popen.returncode}); "  # type: ignore[union-attr]
+                f"stopping the stack. Log tail:\n{dead.log_tail()}"
+            )
+            stack.stop()
+            return 1
+    console.print("stopping…")
+    stack.stop()
+    return 0

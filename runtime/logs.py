@@ -1,0 +1,41 @@
+"""structlog set-up: JSON in containers, console in a terminal, stdlib routed through it."""
+
+import logging
+import sys
+
+import structlog
+
+from runtime.settings import LogSettings
+
+
+def configure_logging(settings: LogSettings, service: str) -> None:
+    json_output = settings.format == "json" or (
+        settings.format == "auto" and not sys.stderr.isatty()
+    )
+    renderer: structlog.types.Processor = (
+        structlog.processors.JSONRenderer() if json_output else structlog.dev.ConsoleRenderer()
+    )
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            foreign_pre_chain=shared,
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.level)
+    structlog.contextvars.bind_contextvars(service=service)
+    # FastStream logs two INFO lines per message; our handlers log outcomes instead.
+    logging.getLogger("faststream").setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

@@ -1,0 +1,76 @@
+"""Settings shared by several services, each read from its own env prefix.
+
+A service composes the ones it needs into its own settings class, built once at
+start-up and passed down. Secrets are `SecretStr` and may come from files in a
+secrets directory (`/run/secrets` when it exists, as Docker and Kubernetes
+mount them); a missing secret fails start-up.
+"""
+
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from pydantic import AnyHttpUrl, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SECRETS_DIR = Path("/run/secrets")
+
+
+class NatsSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NATS_", extra="ignore")
+
+    url: str = "nats://127.0.0.1:4222"
+    """Comma-separated server URLs of the NATS cluster."""
+    stream_replicas: int = Field(1, ge=1, le=5)
+    """Replicas per JetStream stream: 1 for a single server, 3 for a cluster."""
+
+
+class S3Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="S3_", extra="ignore")
+
+    endpoint: AnyHttpUrl
+    access_key: SecretStr
+    secret_key: SecretStr
+    region: str = "us-east-1"
+    landing_bucket: str = "landing"
+    archival_bucket: str = "archival"
+    retrieval_bucket: str = "retrieval"
+
+
+class ScicatSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SCICAT_", extra="ignore")
+
+    url: AnyHttpUrl
+    """SciCat's API base, e.g. `https://scicat.example.org/api`."""
+    username: str
+    password: SecretStr
+    timeout_s: float = 30.0
+
+
+class LtsSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LTS_", extra="ignore")
+
+    backend: Literal["posix", "s3"] = "posix"
+    root: Path | None = None
+    """posix: the mounted LTS share (NFS in front of tape)."""
+    bucket: str = "lts"
+    """s3: the bucket that holds LTS copies."""
+    storage_class: str = "GLACIER"
+    """s3: the storage class LTS copies are written with."""
+
+
+class LogSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOG_", extra="ignore")
+
+    format: Literal["auto", "json", "console"] = "auto"
+    """auto: console in a terminal, JSON otherwise."""
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def load(settings_class: type[SettingsT]) -> SettingsT:
+    """Build a settings object from the environment and, if mounted, the secrets dir."""
+    if SECRETS_DIR.is_dir():
+        return settings_class(_secrets_dir=SECRETS_DIR)  # type: ignore[call-arg]
+    return settings_class()

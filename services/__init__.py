@@ -1,0 +1,1 @@
+"""The archiver's services; each folder is one process and never imports another."""

@@ -1,0 +1,195 @@
+"""Acking over a real nats-server: nothing handled twice, nothing lost, poison set aside."""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from faststream.nats import NatsMessage
+from nats.js import JetStreamContext
+
+from contracts import streams, subjects
+from contracts.events import DeadLetter, UploadFinished
+from runtime.broker import Bus, create_broker, durable_subscriber
+from runtime.bus import publish_event
+from runtime.consuming import PermanentError
+from runtime.provisioning import consumer_config, provision
+from runtime.settings import NatsSettings
+
+SPEC = replace(
+    streams.DATABLOCKER_UPLOAD_FINISHED,
+    durable="test--upload_finished",
+    service="testsvc",
+    max_deliver=3,
+    backoff=(),
+    nak_delays=(timedelta(milliseconds=200),),
+)
+
+
+def upload_finished(pid: str) -> UploadFinished:
+    return UploadFinished(
+        occurred_at=datetime.now(UTC),
+        pid=pid,
+        owner_group="group1",
+        create_archiving_job=False,
+        source="finalize",
+    )
+
+
+@asynccontextmanager
+async def consuming(
+    url: str, handle: Callable[[UploadFinished], Awaitable[None]]
+) -> AsyncIterator[Bus]:
+    """The test consumer running in this process, as a service would run it."""
+    settings = NatsSettings(url=url)
+    broker = create_broker(settings, "testsvc")
+    bus = Bus(broker, settings)
+
+    @durable_subscriber(broker, SPEC)
+    async def on_upload_finished(msg: NatsMessage) -> None:
+        await bus.settle(SPEC, msg, UploadFinished, handle)
+
+    await bus.start()
+    await broker.start()
+    try:
+        yield bus
+    finally:
+        await broker.stop()
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError
+        await asyncio.sleep(0.02)
+
+
+async def dead_letters(js: JetStreamContext) -> list[DeadLetter]:
+    info = await js.stream_info("DEADLETTERS")
+    letters: list[DeadLetter] = []
+    if info.state.messages == 0:
+        return letters
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        raw = await js.get_msg("DEADLETTERS", seq)
+        if raw.subject.startswith("deadletter."):
+            letters.append(DeadLetter.model_validate_json(raw.data))
+    return letters
+
+
+async def prepare(js: JetStreamContext) -> None:
+    await provision(js)
+    await js.add_consumer(SPEC.stream, consumer_config(SPEC))
+
+
+async def test_an_acked_event_is_not_processed_again_after_restart(
+    clean_js: JetStreamContext, nats_server_process
+) -> None:
+    """The durable remembers the ack across a service restart."""
+    await prepare(clean_js)
+    seen: list[str] = []
+
+    async def handle(event: UploadFinished) -> None:
+        seen.append(event.pid)
+
+    async with consuming(nats_server_process.url, handle):
+        await publish_event(clean_js, subjects.UPLOAD_FINISHED, upload_finished("p/1"), msg_id="1")
+        await until(lambda: seen == ["p/1"])
+    async with consuming(nats_server_process.url, handle):
+        await asyncio.sleep(0.5)
+    info = await clean_js.consumer_info(SPEC.stream, SPEC.durable)
+
+    assert seen == ["p/1"]
+    assert info.num_pending == 0
+    assert info.num_ack_pending == 0
+
+
+async def test_an_event_whose_handler_raised_is_redelivered(
+    clean_js: JetStreamContext, nats_server_process
+) -> None:
+    """A transient failure is nak-ed with a delay and handled on the next delivery."""
+    await prepare(clean_js)
+    attempts: list[str] = []
+
+    async def handle(event: UploadFinished) -> None:
+        attempts.append(event.pid)
+        if len(attempts) == 1:
+            raise ConnectionError("landing zone briefly unreachable")
+
+    async with consuming(nats_server_process.url, handle):
+        await publish_event(clean_js, subjects.UPLOAD_FINISHED, upload_finished("p/2"), msg_id="2")
+        await until(lambda: len(attempts) == 2)
+        await asyncio.sleep(0.2)
+    info = await clean_js.consumer_info(SPEC.stream, SPEC.durable)
+
+    assert attempts == ["p/2", "p/2"]
+    assert info.num_ack_pending == 0
+    assert await dead_letters(clean_js) == []
+
+
+async def test_poison_is_dead_lettered_and_the_consumer_keeps_going(
+    clean_js: JetStreamContext, nats_server_process
+) -> None:
+    """Undecodable and schema-invalid messages are set aside with a reason, once."""
+    await prepare(clean_js)
+    seen: list[str] = []
+
+    async def handle(event: UploadFinished) -> None:
+        seen.append(event.pid)
+
+    async with consuming(nats_server_process.url, handle):
+        await clean_js.publish(subjects.UPLOAD_FINISHED, b"\x00not json")
+        await clean_js.publish(subjects.UPLOAD_FINISHED, json.dumps({"pid": "x"}).encode())
+        await publish_event(clean_js, subjects.UPLOAD_FINISHED, upload_finished("p/3"), msg_id="3")
+        await until(lambda: seen == ["p/3"])
+        await asyncio.sleep(0.2)
+    letters = await dead_letters(clean_js)
+
+    assert [(d.subject, d.stream_seq, d.consumer) for d in letters] == [
+        ("upload.finished", 1, "test--upload_finished"),
+        ("upload.finished", 2, "test--upload_finished"),
+    ]
+    assert {d.reason for d in letters} == {"message does not match its contract"}
+    assert "owner_group" in (letters[1].detail or "")
+
+
+async def test_permanent_errors_and_exhausted_retries_are_dead_lettered(
+    clean_js: JetStreamContext, nats_server_process
+) -> None:
+    """A PermanentError goes aside at once; a failure on the last delivery, after 3 tries."""
+    await prepare(clean_js)
+    attempts: dict[str, int] = {}
+
+    async def handle(event: UploadFinished) -> None:
+        attempts[event.pid] = attempts.get(event.pid, 0) + 1
+        if event.pid == "p/permanent":
+            raise PermanentError("Dataset p/permanent is unknown to SciCat", "404 Not Found")
+        raise ConnectionError("still down")
+
+    async with consuming(nats_server_process.url, handle):
+        for pid in ("p/permanent", "p/flaky"):
+            await publish_event(clean_js, subjects.UPLOAD_FINISHED, upload_finished(pid), msg_id=pid)
+        await until(lambda: attempts.get("p/flaky") == 3)
+        await asyncio.sleep(0.3)
+    letters = {d.stream_seq: d for d in await dead_letters(clean_js)}
+
+    assert attempts == {"p/permanent": 1, "p/flaky": 3}
+    assert letters[1].reason == "Dataset p/permanent is unknown to SciCat"
+    assert letters[1].detail == "404 Not Found"
+    assert letters[2].reason == "gave up after 3 deliveries"
+    assert letters[2].deliveries == 3
+    assert "ConnectionError: still down" in (letters[2].detail or "")
+
+
+async def test_a_repeated_msg_id_is_stored_once(clean_js: JetStreamContext) -> None:
+    """Publishing the same event twice inside the duplicate window is a no-op."""
+    await provision(clean_js)
+    event = upload_finished("p/dup")
+    first = await publish_event(clean_js, subjects.UPLOAD_FINISHED, event, msg_id=event.dedup_id())
+    second = await publish_event(clean_js, subjects.UPLOAD_FINISHED, event, msg_id=event.dedup_id())
+
+    assert first.duplicate is None
+    assert second.duplicate is True
+    assert second.seq == first.seq

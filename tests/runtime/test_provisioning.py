@@ -1,0 +1,63 @@
+"""Provisioning against a real nats-server: idempotent, and it reconciles drift."""
+
+from dataclasses import replace
+
+from nats.js import JetStreamContext
+from nats.js.api import RetentionPolicy
+
+from contracts import streams
+from runtime.provisioning import consumer_config, provision
+
+
+async def test_provisioning_twice_leaves_the_same_config(clean_js: JetStreamContext) -> None:
+    """A second run changes nothing and reports nothing."""
+    first = await provision(clean_js)
+    configs = {
+        c.durable: (await clean_js.consumer_info(c.stream, c.durable)).config
+        for c in streams.CONSUMERS
+    }
+    second = await provision(clean_js)
+
+    assert set(first.streams_created) == {"ARCHIVER", "MINIO", "DEADLETTERS"}
+    assert second.streams_created == second.streams_updated == ()
+    assert second.consumers_created == second.consumers_updated == ()
+    for c in streams.CONSUMERS:
+        assert (await clean_js.consumer_info(c.stream, c.durable)).config == configs[c.durable]
+
+
+async def test_streams_keep_history_for_replay(clean_js: JetStreamContext) -> None:
+    """Every stream uses limits retention, so acked events stay replayable."""
+    await provision(clean_js)
+    archiver = (await clean_js.stream_info("ARCHIVER")).config
+    assert archiver.retention == RetentionPolicy.LIMITS
+    assert archiver.max_age == 30 * 24 * 3600
+    assert archiver.duplicate_window == 1800
+
+
+async def test_a_drifted_consumer_is_put_back(clean_js: JetStreamContext) -> None:
+    """Someone raised max_deliver by hand; the next start restores the contract."""
+    await provision(clean_js)
+    spec = streams.VERIFIER_LTS_MOVED
+    await clean_js.add_consumer(spec.stream, consumer_config(replace(spec, max_deliver=99)))
+    assert (await clean_js.consumer_info(spec.stream, spec.durable)).config.max_deliver == 99
+
+    report = await provision(clean_js)
+
+    assert report.consumers_updated == (spec.durable,)
+    info = await clean_js.consumer_info(spec.stream, spec.durable)
+    assert info.config.max_deliver == 12
+    assert info.config.ack_wait == 30
+    assert info.config.filter_subject == "lts.moved"
+
+
+async def test_a_drifted_stream_is_put_back(clean_js: JetStreamContext) -> None:
+    """A stream whose max_age went to unlimited (FastStream's declare does that) is restored."""
+    await provision(clean_js)
+    config = (await clean_js.stream_info("ARCHIVER")).config
+    config.max_age = 0
+    await clean_js.update_stream(config)
+
+    report = await provision(clean_js)
+
+    assert report.streams_updated == ("ARCHIVER",)
+    assert (await clean_js.stream_info("ARCHIVER")).config.max_age == 30 * 24 * 3600
