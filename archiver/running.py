@@ -3,6 +3,8 @@
 import asyncio
 import enum
 import importlib
+import signal
+import sys
 
 
 class Service(enum.StrEnum):
@@ -39,7 +41,10 @@ def run_service(service: Service) -> None:
     if service is Service.gateway:
         import uvicorn
 
-        # uvicorn handles SIGTERM: stops accepting, finishes requests, runs the lifespan exit.
+        # uvicorn handles SIGTERM (stops accepting, finishes requests, runs the
+        # lifespan exit), then re-raises the signal to the handler it found: make
+        # that one a clean exit, so a graceful stop reports status 0.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         uvicorn.run(app, host=settings.host, port=settings.port, log_config=None)
     else:
         # FastStream handles SIGTERM/SIGINT: stops fetching, waits for the running

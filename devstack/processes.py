@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -74,7 +76,8 @@ class ManagedProcess:
             if not self.running():
                 msg = f"{self.name} exited during start-up:\n{self.log_tail()}"
                 raise StartupError(msg)
-            with contextlib.suppress(OSError):
+            # Refused connections are the normal answer while a server starts.
+            with contextlib.suppress(OSError, httpx.HTTPError):
                 if ready():
                     return
             time.sleep(0.05)

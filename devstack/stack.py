@@ -6,6 +6,7 @@ the five services; writes `stack.json`; watches every process and, if one dies,
 names it with its log tail and stops the rest.
 """
 
+import asyncio
 import json
 import secrets
 import signal
@@ -17,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nats
 
+from contracts.streams import CONSUMERS
 from devstack.natsserver import nats_server
 from devstack.processes import ManagedProcess, StartupError, free_port, port_open, tool_path
 from devstack.s3server import create_buckets, moto_ready, moto_server
@@ -159,6 +162,7 @@ class DevStack:
             "nats": {"url": self.nats_url},
             "lts": {"backend": self.lts_backend, "root": str(self.lts_root)},
             "logs": str(self.logs),
+            "pids": {name: process.pid for name, process in self.processes.items()},
         }
 
     # --- components -------------------------------------------------------
@@ -231,6 +235,10 @@ class DevStack:
         report: dict[str, str] = {}
         for name, process in self.processes.items():
             report[name] = "ok" if process.running() else f"exited ({process.popen.returncode})"  # type: ignore[union-attr]
+        if report.get("nats") == "ok":
+            for service, consuming in asyncio.run(self._services_consuming()).items():
+                if report.get(service) == "ok" and not consuming:
+                    report[service] = "running, but not pulling from its durable consumers"
         if report.get("gateway") == "ok":
             try:
                 response = httpx.get(f"{self.gateway_url}/health/readyz", timeout=5.0)
@@ -239,6 +247,25 @@ class DevStack:
             except httpx.HTTPError as exc:
                 report["gateway"] = f"unreachable: {exc}"
         return report
+
+    async def _services_consuming(self) -> dict[str, bool]:
+        """A bus service is healthy when each of its durables has a pull waiting."""
+        client = await nats.connect(self.nats_url, connect_timeout=2, max_reconnect_attempts=0)
+        try:
+            js = client.jetstream()
+            consuming: dict[str, bool] = {}
+            for spec in CONSUMERS:
+                deadline = time.monotonic() + 10
+                waiting = False
+                while not waiting and time.monotonic() < deadline:
+                    info = await js.consumer_info(spec.stream, spec.durable)
+                    waiting = info.num_waiting > 0
+                    if not waiting:
+                        await asyncio.sleep(0.1)
+                consuming[spec.service] = consuming.get(spec.service, True) and waiting
+            return consuming
+        finally:
+            await client.close()
 
     def first_dead(self) -> ManagedProcess | None:
         return next((p for p in self.processes.values() if not p.running()), None)
@@ -274,7 +301,7 @@ def run_dev_stack(state_dir: Path, *, ports: str, check_only: bool) -> int:
         return 1
     table = Table(title=f"archiver dev stack (up in {time.monotonic() - started:.1f} s)")
     for column in ("component", "health", "where", "log"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     where = {
         "nats": stack.nats_url,
         "s3": stack.s3_endpoint,

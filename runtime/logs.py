@@ -39,3 +39,5 @@ def configure_logging(settings: LogSettings, service: str) -> None:
     # FastStream logs two INFO lines per message; our handlers log outcomes instead.
     logging.getLogger("faststream").setLevel(logging.WARNING)
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # httpx logs every request at INFO; failures surface through our own lines.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -40,7 +40,8 @@ class ScicatSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SCICAT_", extra="ignore")
 
     url: AnyHttpUrl
-    """SciCat's API base, e.g. `https://scicat.example.org/api`."""
+    """SciCat's API base including `/api`, e.g. `https://scicat.example.org/api`;
+    clients request paths below it such as `/v3/Datasets`."""
     username: str
     password: SecretStr
     timeout_s: float = 30.0

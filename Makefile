@@ -1,0 +1,49 @@
+# Two commands matter: `make demo` and `make test`. Both build .venv on first use.
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTHON ?= python3
+
+.PHONY: install lint format test test-chaos test-all demo dev bench subjects-doc clean
+
+# Reinstalls only when the dependency list or the lock changes.
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c requirements.lock -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: lint
+	$(BIN)/pytest
+
+# Crash and outage suite (kills processes, restarts servers).
+test-chaos: $(STAMP)
+	$(BIN)/pytest -m chaos
+
+test-all: test test-chaos
+
+demo: $(STAMP)
+	$(BIN)/python -m devstack.demo
+
+dev: $(STAMP)
+	$(BIN)/archiver dev
+
+bench: $(STAMP)
+	$(BIN)/python -m bench --write BENCHMARKS.md
+
+subjects-doc: $(STAMP)
+	$(BIN)/archiver subjects-doc --output docs/subjects.md
+
+clean:
+	rm -rf var/demo var/bench

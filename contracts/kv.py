@@ -1,0 +1,30 @@
+"""JetStream key-value buckets: who writes each, and how keys are spelled.
+
+KV keys allow only `[-/_=.a-zA-Z0-9]`; pids and job ids may hold other
+characters, so keys are the URL-safe base64 of the id (padding dropped).
+"""
+
+import base64
+from typing import Final
+
+UPLOAD_RESERVATIONS: Final = "upload_reservations"
+"""gateway: landing-zone space reserved per dataset upload (admission control)."""
+
+DATABLOCKS: Final = "datablocks"
+"""datablocker: per dataset, the `DatablocksCreated` event it packed (checksums for later steps)."""
+
+JOBS: Final = "jobs"
+"""gateway creates, the job's workers update (compare-and-set): per-job and per-dataset progress."""
+
+SCICAT_SYNC_APPLIED: Final = "scicat_sync_applied"
+"""scicat_sync: the newest `occurred_at` applied per SciCat target, so stale updates are skipped."""
+
+
+def id_key(identifier: str) -> str:
+    """A KV key for a pid or job id."""
+    return base64.urlsafe_b64encode(identifier.encode()).decode().rstrip("=")
+
+
+def key_id(key: str) -> str:
+    """The id a key was made from."""
+    return base64.urlsafe_b64decode(key + "=" * (-len(key) % 4)).decode()
