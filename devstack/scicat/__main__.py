@@ -1,0 +1,37 @@
+"""Run the stand-in: `python -m devstack.scicat --port P --state-dir D [...]`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import uvicorn
+
+from devstack.scicat.app import create_app
+from devstack.scicat.config import StandinConfig, load_accounts
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m devstack.scicat", description=__doc__)
+    parser.add_argument("--port", type=int, default=3000)
+    parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--job-config", type=Path, help="SciCat jobConfig YAML")
+    parser.add_argument("--accounts-file", type=Path, help="JSON: {user: {password,email,groups}}")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = _arguments()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    fields: dict[str, object] = {"port": args.port, "state_dir": args.state_dir}
+    if args.job_config:
+        fields["job_config_path"] = args.job_config
+    if args.accounts_file:
+        fields["accounts"] = load_accounts(args.accounts_file)
+    config = StandinConfig.model_validate(fields)
+    uvicorn.run(create_app(config), host="127.0.0.1", port=config.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""Job routes: `/api/v4/jobs` and the v3 `/api/v3/Jobs` shim."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import unquote
+
+from fastapi import APIRouter, Depends, Request
+
+from devstack.scicat.auth import Caller, require_caller
+from devstack.scicat.bodies import is_merge_patch, read_body
+from devstack.scicat.jobs import Jobs, job_v3_reply
+
+CallerDep = Annotated[Caller, Depends(require_caller)]
+
+
+def build_job_router(jobs: Jobs) -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/api/v4/jobs", status_code=201)
+    async def create_v4(request: Request, caller: CallerDep) -> dict[str, Any]:
+        return await jobs.create(caller, await read_body(request))
+
+    @router.get("/api/v4/jobs/{job_id}")
+    async def get_v4(job_id: str, caller: CallerDep) -> dict[str, Any]:
+        return jobs.readable(caller, unquote(job_id))
+
+    @router.patch("/api/v4/jobs/{job_id}")
+    async def patch_v4(job_id: str, request: Request, caller: CallerDep) -> dict[str, Any]:
+        body = await read_body(request)
+        return jobs.update(caller, unquote(job_id), body, merge_patch=is_merge_patch(request))
+
+    @router.post("/api/v3/jobs", status_code=201)
+    async def create_v3(request: Request, caller: CallerDep) -> dict[str, Any]:
+        v4_body = jobs.map_v3_create(caller, await read_body(request))
+        return job_v3_reply(await jobs.create(caller, v4_body))
+
+    @router.get("/api/v3/jobs/{job_id}")
+    async def get_v3(job_id: str, caller: CallerDep) -> dict[str, Any]:
+        return job_v3_reply(jobs.readable(caller, unquote(job_id)))
+
+    @router.patch("/api/v3/jobs/{job_id}")
+    async def patch_v3(job_id: str, request: Request, caller: CallerDep) -> dict[str, Any]:
+        v4_body = jobs.map_v3_update(unquote(job_id), await read_body(request))
+        updated = jobs.update(caller, unquote(job_id), v4_body, merge_patch=False)
+        return job_v3_reply(updated)
+
+    return router

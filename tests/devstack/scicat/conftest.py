@@ -1,0 +1,194 @@
+"""The SciCat stand-in under uvicorn on a free loopback port, plus a fake archiver.
+
+`standin` is session-scoped: one server for every test, each test creating its
+own datasets so they never interfere. The fake archiver is the target of the
+job config's `url` actions and records what SciCat posted to it.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI, Request, Response
+
+from devstack.scicat.app import create_app
+from devstack.scicat.config import StandinConfig
+from devstack.scicat.jobconfig import parse_job_config
+
+PASSWORDS = {
+    "admin": "2jf70TPNZsS",
+    "archiveManager": "aman",
+    "ingestor": "aman",
+    "user1": "a609316768619f154ef58db4d847b75e",
+    "user2": "f522d1d715970073a6413474ca0e0f63",
+}
+
+
+class ThreadedServer:
+    """uvicorn in a daemon thread on a socket we bound first (no port race)."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self.port: int = self._sock.getsockname()[1]
+        config = uvicorn.Config(app, log_level="warning", lifespan="on")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
+        )
+
+    def __enter__(self) -> ThreadedServer:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                msg = "uvicorn did not start within 10 s"
+                raise RuntimeError(msg)
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self._sock.close()
+
+
+@dataclass
+class FakeArchiver:
+    """Records every job POSTed by a url action; `/fail` answers 503."""
+
+    port: int = 0
+    received: list[dict[str, Any]] = field(default_factory=list)
+
+    def app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.post("/archiver/jobs", status_code=201)
+        async def accept(request: Request) -> dict[str, str]:
+            job = await request.json()
+            self.received.append({"headers": dict(request.headers), "job": job})
+            return {"uuid": job["id"], "name": f"job-{job['id']}"}
+
+        @app.post("/fail")
+        async def fail() -> Response:
+            return Response("archiver is down for maintenance", status_code=503)
+
+        return app
+
+
+def job_config_yaml(archiver_port: int, closed_port: int) -> str:
+    base = f"http://127.0.0.1:{archiver_port}"
+    validate = """
+        - actionType: validate
+          datasets:
+            "datasetlifecycle.{flag}":
+              const: true"""
+    url_action = """
+        - actionType: url
+          url: "{url}"
+          method: POST
+          headers:
+            Content-Type: application/json
+            Authorization: "Bearer ${{ARCHIVER_JOB_TOKEN}}"
+          body: "{{{{{{ jsonify job }}}}}}\""""
+
+    def job_type(name: str, flag: str, auth: str, url: str) -> str:
+        return f"""
+  - jobType: {name}
+    create:
+      auth: "{auth}"
+      actions:{validate.format(flag=flag)}{url_action.format(url=url)}
+    update:
+      auth: archivemanager"""
+
+    return "configVersion: test-v1\njobs:" + "".join(
+        [
+            job_type("archive", "archivable", "#datasetOwner", f"{base}/archiver/jobs"),
+            job_type("retrieve", "retrievable", "#datasetAccess", f"{base}/archiver/jobs"),
+            job_type("archive_rejected", "archivable", "#datasetOwner", f"{base}/fail"),
+            job_type(
+                "archive_unreachable",
+                "archivable",
+                "#datasetOwner",
+                f"http://127.0.0.1:{closed_port}/jobs",
+            ),
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class Standin:
+    url: str  # ends in /api
+    state_dir: Path
+    archiver: FakeArchiver
+
+    def login(self, username: str) -> str:
+        reply = httpx.post(
+            f"{self.url}/v3/auth/login",
+            json={"username": username, "password": PASSWORDS[username]},
+        )
+        reply.raise_for_status()
+        return reply.json()["access_token"]
+
+    def client(self, username: str | None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.login(username)}"} if username else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=10)
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standin]:
+    archiver = FakeArchiver()
+    with ThreadedServer(archiver.app()) as archiver_server:
+        archiver.port = archiver_server.port
+        job_config = parse_job_config(
+            job_config_yaml(archiver.port, closed_port()),
+            env={"ARCHIVER_JOB_TOKEN": "job-token-123"},
+        )
+        state_dir = tmp_path_factory.mktemp("scicat-state")
+        config = StandinConfig(state_dir=state_dir, job_config=job_config)
+        with ThreadedServer(create_app(config)) as server:
+            yield Standin(f"http://127.0.0.1:{server.port}/api", state_dir, archiver)
+
+
+def raw_dataset(owner_group: str = "group1", **overrides: Any) -> dict[str, Any]:
+    """A valid v3 raw dataset body, as the Go Ingestor sends it."""
+    body = {
+        "type": "raw",
+        "owner": "User One",
+        "ownerGroup": owner_group,
+        "accessGroups": [],
+        "contactEmail": "user1@example.org",
+        "sourceFolder": "/data/run42/",
+        "creationTime": "2024-05-01T12:00:00Z",
+        "datasetName": "run 42",
+        "principalInvestigator": "pi@example.org",
+        "creationLocation": "/PSI/SLS/TOMCAT",
+    }
+    body.update(overrides)
+    return body
+
+
+def create_dataset(client: httpx.Client, **overrides: Any) -> dict[str, Any]:
+    reply = client.post("/v3/Datasets", json=raw_dataset(**overrides))
+    assert reply.status_code == 201, reply.text
+    return reply.json()
+
+
+def encoded(pid: str) -> str:
+    return quote(pid, safe="")
