@@ -52,5 +52,19 @@ def subjects_doc(
         output.write_text(text)
 
 
+@app.command("config-doc")
+def config_doc(
+    output: Annotated[Path, typer.Option(help="Write here instead of stdout.")] = Path("-"),
+) -> None:
+    """Print (or write) the Markdown reference of every environment variable."""
+    from archiver.configuration import render_configuration_markdown
+
+    text = render_configuration_markdown()
+    if str(output) == "-":
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text)
+
+
 if __name__ == "__main__":
     app()

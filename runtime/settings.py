@@ -16,7 +16,9 @@ SECRETS_DIR = Path("/run/secrets")
 
 
 class NatsSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="NATS_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="NATS_", extra="ignore", use_attribute_docstrings=True
+    )
 
     url: str = "nats://127.0.0.1:4222"
     """Comma-separated server URLs of the NATS cluster."""
@@ -25,7 +27,9 @@ class NatsSettings(BaseSettings):
 
 
 class S3Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="S3_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="S3_", extra="ignore", use_attribute_docstrings=True
+    )
 
     endpoint: AnyHttpUrl
     access_key: SecretStr
@@ -37,7 +41,9 @@ class S3Settings(BaseSettings):
 
 
 class ScicatSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SCICAT_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="SCICAT_", extra="ignore", use_attribute_docstrings=True
+    )
 
     url: AnyHttpUrl
     """SciCat's API base including `/api`, e.g. `https://scicat.example.org/api`;
@@ -48,7 +54,9 @@ class ScicatSettings(BaseSettings):
 
 
 class LtsSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LTS_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="LTS_", extra="ignore", use_attribute_docstrings=True
+    )
 
     backend: Literal["posix", "s3"] = "posix"
     root: Path | None = None
@@ -60,7 +68,9 @@ class LtsSettings(BaseSettings):
 
 
 class LogSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LOG_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="LOG_", extra="ignore", use_attribute_docstrings=True
+    )
 
     format: Literal["auto", "json", "console"] = "auto"
     """auto: console in a terminal, JSON otherwise."""
