@@ -149,6 +149,21 @@ class LtsVerified(Event):
         return f"lts.verified:{self.job_id}:{self.archive_id}:{self.attempt}"
 
 
+class DatasetArchived(Event):
+    """`dataset.archived`: every datablock of a dataset is verified in LTS.
+
+    The datablocker then removes the dataset's landing-zone objects and its
+    archival-bucket datablocks.
+    """
+
+    pid: Pid
+    job_id: JobId
+    archive_ids: tuple[ArchiveId, ...] = Field(min_length=1)
+
+    def dedup_id(self) -> str:
+        return f"dataset.archived:{self.job_id}:{self.pid}"
+
+
 class DatasetLifecycleChanged(Event):
     """`dataset.lifecycle`: fields to merge into a dataset's SciCat lifecycle."""
 
@@ -240,6 +255,7 @@ EVENT_OF_SUBJECT: dict[str, type[BaseModel]] = {
     subjects.JOB_REQUESTED_RETRIEVE: JobRequested,
     subjects.LTS_MOVED: LtsMoved,
     subjects.LTS_VERIFIED: LtsVerified,
+    subjects.DATASET_ARCHIVED: DatasetArchived,
     subjects.DATASET_LIFECYCLE: DatasetLifecycleChanged,
     subjects.JOB_STATUS: JobStatusChanged,
     subjects.MINIO_EVENTS: MinioNotification,

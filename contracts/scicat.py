@@ -47,8 +47,12 @@ class LifecyclePatch(BaseModel):
     retrieve_integrity_check: bool | None = Field(None, alias="retrieveIntegrityCheck")
 
     def to_scicat(self) -> dict[str, object]:
-        """The JSON body for `PATCH /Datasets/{pid}/datasetlifecycle`."""
-        return self.model_dump(mode="json", exclude_unset=True, by_alias=True)
+        """The JSON body for `PATCH /Datasets/{pid}/datasetlifecycle`.
+
+        Nones are dropped too: after a trip over the bus every field counts as
+        set, and a null must never overwrite a SciCat value.
+        """
+        return self.model_dump(mode="json", exclude_unset=True, exclude_none=True, by_alias=True)
 
 
 class DataFilePayload(BaseModel):

@@ -76,6 +76,7 @@ ARCHIVER: Final = StreamSpec(
         subjects.JOB_REQUESTED_ALL,
         subjects.LTS_MOVED,
         subjects.LTS_VERIFIED,
+        subjects.DATASET_ARCHIVED,
         subjects.DATASET_LIFECYCLE,
         subjects.JOB_STATUS,
     ),
@@ -170,6 +171,11 @@ VERIFIER_LTS_MOVED: Final = _consumer(
     subjects.LTS_MOVED,
     description="Re-reads a moved datablock and checks every checksum.",
 )
+LTSMOVER_LTS_VERIFIED: Final = _consumer(
+    "ltsmover",
+    subjects.LTS_VERIFIED,
+    description="Marks datablocks verified, re-copies failed ones, decides datasets and jobs.",
+)
 SCICAT_SYNC_DATABLOCKS_CREATED: Final = _consumer(
     "scicat_sync",
     subjects.DATABLOCKS_CREATED,
@@ -185,15 +191,22 @@ SCICAT_SYNC_JOB_STATUS: Final = _consumer(
     subjects.JOB_STATUS,
     description="Writes job status (v3 or v4) to SciCat.",
 )
+SCICAT_SYNC_PACKING_FAILED: Final = _consumer(
+    "scicat_sync",
+    subjects.DATASET_PACKING_FAILED,
+    description="Tells SciCat why a dataset could not be packed (it stays archivable).",
+)
 
 CONSUMERS: Final = (
     GATEWAY_MINIO_EVENTS,
     DATABLOCKER_UPLOAD_FINISHED,
     LTSMOVER_JOB_REQUESTED,
     VERIFIER_LTS_MOVED,
+    LTSMOVER_LTS_VERIFIED,
     SCICAT_SYNC_DATABLOCKS_CREATED,
     SCICAT_SYNC_DATASET_LIFECYCLE,
     SCICAT_SYNC_JOB_STATUS,
+    SCICAT_SYNC_PACKING_FAILED,
 )
 
 

@@ -36,6 +36,9 @@ LTS_MOVED: Final = "lts.moved"
 LTS_VERIFIED: Final = "lts.verified"
 """A datablock copy was re-read and its checksums compared: ok or failed, with the reason."""
 
+DATASET_ARCHIVED: Final = "dataset.archived"
+"""Every datablock of a dataset is verified in LTS; its landing-zone and archival copies may go."""
+
 # Outcomes and SciCat updates
 DATASET_LIFECYCLE: Final = "dataset.lifecycle"
 """A change to a dataset's SciCat lifecycle, applied by scicat_sync through the merge route."""

@@ -38,9 +38,13 @@ def create_broker(settings: NatsSettings, name: str) -> NatsBroker:
 
 
 def durable_subscriber(
-    broker: NatsBroker, spec: ConsumerSpec
+    broker: NatsBroker, spec: ConsumerSpec, *, max_workers: int = 1
 ) -> Callable[[Callable[..., Awaitable[None]]], Any]:
-    """Decorator binding a handler to the provisioned durable consumer of `spec`."""
+    """Decorator binding a handler to the provisioned durable consumer of `spec`.
+
+    `max_workers` > 1 runs that many handlers at once (FastStream then buffers
+    up to `max_workers` fetched messages that wait for a free worker).
+    """
     return broker.subscriber(
         spec.filter_subject,
         stream=JStream(spec.stream, declare=False),
@@ -49,6 +53,7 @@ def durable_subscriber(
         # instances of one service then share messages one by one.
         pull_sub=PullSub(batch_size=1, timeout=5.0),
         ack_policy=AckPolicy.MANUAL,
+        max_workers=max_workers,
     )
 
 

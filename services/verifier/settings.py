@@ -5,7 +5,9 @@ from runtime.settings import LogSettings, LtsSettings, NatsSettings, S3Settings
 
 
 class VerifierSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="VERIFIER_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="VERIFIER_", extra="ignore", use_attribute_docstrings=True
+    )
 
     recall_poll_s: float = Field(10.0, gt=0)
     """How often an unreadable (tape-offline, not yet restored) copy is tried again."""

@@ -30,7 +30,7 @@ def test_naive_timestamps_are_rejected() -> None:
     """Ordering across services relies on aware timestamps."""
     with pytest.raises(ValidationError):
         UploadFinished(
-            occurred_at=datetime(2026, 1, 1),  # noqa: DTZ001
+            occurred_at=datetime(2026, 1, 1),
             pid="p/1",
             owner_group="g",
             create_archiving_job=False,
@@ -62,5 +62,17 @@ def test_a_lifecycle_patch_sends_only_what_was_set() -> None:
 
 def test_kv_keys_round_trip_pids_with_slashes() -> None:
     key = id_key("20.500.11935/0b6f-41")
-    assert "/" not in key and "=" not in key
+    assert "/" not in key
+    assert "=" not in key
     assert key_id(key) == "20.500.11935/0b6f-41"
+
+
+def test_a_lifecycle_patch_survives_the_bus_without_nulls() -> None:
+    """Decoded from JSON every field counts as set; nulls still never reach SciCat."""
+    from contracts.events import DatasetLifecycleChanged
+
+    event = DatasetLifecycleChanged(
+        occurred_at=NOW, pid="p/1", lifecycle=LifecyclePatch(archivable=True)
+    )
+    decoded = DatasetLifecycleChanged.model_validate_json(event.model_dump_json(by_alias=True))
+    assert decoded.lifecycle.to_scicat() == {"archivable": True}

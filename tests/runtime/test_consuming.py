@@ -170,7 +170,9 @@ async def test_permanent_errors_and_exhausted_retries_are_dead_lettered(
 
     async with consuming(nats_server_process.url, handle):
         for pid in ("p/permanent", "p/flaky"):
-            await publish_event(clean_js, subjects.UPLOAD_FINISHED, upload_finished(pid), msg_id=pid)
+            await publish_event(
+                clean_js, subjects.UPLOAD_FINISHED, upload_finished(pid), msg_id=pid
+            )
         await until(lambda: attempts.get("p/flaky") == 3)
         await asyncio.sleep(0.3)
     letters = {d.stream_seq: d for d in await dead_letters(clean_js)}

@@ -1,0 +1,97 @@
+"""The job-state record kept in NATS KV `contracts.kv.JOBS`, keyed by `kv.id_key(job_id)`.
+
+The gateway creates it when SciCat submits a job (`JobRecord.submitted`); the
+job's workers update it with compare-and-set (`kv.update(key, value, last=rev)`,
+re-read and retry on conflict), so two handlers never overwrite each other.
+`GET /archiver/jobs/{id}` returns it. Timestamps recorded at a transition are
+re-used when that transition's events are published again after a crash, so
+the repeat carries the same dedup id and is stored once.
+"""
+
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NonNegativeInt
+
+from contracts.events import ArchiveId, JobId, JobRequested, Pid
+from contracts.scicat import FINAL_JOB_STATUS_CODES, JobStatusCode
+
+DatablockState = Literal["pending", "copying", "moved", "verified", "failed"]
+"""`copying`: being written to LTS; `moved`: written, the verifier is checking it."""
+
+DatasetState = Literal["pending", "inProgress", "waitingForSpace", "succeeded", "failed"]
+
+
+class DatablockProgress(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    archive_id: ArchiveId
+    packed_size: NonNegativeInt
+    state: DatablockState = "pending"
+    attempt: NonNegativeInt = 0
+    """The copy attempt the state refers to (0 first; +1 per re-copy after a failed check)."""
+    copied: bool = False
+    """This job wrote the LTS copy (False: an earlier job's copy was found and re-verified)."""
+    reason: str | None = None
+    """Why the last verification failed."""
+
+
+class DatasetProgress(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pid: Pid
+    state: DatasetState = "pending"
+    message: str | None = None
+    """What the dataset is doing or waiting for, for a person (e.g. the free-space wait)."""
+    error_kind: Literal["user", "system"] | None = None
+    error: str | None = None
+    datablocks: dict[str, DatablockProgress] = Field(default_factory=dict)
+    """By archive id; empty until the dataset's datablocks were looked up."""
+    started_at: AwareDatetime | None = None
+    decided_at: AwareDatetime | None = None
+
+    @property
+    def decided(self) -> bool:
+        return self.state in ("succeeded", "failed")
+
+    @property
+    def bytes_total(self) -> int:
+        return sum(b.packed_size for b in self.datablocks.values())
+
+    @property
+    def bytes_done(self) -> int:
+        return sum(b.packed_size for b in self.datablocks.values() if b.state == "verified")
+
+
+class JobRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = 1
+    job_id: JobId
+    job_type: Literal["archive", "retrieve"]
+    scicat_api: Literal["v3", "v4"]
+    status: JobStatusCode = "jobSubmitted"
+    status_message: str = "Job submitted"
+    datasets: dict[str, DatasetProgress]
+    """By pid, in the job's order."""
+    created_at: AwareDatetime
+    started_at: AwareDatetime | None = None
+    finished_at: AwareDatetime | None = None
+
+    @classmethod
+    def submitted(cls, job: JobRequested) -> "JobRecord":
+        """The record of a job that was just requested."""
+        return cls(
+            job_id=job.job_id,
+            job_type=job.job_type,
+            scicat_api=job.scicat_api,
+            datasets={d.pid: DatasetProgress(pid=d.pid) for d in job.datasets},
+            created_at=job.occurred_at,
+        )
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINAL_JOB_STATUS_CODES
+
+    @property
+    def all_decided(self) -> bool:
+        return all(d.decided for d in self.datasets.values())

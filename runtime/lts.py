@@ -1,0 +1,380 @@
+"""Long-term storage backends: a POSIX share in front of tape, or a cold S3 bucket.
+
+Both store a datablock under its `archive_id` (a relative path below the LTS
+root, or the object key). The API is synchronous and streams in bounded chunks:
+callers run it in a worker thread (`asyncio.to_thread`).
+
+A copy that exists but cannot be read yet is reported as `LtsNotReadable`:
+on tape, a read that fails (EAGAIN, EBUSY, ETIMEDOUT, ...) while the file is
+being recalled; in a cold bucket, an object whose restore has not finished.
+`prepare_read` starts the recall or restore; callers poll it with a bounded wait.
+"""
+
+import base64
+import contextlib
+import errno
+import hashlib
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO, Protocol
+
+from minio import Minio
+from minio.error import InvalidResponseError, S3Error
+
+from runtime.settings import LtsSettings
+
+CHUNK_BYTES = 8 * 1024**2
+S3_PART_BYTES = 16 * 1024**2
+
+# Errors a hierarchical storage manager gives while a file is on tape, not on disk.
+_RECALL_ERRNOS = frozenset(
+    {errno.EAGAIN, errno.EWOULDBLOCK, errno.EBUSY, errno.ETIMEDOUT, errno.EINPROGRESS}
+    | {getattr(errno, "ENOMEDIUM", errno.EAGAIN), getattr(errno, "ENODATA", errno.EAGAIN)}
+)
+
+
+class LtsError(Exception):
+    """Base of the LTS backends' errors."""
+
+
+class LtsPathError(LtsError, ValueError):
+    """An archive id that would leave the LTS root (`..`, absolute, NUL, a symlink out)."""
+
+
+class LtsNotFound(LtsError):
+    """There is no copy under this archive id."""
+
+
+class LtsNotReadable(LtsError):
+    """The copy exists but cannot be read yet (tape recall, cold restore pending)."""
+
+
+class LtsWriteError(LtsError):
+    """The source ended before (or after) the expected number of bytes; nothing was kept."""
+
+
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class LtsBackend(Protocol):
+    kind: str
+
+    def location(self, archive_id: str) -> str:
+        """Where the copy of `archive_id` lives, for people and events."""
+        ...
+
+    def write(self, archive_id: str, source: Readable, size: int) -> None:
+        """Store exactly `size` bytes read from `source`, atomically: all or nothing."""
+        ...
+
+    def open_read(self, archive_id: str) -> contextlib.AbstractContextManager[Readable]:
+        """A stream of the copy; `LtsNotFound` or `LtsNotReadable` if it cannot be read now."""
+        ...
+
+    def prepare_read(self, archive_id: str) -> None:
+        """Start a recall or restore if needed; `LtsNotReadable` while it is not done."""
+        ...
+
+    def size(self, archive_id: str) -> int | None:
+        """The copy's size without reading it (no recall), or None if there is none."""
+        ...
+
+    def delete(self, archive_id: str) -> None:
+        """Remove the copy; an absent copy is fine."""
+        ...
+
+    def free_fraction(self) -> float | None:
+        """Free share of the storage (0..1), or None where space is not ours to watch."""
+        ...
+
+
+def checked_archive_id(archive_id: str) -> PurePosixPath:
+    """The archive id as a relative path, refusing anything that could leave the root."""
+    if not archive_id or "\x00" in archive_id:
+        msg = f"archive id {archive_id!r} is empty or holds a NUL byte"
+        raise LtsPathError(msg)
+    path = PurePosixPath(archive_id)
+    if path.is_absolute() or archive_id.startswith("\\") or ".." in path.parts:
+        msg = f"archive id {archive_id!r} is absolute or climbs out of the LTS root"
+        raise LtsPathError(msg)
+    if path.parts in ((), (".",)):
+        msg = f"archive id {archive_id!r} names no file"
+        raise LtsPathError(msg)
+    return path
+
+
+def is_recall_error(exc: OSError) -> bool:
+    """Whether an OSError means 'on tape, try again later' rather than a broken copy."""
+    return isinstance(exc, BlockingIOError | TimeoutError) or exc.errno in _RECALL_ERRNOS
+
+
+def _open_binary(path: Path) -> BinaryIO:
+    return path.open("rb")
+
+
+def _statvfs_free_fraction(root: Path) -> float:
+    stats = os.statvfs(root)
+    return stats.f_bavail / stats.f_blocks if stats.f_blocks else 0.0
+
+
+class PosixLts:
+    """An LTS share mounted as a directory (NFS in front of tape)."""
+
+    kind = "posix"
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        opener: Callable[[Path], BinaryIO] = _open_binary,
+        free_fraction_reader: Callable[[], float] | None = None,
+    ) -> None:
+        self.root = root.resolve()
+        self._opener = opener
+        self._free_fraction_reader = free_fraction_reader or (
+            lambda: _statvfs_free_fraction(self.root)
+        )
+
+    def path_of(self, archive_id: str) -> Path:
+        path = (self.root / checked_archive_id(archive_id)).resolve()
+        if not path.is_relative_to(self.root) or path == self.root:
+            msg = f"archive id {archive_id!r} resolves outside the LTS root"
+            raise LtsPathError(msg)
+        return path
+
+    def location(self, archive_id: str) -> str:
+        return str(self.path_of(archive_id))
+
+    def write(self, archive_id: str, source: Readable, size: int) -> None:
+        path = self.path_of(archive_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            written = 0
+            with os.fdopen(fd, "wb", closefd=True) as out:
+                while chunk := source.read(CHUNK_BYTES):
+                    written += len(chunk)
+                    if written > size:
+                        break
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            if written != size:
+                msg = f"{archive_id}: expected {size} bytes from the source, got {written}"
+                raise LtsWriteError(msg)
+            os.replace(temp, path)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(path.parent)
+
+    @contextlib.contextmanager
+    def open_read(self, archive_id: str) -> Iterator[Readable]:
+        path = self.path_of(archive_id)
+        try:
+            handle = self._opener(path)
+        except FileNotFoundError as exc:
+            msg = f"{archive_id}: no copy at {path}"
+            raise LtsNotFound(msg) from exc
+        except OSError as exc:
+            if is_recall_error(exc):
+                msg = f"{archive_id}: not readable yet ({exc})"
+                raise LtsNotReadable(msg) from exc
+            raise
+        with handle:
+            yield handle
+
+    def prepare_read(self, archive_id: str) -> None:
+        # Reading the first byte is what makes a hierarchical storage manager recall a file.
+        with self.open_read(archive_id) as handle:
+            try:
+                handle.read(1)
+            except OSError as exc:
+                if is_recall_error(exc):
+                    msg = f"{archive_id}: not readable yet ({exc})"
+                    raise LtsNotReadable(msg) from exc
+                raise
+
+    def size(self, archive_id: str) -> int | None:
+        try:
+            return self.path_of(archive_id).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def delete(self, archive_id: str) -> None:
+        path = self.path_of(archive_id)
+        path.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            _fsync_dir(path.parent)
+
+    def free_fraction(self) -> float | None:
+        return self._free_fraction_reader()
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_RESTORE_REQUEST = (
+    b'<RestoreRequest xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Days>7</Days>'
+    b"<GlacierJobParameters><Tier>Standard</Tier></GlacierJobParameters></RestoreRequest>"
+)
+
+
+class _ObjectStream:
+    """A GET response read in chunks, its connection released on close."""
+
+    def __init__(self, response: object) -> None:
+        self._response = response
+
+    def read(self, size: int = -1, /) -> bytes:
+        return self._response.read(None if size < 0 else size)  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self._response.close()  # type: ignore[attr-defined]
+        self._response.release_conn()  # type: ignore[attr-defined]
+
+
+class S3ColdLts:
+    """An LTS bucket whose objects are written with a cold storage class (e.g. GLACIER)."""
+
+    kind = "s3"
+
+    def __init__(self, client: Minio, bucket: str, storage_class: str = "GLACIER") -> None:
+        self.client = client
+        self.bucket = bucket
+        self.storage_class = storage_class
+
+    def location(self, archive_id: str) -> str:
+        return f"s3://{self.bucket}/{checked_archive_id(archive_id)}"
+
+    def write(self, archive_id: str, source: Readable, size: int) -> None:
+        key = str(checked_archive_id(archive_id))
+        counted = _CountingReader(source)
+        # A multipart upload becomes visible only when completed: all or nothing.
+        try:
+            self.client.put_object(
+                self.bucket,
+                key,
+                counted,  # type: ignore[arg-type]
+                length=size,
+                part_size=S3_PART_BYTES,
+                num_parallel_uploads=1,
+                metadata={"x-amz-storage-class": self.storage_class},
+            )
+        except OSError as exc:  # minio-py: "stream having not enough data"
+            if counted.count >= size:
+                raise
+            msg = f"{archive_id}: expected {size} bytes from the source, got {counted.count}"
+            raise LtsWriteError(msg) from exc
+        if counted.count != size or counted.read(1):
+            self.client.remove_object(self.bucket, key)
+            msg = f"{archive_id}: the source does not hold the expected {size} bytes"
+            raise LtsWriteError(msg)
+
+    @contextlib.contextmanager
+    def open_read(self, archive_id: str) -> Iterator[Readable]:
+        key = str(checked_archive_id(archive_id))
+        try:
+            response = self.client.get_object(self.bucket, key)
+        except S3Error as exc:
+            raise _mapped(archive_id, exc) from exc
+        stream = _ObjectStream(response)
+        try:
+            yield stream
+        finally:
+            stream.close()
+
+    def prepare_read(self, archive_id: str) -> None:
+        key = str(checked_archive_id(archive_id))
+        try:
+            response = self.client.get_object(self.bucket, key, offset=0, length=1)
+        except S3Error as exc:
+            if exc.code != "InvalidObjectState":
+                raise _mapped(archive_id, exc) from exc
+            self._request_restore(key)
+            msg = f"{archive_id}: restore from {self.storage_class} requested, not done yet"
+            raise LtsNotReadable(msg) from exc
+        response.close()
+        response.release_conn()
+
+    def _request_restore(self, key: str) -> None:
+        # minio-py has no RestoreObject call; this is its signed request path.
+        # S3 answers 202 (restore started, empty body), 200 (already restored) or
+        # 409 RestoreAlreadyInProgress.
+        md5 = hashlib.md5(_RESTORE_REQUEST, usedforsecurity=False).digest()
+        headers = {"Content-MD5": _b64(md5), "Content-Type": "application/xml"}
+        try:
+            self.client._execute(
+                "POST",
+                self.bucket,
+                key,
+                body=_RESTORE_REQUEST,
+                headers=headers,
+                query_params={"restore": ""},
+            )
+        except InvalidResponseError as exc:
+            if getattr(exc, "_code", None) != 202:
+                raise
+        except S3Error as exc:
+            if exc.code != "RestoreAlreadyInProgress":
+                raise
+
+    def size(self, archive_id: str) -> int | None:
+        try:
+            stat = self.client.stat_object(self.bucket, str(checked_archive_id(archive_id)))
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
+                return None
+            raise
+        return stat.size
+
+    def delete(self, archive_id: str) -> None:
+        self.client.remove_object(self.bucket, str(checked_archive_id(archive_id)))
+
+    def free_fraction(self) -> float | None:
+        return None
+
+
+class _CountingReader:
+    def __init__(self, source: Readable) -> None:
+        self._source = source
+        self.count = 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        chunk = self._source.read(size)
+        self.count += len(chunk)
+        return chunk
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _mapped(archive_id: str, exc: S3Error) -> Exception:
+    if exc.code == "InvalidObjectState":
+        return LtsNotReadable(f"{archive_id}: in cold storage, not restored yet")
+    if exc.code in ("NoSuchKey", "NoSuchObject"):
+        return LtsNotFound(f"{archive_id}: no copy in the LTS bucket")
+    return exc
+
+
+def create_lts(settings: LtsSettings, s3: Minio | None) -> LtsBackend:
+    """The backend the settings name."""
+    if settings.backend == "posix":
+        if settings.root is None:
+            msg = "LTS_ROOT must be set for the posix LTS backend"
+            raise ValueError(msg)
+        return PosixLts(settings.root)
+    if s3 is None:
+        msg = "the s3 LTS backend needs an S3 client"
+        raise ValueError(msg)
+    return S3ColdLts(s3, settings.bucket, settings.storage_class)
