@@ -5,42 +5,124 @@ notification consumer) starts and stops with the FastAPI lifespan.
 """
 
 import asyncio
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import structlog
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from faststream.nats import NatsMessage
 
-from contracts import streams
-from contracts.events import MinioNotification
+from contracts import streams, subjects
+from contracts.events import MinioNotification, UploadFinished
 from runtime.broker import Bus, create_broker, durable_subscriber
+from runtime.bus import CORRELATION_HEADER, publish_event
 from runtime.objectstore import s3_client
+from services.gateway import notifications
+from services.gateway.admission import Admission, open_reservations
+from services.gateway.catalog import Catalog, DatasetOwner, Identity, TtlCache
+from services.gateway.errors import GatewayError, NotAuthenticated
 from services.gateway.health import check_readiness
+from services.gateway.landing import LandingZone
 from services.gateway.settings import GatewaySettings
+from services.gateway.tokens import TokenIssuer
+from services.gateway.upload_routes import build_upload_router
+from services.gateway.uploads import Uploads
 
 log = structlog.get_logger(__name__)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
     broker = create_broker(settings.nats, "gateway")
     bus = Bus(broker, settings.nats)
     s3 = s3_client(settings.s3)
+    signer = (
+        s3_client(settings.s3.model_copy(update={"endpoint": settings.presign_endpoint}))
+        if settings.presign_endpoint
+        else s3
+    )
+    # SciCat's API base ends in /api; paths below are relative to it ("v3/...").
+    scicat_http = httpx.AsyncClient(
+        base_url=str(settings.scicat.url).rstrip("/") + "/", timeout=settings.scicat.timeout_s
+    )
+    catalog = Catalog(
+        scicat_http,
+        username=settings.scicat.username,
+        password=settings.scicat.password.get_secret_value(),
+        identity_cache=TtlCache[Identity](settings.identity_cache_s),
+        dataset_cache=TtlCache[DatasetOwner](settings.dataset_cache_s),
+    )
+    issuer = TokenIssuer(
+        settings.token_secret.get_secret_value(),
+        access_ttl=timedelta(seconds=settings.access_token_ttl_s),
+        refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_s),
+        session_max=timedelta(seconds=settings.session_max_s),
+    )
+    landing = LandingZone(
+        s3, signer, settings.s3.landing_bucket, timedelta(seconds=settings.presigned_url_expiry_s)
+    )
+    admission = Admission(
+        settings.landing_capacity_bytes, timedelta(seconds=settings.reservation_ttl_s)
+    )
+
+    async def publish_upload_finished(event: UploadFinished) -> None:
+        ack = await publish_event(
+            bus.js,
+            subjects.UPLOAD_FINISHED,
+            event,
+            msg_id=event.dedup_id(),
+            correlation_id=event.correlation_id,
+        )
+        log.info(
+            "upload.finished_published",
+            dataset=event.pid,
+            source=event.source,
+            seq=ack.seq,
+            duplicate=bool(ack.duplicate),
+        )
+
+    uploads = Uploads(
+        catalog=catalog,
+        admission=admission,
+        landing=landing,
+        publish=publish_upload_finished,
+        clock=_now,
+    )
 
     @durable_subscriber(broker, streams.GATEWAY_MINIO_EVENTS)
     async def on_minio_event(msg: NatsMessage) -> None:
+        correlation_id = (msg.headers or {}).get(CORRELATION_HEADER)
+
         async def handle(event: MinioNotification) -> None:
-            log.info("minio.event_received", event_name=event.EventName, key=event.Key)
+            pids = notifications.finished_pids(
+                event, settings.s3.landing_bucket, settings.completion_marker
+            )
+            for pid in pids:
+                with structlog.contextvars.bound_contextvars(dataset=pid):
+                    finished = await notifications.upload_finished_by_marker(
+                        pid,
+                        catalog,
+                        create_archiving_job=settings.marker_creates_archiving_job,
+                        clock=_now,
+                        correlation_id=correlation_id or str(uuid.uuid4()),
+                    )
+                    await publish_upload_finished(finished)
+                    await admission.release(pid, _now())
 
         await bus.settle(streams.GATEWAY_MINIO_EVENTS, msg, MinioNotification, handle)
-
-    scicat_http = httpx.AsyncClient(base_url=str(settings.scicat.url), timeout=10.0)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await bus.start()
+        store = await open_reservations(bus.js, replicas=settings.nats.stream_replicas)
+        admission.attach(store)
         await broker.start()
         try:
             yield
@@ -55,7 +137,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         await asyncio.to_thread(s3.bucket_exists, settings.s3.landing_bucket)
 
     async def scicat_probe() -> None:
-        response = await scicat_http.get("/api/v3/health")
+        response = await scicat_http.get("v3/health")
         response.raise_for_status()
 
     health = APIRouter(prefix="/health", tags=["health"])
@@ -85,6 +167,53 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     api = APIRouter(prefix=settings.root_path)
     api.include_router(health)
+    api.include_router(
+        build_upload_router(
+            uploads=uploads,
+            catalog=catalog,
+            issuer=issuer,
+            ingestor_groups=settings.ingestor_groups,
+            clock=_now,
+        )
+    )
+    # The SciCat job endpoint (POST /archiver/jobs) is a separate router, added here.
     app = FastAPI(title="archiver gateway", lifespan=lifespan)
     app.include_router(api)
+    install_error_handlers(app)
+    install_correlation_ids(app)
     return app
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Domain errors -> their status and a `detail` sentence; never an internal message."""
+
+    @app.exception_handler(GatewayError)
+    async def on_gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, NotAuthenticated) else None
+        if exc.status_code == 422:
+            # FastAPI's validation shape: the Ingestor reads detail[].msg on a 422.
+            body: dict = {"detail": [{"loc": ["body"], "msg": exc.detail, "type": "value_error"}]}
+        else:
+            body = {"detail": exc.detail, **exc.extra}
+            if exc.status_code == 507:
+                body["message"] = exc.detail  # the reference's UploadRequestUnsuccessfulResp
+        log.info(
+            "request.refused", status=exc.status_code, detail=exc.detail, path=request.url.path
+        )
+        return JSONResponse(body, status_code=exc.status_code, headers=headers)
+
+
+def install_correlation_ids(app: FastAPI) -> None:
+    """Accept or create `X-Correlation-ID`, bind it to log lines, echo it back."""
+
+    @app.middleware("http")
+    async def correlate(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        given = request.headers.get(CORRELATION_HEADER, "")
+        correlation_id = given if 0 < len(given) <= 128 and given.isprintable() else None
+        request.state.correlation_id = correlation_id or str(uuid.uuid4())
+        with structlog.contextvars.bound_contextvars(correlation_id=request.state.correlation_id):
+            response = await call_next(request)
+        response.headers[CORRELATION_HEADER] = request.state.correlation_id
+        return response

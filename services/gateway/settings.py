@@ -1,4 +1,4 @@
-from pydantic import Field, SecretStr
+from pydantic import AnyHttpUrl, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from runtime.settings import LogSettings, NatsSettings, S3Settings, ScicatSettings
@@ -7,7 +7,9 @@ GiB = 1024**3
 
 
 class GatewaySettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="GATEWAY_", extra="ignore", use_attribute_docstrings=True
+    )
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
@@ -29,6 +31,24 @@ class GatewaySettings(BaseSettings):
     presigned_url_expiry_s: int = Field(3600, gt=0, le=7 * 24 * 3600)
     completion_marker: str = ".archiver-upload-complete"
     """Object name (below raw_files/) whose creation announces a finished upload."""
+    marker_creates_archiving_job: bool = False
+    """`create_archiving_job` of an upload announced by the completion marker alone
+    (a notification carries no flags; a finalize call inside the duplicate window
+    after the marker does not change it)."""
+    presign_endpoint: AnyHttpUrl | None = None
+    """S3 endpoint clients reach, when it differs from `s3.endpoint` (the host is signed)."""
+
+    access_token_ttl_s: int = Field(900, gt=0)
+    """Lifetime of an upload access token; the client refreshes it."""
+    refresh_token_ttl_s: int = Field(8 * 3600, gt=0)
+    session_max_s: int = Field(7 * 24 * 3600, gt=0)
+    """Refreshing never extends a session past this age; then the user logs in again."""
+    identity_cache_s: float = Field(60.0, ge=0)
+    """How long a SciCat token's identity (access groups) is reused."""
+    dataset_cache_s: float = Field(60.0, ge=0)
+    """How long a dataset's owner (read with the service account) is reused."""
+    reservation_ttl_s: int = Field(7 * 24 * 3600, gt=0)
+    """An upload reservation not finalized or aborted by then stops counting."""
 
     nats: NatsSettings = Field(default_factory=NatsSettings)
     s3: S3Settings = Field(default_factory=S3Settings)  # type: ignore[arg-type]

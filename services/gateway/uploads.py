@@ -1,0 +1,192 @@
+"""The upload API's logic: who may upload what, admission, presigning, finalizing.
+
+No FastAPI or FastStream here: collaborators come in as arguments (SciCat
+reads, the reservation ledger, the landing zone, a publish function, a clock).
+"""
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+
+from contracts.events import UploadFinished
+from services.gateway.admission import Admission, reservation_bytes
+from services.gateway.catalog import Catalog, DatasetOwner
+from services.gateway.errors import Conflict, Forbidden, InsufficientStorage, InvalidRequest
+from services.gateway.landing import Completed, LandingZone, UploadedPart, composite_sha256
+from services.gateway.objectkeys import BadObjectName, dataset_prefix, object_key, pid_of_key
+from services.gateway.tokens import Principal
+
+log = structlog.get_logger(__name__)
+
+Publish = Callable[[UploadFinished], Awaitable[None]]
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class PresignedUrls:
+    upload_id: str
+    urls: list[str]
+
+
+class Uploads:
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        admission: Admission,
+        landing: LandingZone,
+        publish: Publish,
+        clock: Clock,
+    ) -> None:
+        self._catalog = catalog
+        self._admission = admission
+        self._landing = landing
+        self._publish = publish
+        self._clock = clock
+
+    async def authorize(self, principal: Principal, pid: str) -> DatasetOwner:
+        """The dataset, if the caller is in its ownerGroup; Forbidden otherwise."""
+        owner = await self._catalog.dataset_owner(pid)
+        if owner.owner_group not in principal.groups:
+            msg = (
+                f"Dataset {pid} belongs to group {owner.owner_group}, which {principal.username}"
+                " is not a member of"
+            )
+            raise Forbidden(msg)
+        return owner
+
+    async def request_upload(self, principal: Principal, pid: str, size_gib: int) -> int:
+        """Reserve landing-zone space; the reserved bytes, or InsufficientStorage."""
+        await self.authorize(principal, pid)
+        size = reservation_bytes(size_gib)
+        decision = await self._admission.reserve(pid, size, principal.username, self._clock())
+        if not decision.admitted:
+            msg = (
+                f"The landing zone has no room for {size_gib} GiB now"
+                f" ({max(decision.free_bytes, 0) // 1024**3} GiB free); retry later"
+            )
+            raise InsufficientStorage(msg, dataset_id=pid, requested_size_gib=size_gib)
+        log.info("upload.admitted", dataset=pid, reserved_bytes=size, user=principal.username)
+        return size
+
+    async def presigned_urls(
+        self, principal: Principal, pid: str, object_name: str, parts: int
+    ) -> PresignedUrls:
+        key = _key(pid, object_name)
+        await self.authorize(principal, pid)
+        if await self._admission.reservation(pid, self._clock()) is None:
+            msg = (
+                f"Dataset {pid} has no upload reservation (none requested, or it expired);"
+                " call /s3/requestDatasetUpload first"
+            )
+            raise Conflict(msg)
+        if parts == 1:
+            return PresignedUrls(upload_id="", urls=[await self._landing.presign_put(key)])
+        upload_id, urls = await self._landing.start_multipart(key, parts)
+        return PresignedUrls(upload_id=upload_id, urls=urls)
+
+    async def complete_upload(
+        self,
+        principal: Principal,
+        pid: str,
+        object_name: str,
+        upload_id: str,
+        parts: Sequence[UploadedPart],
+        checksum_sha256: str,
+    ) -> Completed:
+        pid = _pid_for(pid, object_name)
+        key = _key(pid, object_name)
+        await self.authorize(principal, pid)
+        numbers = [p.part_number for p in parts]
+        if len(set(numbers)) != len(numbers):
+            raise InvalidRequest("parts lists a part_number more than once")
+        try:
+            expected = composite_sha256([p.checksum_sha256 for p in parts])
+        except ValueError as exc:
+            msg = "a part's checksum_sha256 is not base64 of a SHA-256 digest"
+            raise InvalidRequest(msg) from exc
+        if expected != checksum_sha256:
+            msg = (
+                "checksum_sha256 is not the SHA-256 of the parts' digests in order;"
+                " recompute it from the parts you uploaded"
+            )
+            raise InvalidRequest(msg)
+        return await self._landing.complete_multipart(key, upload_id, parts)
+
+    async def abort_multipart(
+        self, principal: Principal, pid: str, object_name: str, upload_id: str
+    ) -> None:
+        pid = _pid_for(pid, object_name)
+        key = _key(pid, object_name)
+        await self.authorize(principal, pid)
+        await self._landing.abort_multipart(key, upload_id)
+
+    async def abort_dataset(self, principal: Principal, pid: str) -> None:
+        await self.authorize(principal, pid)
+        cleanup = await self._landing.remove_all(dataset_prefix(pid))
+        await self._admission.release(pid, self._clock())
+        log.info(
+            "upload.aborted",
+            dataset=pid,
+            objects_deleted=cleanup.objects_deleted,
+            uploads_aborted=cleanup.uploads_aborted,
+        )
+
+    async def finalize(
+        self,
+        principal: Principal,
+        pid: str,
+        *,
+        create_archiving_job: bool,
+        owner_group: str,
+        owner_user: str | None,
+        contact_email: str | None,
+        correlation_id: str | None,
+    ) -> UploadFinished:
+        owner = await self.authorize(principal, pid)
+        if owner_group != owner.owner_group:
+            msg = (
+                f"owner_group {owner_group} is not the ownerGroup of dataset {pid}"
+                f" ({owner.owner_group})"
+            )
+            raise Conflict(msg)
+        if not await self._landing.has_objects(dataset_prefix(pid)):
+            msg = f"Dataset {pid} has no uploaded files; upload them before finalizing"
+            raise Conflict(msg)
+        event = UploadFinished(
+            occurred_at=self._clock(),
+            correlation_id=correlation_id,
+            pid=pid,
+            owner_group=owner.owner_group,
+            owner_user=owner_user or owner.owner_user,
+            contact_email=contact_email or owner.contact_email,
+            create_archiving_job=create_archiving_job,
+            source="finalize",
+        )
+        await self._publish(event)
+        await self._admission.release(pid, self._clock())
+        log.info("upload.finalized", dataset=pid, archive=create_archiving_job)
+        return event
+
+
+def _key(pid: str, object_name: str) -> str:
+    try:
+        return object_key(pid, object_name)
+    except BadObjectName as exc:
+        raise InvalidRequest(str(exc)) from exc
+
+
+def _pid_for(pid: str, object_name: str) -> str:
+    """The dataset of a call; the Ingestor sends `dataset_id` "" on some calls."""
+    if pid:
+        return pid
+    found = pid_of_key(object_name)
+    if found is None:
+        msg = (
+            "dataset_id is empty and object_name is not a full key"
+            " (openem-network/datasets/{pid}/raw_files/...)"
+        )
+        raise InvalidRequest(msg)
+    return found

@@ -1,0 +1,143 @@
+"""The gateway in-process (lifespan run) against real nats-server, moto S3 and the SciCat stand-in.
+
+The stand-in runs as a subprocess (`python -m devstack.scicat`), once per session;
+each test creates its own datasets. The gateway is built per test on a clean
+JetStream (streams and the reservation ledger deleted).
+"""
+
+import contextlib
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from contracts import kv as kv_names
+from devstack.processes import ManagedProcess, free_port, port_open
+from runtime.settings import NatsSettings, S3Settings, ScicatSettings
+from services.gateway.app import create_app
+from services.gateway.settings import GatewaySettings
+
+ROOT = "/archiver/api/v1"
+GiB = 1024**3
+PASSWORDS = {
+    "archiveManager": "aman",
+    "ingestor": "aman",
+    "user1": "a609316768619f154ef58db4d847b75e",
+    "user2": "f522d1d715970073a6413474ca0e0f63",
+}
+
+
+@dataclass(frozen=True)
+class Scicat:
+    url: str  # ends in /api
+
+    def login(self, username: str) -> str:
+        reply = httpx.post(
+            f"{self.url}/v3/auth/login",
+            json={"username": username, "password": PASSWORDS[username]},
+        )
+        reply.raise_for_status()
+        return reply.json()["access_token"]
+
+    def create_dataset(self, owner_group: str = "group1") -> str:
+        body = {
+            "type": "raw",
+            "owner": "User One",
+            "ownerGroup": owner_group,
+            "accessGroups": [],
+            "contactEmail": "user1@example.org",
+            "sourceFolder": "/data/run42/",
+            "creationTime": "2024-05-01T12:00:00Z",
+            "datasetName": "run 42",
+            "principalInvestigator": "pi@example.org",
+            "creationLocation": "/PSI/SLS/TOMCAT",
+        }
+        reply = httpx.post(
+            f"{self.url}/v3/Datasets",
+            json=body,
+            headers={"Authorization": f"Bearer {self.login('ingestor')}"},
+        )
+        assert reply.status_code == 201, reply.text
+        return reply.json()["pid"]
+
+
+@pytest.fixture(scope="session")
+def scicat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scicat]:
+    base = tmp_path_factory.mktemp("gateway-scicat")
+    port = free_port()
+    process = ManagedProcess(
+        "scicat",
+        [sys.executable, "-m", "devstack.scicat", "--port", str(port), "--state-dir", str(base)],
+        base / "scicat.log",
+    )
+    process.start()
+    process.wait_ready(lambda: port_open(port), 20)
+    yield Scicat(f"http://127.0.0.1:{port}/api")
+    process.stop()
+
+
+def gateway_settings(
+    nats_url: str, s3_server: Any, scicat: Scicat, **fields: Any
+) -> GatewaySettings:
+    return GatewaySettings(
+        job_user="jobs",
+        job_password="jobs-password",
+        token_secret="test-token-secret-of-32-bytes-or-more",
+        landing_capacity_bytes=fields.pop("landing_capacity_bytes", 5 * GiB),
+        ingestor_groups=fields.pop("ingestor_groups", ("ingestor", "group2")),
+        nats=NatsSettings(url=nats_url),
+        s3=S3Settings(
+            endpoint=s3_server.endpoint,
+            access_key=s3_server.access_key,
+            secret_key=s3_server.secret_key,
+        ),
+        scicat=ScicatSettings(url=scicat.url, username="archiveManager", password="aman"),
+        **fields,
+    )
+
+
+@dataclass
+class Gateway:
+    http: httpx.AsyncClient
+    settings: GatewaySettings
+    scicat: Scicat
+
+    async def tokens(self, username: str = "ingestor") -> dict[str, Any]:
+        token = self.scicat.login(username)
+        reply = await self.http.post(f"{ROOT}/token", headers={"Authorization": f"Bearer {token}"})
+        assert reply.status_code == 201, reply.text
+        return reply.json()
+
+    async def client_for(self, username: str = "ingestor") -> httpx.AsyncClient:
+        tokens = await self.tokens(username)
+        return httpx.AsyncClient(
+            transport=self.http._transport,
+            base_url=f"http://gateway{ROOT}",
+            headers={"Authorization": f"Bearer {tokens['access_token']}"},
+            timeout=30,
+        )
+
+
+async def _delete_ledger(js: JetStreamContext) -> None:
+    with contextlib.suppress(NotFoundError):
+        await js.delete_key_value(kv_names.UPLOAD_RESERVATIONS)
+
+
+@pytest.fixture
+async def gateway(
+    clean_js: JetStreamContext, nats_server_process, s3_server, scicat: Scicat
+) -> AsyncIterator[Gateway]:
+    await _delete_ledger(clean_js)
+    settings = gateway_settings(nats_server_process.url, s3_server, scicat)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://gateway", timeout=30
+        ) as http:
+            yield Gateway(http, settings, scicat)

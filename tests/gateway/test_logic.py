@@ -1,0 +1,145 @@
+"""The gateway's logic with its collaborators passed in: keys, tokens, SciCat reads, the ledger."""
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from contracts.events import MinioNotification
+from services.gateway.admission import Admission, GiB, open_reservations
+from services.gateway.catalog import Catalog, DatasetOwner, Identity, TtlCache
+from services.gateway.errors import NotAuthenticated
+from services.gateway.notifications import finished_pids
+from services.gateway.objectkeys import BadObjectName, object_key, pid_of_key
+from services.gateway.tokens import TokenIssuer
+
+NOW = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+PID = "20.500.11935/abc"
+
+
+def test_object_keys_stay_below_the_dataset_folder() -> None:
+    """Relative paths and full keys map to raw_files/; anything escaping is refused."""
+    assert (
+        object_key(PID, "a/b.txt") == "openem-network/datasets/20.500.11935/abc/raw_files/a/b.txt"
+    )
+    full = "openem-network/datasets/20.500.11935/abc/raw_files/x"
+    assert object_key(PID, full) == full
+    for bad in ("../x", "a/./b", "/abs", "a\\b", "a\nb", "a//b", "x" * 1025):
+        with pytest.raises(BadObjectName):
+            object_key(PID, bad)
+    with pytest.raises(BadObjectName):
+        object_key(PID, "openem-network/datasets/20.500.11935/other/raw_files/x")
+    assert pid_of_key(full) == PID
+    assert pid_of_key("elsewhere/x") is None
+
+
+def test_tokens_expire_and_are_not_interchangeable() -> None:
+    """An access token works until expiry; a refresh token is no access token."""
+    issuer = TokenIssuer(
+        "s" * 32,
+        access_ttl=timedelta(minutes=15),
+        refresh_ttl=timedelta(hours=8),
+        session_max=timedelta(days=7),
+    )
+    bundle = issuer.issue("ingestor", ("ingestor", "group1"), NOW)
+
+    assert issuer.verify_access(bundle.access_token, NOW).groups == ("ingestor", "group1")
+    with pytest.raises(NotAuthenticated, match="expired"):
+        issuer.verify_access(bundle.access_token, NOW + timedelta(minutes=16))
+    with pytest.raises(NotAuthenticated, match="refresh token was sent"):
+        issuer.verify_access(bundle.refresh_token, NOW)
+    renewed = issuer.refresh(bundle.refresh_token, NOW + timedelta(hours=1))
+    assert (
+        issuer.verify_access(renewed.access_token, NOW + timedelta(hours=1)).username == "ingestor"
+    )
+    late = NOW + timedelta(days=7) - timedelta(minutes=1)
+    assert (
+        issuer.refresh(issuer.refresh(bundle.refresh_token, NOW).refresh_token, NOW).expires_in
+        == 900
+    )
+    assert issuer._bundle(issuer.verify_access(bundle.access_token, NOW), late).expires_in == 60
+
+
+async def test_catalog_caches_identities_and_relogs_in_once_on_403() -> None:
+    """One identity read per token; an expired service token is renewed once."""
+    calls: list[str] = []
+    logins = iter(["t1", "t2"])
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls.append(f"{request.method} {request.url.raw_path.decode()}")
+        if request.url.path == "/api/v3/auth/login":
+            return httpx.Response(201, json={"access_token": next(logins), "expires_in": 3600})
+        if request.url.path == "/api/v3/users/my/identity":
+            return httpx.Response(200, json={"profile": {"username": "u", "accessGroups": ["g"]}})
+        if request.headers["Authorization"] == "Bearer t1":
+            return httpx.Response(403, json={"message": "Forbidden resource"})
+        return httpx.Response(200, json={"pid": PID, "ownerGroup": "g", "owner": "O"})
+
+    async with httpx.AsyncClient(
+        transport=httpx.MockTransport(answer), base_url="http://scicat/api/"
+    ) as http:
+        catalog = Catalog(
+            http,
+            username="archiveManager",
+            password="pw",
+            identity_cache=TtlCache[Identity](60),
+            dataset_cache=TtlCache[DatasetOwner](60),
+        )
+        first = await catalog.identity("user-token")
+        again = await catalog.identity("user-token")
+        owner = await catalog.dataset_owner(PID)
+        await catalog.dataset_owner(PID)
+
+    assert first == again == Identity("u", ("g",))
+    assert owner == DatasetOwner(PID, "g", "O", None)
+    assert calls == [
+        "GET /api/v3/users/my/identity",
+        "POST /api/v3/auth/login",
+        "GET /api/v3/Datasets/20.500.11935%2Fabc",
+        "POST /api/v3/auth/login",
+        "GET /api/v3/Datasets/20.500.11935%2Fabc",
+    ]
+
+
+def test_only_created_markers_in_the_landing_bucket_finish_uploads() -> None:
+    """Keys arrive URL-encoded; other files, events and buckets are ignored."""
+    marker = "openem-network/datasets/20.500.11935%2Fabc/raw_files/.done"
+    record = {
+        "eventName": "s3:ObjectCreated:Put",
+        "s3": {"bucket": {"name": "landing"}, "object": {"key": marker}},
+    }
+    other = {
+        "eventName": "s3:ObjectCreated:Put",
+        "s3": {"bucket": {"name": "landing"}, "object": {"key": marker + "x"}},
+    }
+    removed = {**record, "eventName": "s3:ObjectRemoved:Delete"}
+    notification = MinioNotification.model_validate(
+        {
+            "EventName": "s3:ObjectCreated:Put",
+            "Key": "landing/x",
+            "Records": [record, other, removed, record],
+        }
+    )
+
+    assert finished_pids(notification, "landing", ".done") == [PID]
+    assert finished_pids(notification, "archival", ".done") == []
+
+
+async def test_two_gateways_never_over_admit(clean_js: JetStreamContext) -> None:
+    """Concurrent reservations through two ledgers on one bucket stay within capacity."""
+    with contextlib.suppress(NotFoundError):
+        await clean_js.delete_key_value("upload_reservations")
+    store = await open_reservations(clean_js)
+    gateways = [Admission(10 * GiB, timedelta(hours=1), store) for _ in range(2)]
+    decisions = await asyncio.gather(
+        *(gateways[n % 2].reserve(f"p/{n}", 2 * GiB, "u", NOW) for n in range(12))
+    )
+    expired = await gateways[0].reserve("p/late", 10 * GiB, "u", NOW + timedelta(hours=2))
+
+    assert sum(d.admitted for d in decisions) == 5
+    assert expired.admitted  # every earlier reservation has expired by then
+    assert await gateways[1].release("p/late", NOW + timedelta(hours=2)) is True
