@@ -16,16 +16,20 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from faststream.nats import NatsMessage
 
+from contracts import kv as kv_names
 from contracts import streams, subjects
-from contracts.events import MinioNotification, UploadFinished
+from contracts.events import JobRequested, MinioNotification, UploadFinished
 from runtime.broker import Bus, create_broker, durable_subscriber
 from runtime.bus import CORRELATION_HEADER, publish_event
+from runtime.kvstore import open_bucket
 from runtime.objectstore import s3_client
 from services.gateway import notifications
 from services.gateway.admission import Admission, open_reservations
 from services.gateway.catalog import Catalog, DatasetOwner, Identity, TtlCache
 from services.gateway.errors import GatewayError, NotAuthenticated
 from services.gateway.health import check_readiness
+from services.gateway.job_routes import JobCallerCheck, build_job_router
+from services.gateway.jobs import JobIntake
 from services.gateway.landing import LandingZone
 from services.gateway.settings import GatewaySettings
 from services.gateway.tokens import TokenIssuer
@@ -118,11 +122,33 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
         await bus.settle(streams.GATEWAY_MINIO_EVENTS, msg, MinioNotification, handle)
 
+    async def publish_job_requested(event: JobRequested) -> None:
+        subject = (
+            subjects.JOB_REQUESTED_ARCHIVE
+            if event.job_type == "archive"
+            else subjects.JOB_REQUESTED_RETRIEVE
+        )
+        ack = await publish_event(
+            bus.js, subject, event, msg_id=event.dedup_id(), correlation_id=event.correlation_id
+        )
+        log.info(
+            "job.requested_published",
+            job_id=event.job_id,
+            job_type=event.job_type,
+            datasets=len(event.datasets),
+            duplicate=bool(ack.duplicate),
+        )
+
+    intake = JobIntake(
+        publish=publish_job_requested, datasets_of_job=catalog.datasets_of_job, clock=_now
+    )
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await bus.start()
         store = await open_reservations(bus.js, replicas=settings.nats.stream_replicas)
         admission.attach(store)
+        intake.attach(await open_bucket(bus.js, kv_names.JOBS, settings.nats.stream_replicas))
         await broker.start()
         try:
             yield
@@ -176,7 +202,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             clock=_now,
         )
     )
-    # The SciCat job endpoint (POST /archiver/jobs) is a separate router, added here.
+    api.include_router(
+        build_job_router(
+            intake,
+            JobCallerCheck(settings.job_user, settings.job_password, settings.job_bearer_token),
+        )
+    )
     app = FastAPI(title="archiver gateway", lifespan=lifespan)
     app.include_router(api)
     install_error_handlers(app)
@@ -189,7 +220,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(GatewayError)
     async def on_gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, NotAuthenticated) else None
+        headers = (
+            {"WWW-Authenticate": getattr(exc, "challenge", "Bearer")}
+            if isinstance(exc, NotAuthenticated)
+            else None
+        )
         if exc.status_code == 422:
             # FastAPI's validation shape: the Ingestor reads detail[].msg on a 422.
             body: dict = {"detail": [{"loc": ["body"], "msg": exc.detail, "type": "value_error"}]}

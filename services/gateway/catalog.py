@@ -15,7 +15,8 @@ from urllib.parse import quote
 
 import httpx
 
-from services.gateway.errors import DependencyDown, NotAuthenticated, NotFound
+from contracts.events import JobDataset
+from services.gateway.errors import DependencyDown, InvalidRequest, NotAuthenticated, NotFound
 
 ValueT = TypeVar("ValueT")
 
@@ -135,6 +136,25 @@ class Catalog:
         )
         self._datasets.put(pid, owner)
         return owner
+
+    async def datasets_of_job(self, job_id: str) -> tuple[JobDataset, ...]:
+        """The datasets of a SciCat job that was POSTed to us as just `{"id","type"}`."""
+        path = f"v4/jobs/{quote(job_id, safe='')}"
+        response = await self._get(path, await self._token())
+        if response.status_code in (401, 403):
+            self._service_token = None
+            response = await self._get(path, await self._token())
+        if response.status_code in (400, 404):
+            msg = f"SciCat knows no job {job_id}; send the whole job or create it in SciCat first"
+            raise InvalidRequest(msg)
+        body = _json_object(response, "job")
+        params = body.get("jobParams") if isinstance(body.get("jobParams"), dict) else {}
+        entries = params.get("datasetList") or body.get("datasetList") or []
+        pids = [e.get("pid") if isinstance(e, dict) else e for e in entries]
+        if not pids or not all(isinstance(pid, str) and pid for pid in pids):
+            msg = f"SciCat's job {job_id} lists no datasets the archiver can read"
+            raise InvalidRequest(msg)
+        return tuple(JobDataset(pid=pid) for pid in pids)
 
     async def _token(self) -> str:
         if self._service_token and self._clock() < self._service_token_renew_at:
