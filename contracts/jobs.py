@@ -18,7 +18,10 @@ from contracts.scicat import FINAL_JOB_STATUS_CODES, JobStatusCode
 DatablockState = Literal["pending", "copying", "moved", "verified", "failed"]
 """`copying`: being written to LTS; `moved`: written, the verifier is checking it."""
 
-DatasetState = Literal["pending", "inProgress", "waitingForSpace", "succeeded", "failed"]
+DatasetState = Literal[
+    "pending", "inProgress", "waitingForSpace", "waitingForRecall", "succeeded", "failed"
+]
+"""`waitingForRecall`: a retrieve waits, bounded, for LTS copies to come back from tape."""
 
 
 class DatablockProgress(BaseModel):

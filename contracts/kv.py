@@ -16,6 +16,10 @@ DATABLOCKS: Final = "datablocks"
 JOBS: Final = "jobs"
 """gateway creates, the job's workers update (compare-and-set): per-job and per-dataset progress."""
 
+RETRIEVALS: Final = "retrievals"
+"""ltsmover: per datablock (archive id), its copy in the retrieval bucket (`RetrievalCopy`):
+who is making it, who waits for it, and until when a verified copy is kept."""
+
 SCICAT_SYNC_APPLIED: Final = "scicat_sync_applied"
 """scicat_sync: the newest `occurred_at` applied per SciCat target, so stale updates are skipped."""
 

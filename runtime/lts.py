@@ -10,13 +10,15 @@ being recalled; in a cold bucket, an object whose restore has not finished.
 `prepare_read` starts the recall or restore; callers poll it with a bounded wait.
 """
 
+import asyncio
 import base64
 import contextlib
 import errno
 import hashlib
 import os
+import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Protocol
 
@@ -378,3 +380,42 @@ def create_lts(settings: LtsSettings, s3: Minio | None) -> LtsBackend:
         msg = "the s3 LTS backend needs an S3 client"
         raise ValueError(msg)
     return S3ColdLts(s3, settings.bucket, settings.storage_class)
+
+
+class LtsRecallTimeout(LtsError):
+    """The copy stayed unreadable (on tape, not restored) for the whole bounded wait."""
+
+
+async def await_readable(
+    lts: LtsBackend,
+    archive_id: str,
+    *,
+    poll_s: float,
+    timeout_s: float,
+    on_waiting: Callable[[float, str], Awaitable[None]] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Start a recall or restore and wait, bounded, until the copy can be read.
+
+    `on_waiting(waited_s, why)` is awaited after every failed probe, so a caller
+    can show the wait. A probe that blocks (a tape recall behind a plain read)
+    counts against the same deadline; `LtsNotFound` passes through; past
+    `timeout_s` it raises `LtsRecallTimeout`.
+    """
+    started = clock()
+    deadline = started + timeout_s
+    while True:
+        remaining = max(deadline - clock(), 0.001)
+        try:
+            await asyncio.wait_for(asyncio.to_thread(lts.prepare_read, archive_id), remaining)
+            return
+        except LtsNotReadable as exc:
+            last = str(exc)
+        except TimeoutError:
+            last = "reading blocked"
+        if clock() + poll_s > deadline:
+            msg = f"{archive_id} was not readable within {timeout_s:g} s: {last}"
+            raise LtsRecallTimeout(msg)
+        if on_waiting is not None:
+            await on_waiting(clock() - started, last)
+        await asyncio.sleep(poll_s)

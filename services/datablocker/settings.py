@@ -3,16 +3,31 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from runtime.settings import LogSettings, NatsSettings, S3Settings
 
+MiB = 1024**2
 GiB = 1024**3
 
 
 class DatablockerSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DATABLOCKER_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="DATABLOCKER_", extra="ignore", use_attribute_docstrings=True
+    )
 
     target_size_bytes: int = Field(20 * GiB, gt=0)
     """A datablock holds files up to this size; a larger file gets a datablock of its own."""
     max_parallel_datasets: int = Field(2, ge=1)
     """Datasets packed at once; each holds one bounded streaming buffer."""
+    part_size_bytes: int = Field(16 * MiB, ge=5 * MiB)
+    """Multipart part size of a datablock upload (raised per block to stay under 10,000 parts)."""
+    copy_buffer_bytes: int = Field(8 * MiB, ge=64 * 1024)
+    """tarfile's copy buffer and the streaming pipe's chunk: large, so bytes move in few calls."""
+    pipe_chunks: int = Field(4, ge=1)
+    """Chunks buffered between the tar writer and the uploader (memory: chunks x buffer)."""
+    parallel_part_uploads: int = Field(2, ge=1, le=8)
+    """Parts of one datablock uploaded at once (memory: this many parts in flight)."""
+    restore_timeout_s: float = Field(6 * 3600, gt=0)
+    """How long cold (GLACIER) landing objects may take to be restored before a system failure."""
+    restore_poll_s: float = Field(60.0, gt=0)
+    """How often restores are checked while waiting."""
 
     nats: NatsSettings = Field(default_factory=NatsSettings)
     s3: S3Settings = Field(default_factory=S3Settings)  # type: ignore[arg-type]

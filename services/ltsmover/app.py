@@ -1,8 +1,12 @@
 """ltsmover: archival bucket -> LTS on archive; LTS -> retrieval bucket on retrieve."""
 
+import asyncio
+from datetime import UTC, datetime, timedelta
+
 import structlog
 from faststream import FastStream
 from faststream.nats import NatsMessage
+from minio.error import S3Error
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError
@@ -17,7 +21,11 @@ from runtime.objectstore import s3_client
 from services.ltsmover.archival import ArchivalBucket
 from services.ltsmover.jobstate import DatablockCatalog, JobStore
 from services.ltsmover.moving import MovePolicy, Mover
+from services.ltsmover.retrieval_bucket import RetrievalBucket
+from services.ltsmover.retrieval_copies import RetrievalCopies
+from services.ltsmover.retrieving import RetrievePolicy, Retriever
 from services.ltsmover.settings import LtsMoverSettings
+from services.ltsmover.sweeping import sweep_forever
 
 log = structlog.get_logger(__name__)
 
@@ -44,7 +52,22 @@ def create_app(settings: LtsMoverSettings, *, lts: LtsBackend | None = None) -> 
         max_parallel_writes=settings.max_parallel_writes,
         max_parallel_datasets=settings.max_parallel_datasets,
     )
+    retrieve_policy = RetrievePolicy(
+        recall_poll_s=settings.recall_poll_s,
+        recall_timeout_s=settings.recall_timeout_s,
+        max_copy_attempts=settings.max_copy_attempts,
+        max_parallel_copies=settings.max_parallel_copies,
+        max_parallel_datasets=settings.max_parallel_datasets,
+        url_expiry=timedelta(seconds=settings.retrieval_url_expiry_s),
+        reuse_min_remaining=timedelta(seconds=settings.retrieval_reuse_min_remaining_s),
+        claim_stale_after=timedelta(seconds=settings.retrieval_claim_stale_s),
+    )
+    public = settings.retrieval_public_endpoint
+    presigner = s3_client(settings.s3.model_copy(update={"endpoint": public})) if public else s3
+    retrieval = RetrievalBucket(s3, settings.s3.retrieval_bucket, presigner=presigner)
     movers: list[Mover] = []
+    retrievers: list[Retriever] = []
+    background: list[asyncio.Task[None]] = []
 
     async def emit(subject: str, event: Event) -> None:
         await publish_event(
@@ -57,25 +80,60 @@ def create_app(settings: LtsMoverSettings, *, lts: LtsBackend | None = None) -> 
 
     async def start() -> None:
         await bus.start()
+        jobs = JobStore(await open_kv(bus.js, kv.JOBS))
+        catalog = DatablockCatalog(await open_kv(bus.js, kv.DATABLOCKS))
+        copies = RetrievalCopies(await open_kv(bus.js, kv.RETRIEVALS))
         movers.append(
             Mover(
-                jobs=JobStore(await open_kv(bus.js, kv.JOBS)),
-                catalog=DatablockCatalog(await open_kv(bus.js, kv.DATABLOCKS)),
+                jobs=jobs,
+                catalog=catalog,
                 source=ArchivalBucket(s3, settings.s3.archival_bucket),
                 lts=backend,
                 emit=emit,
                 policy=policy,
             )
         )
+        retrievers.append(
+            Retriever(
+                jobs=jobs,
+                catalog=catalog,
+                copies=copies,
+                lts=backend,
+                bucket=retrieval,
+                emit=emit,
+                policy=retrieve_policy,
+            )
+        )
+        expiry = timedelta(seconds=settings.retrieval_url_expiry_s)
+        try:
+            await asyncio.to_thread(retrieval.set_expiry_rule, expiry)
+        except S3Error as exc:
+            log.warning("retrieval.lifecycle_rule_refused", error=exc.code)
+        background.append(
+            asyncio.create_task(
+                sweep_forever(
+                    copies,
+                    retrieval,
+                    interval_s=settings.sweep_interval_s,
+                    orphan_age=expiry,
+                    clock=lambda: datetime.now(UTC),
+                )
+            )
+        )
+
+    async def stop() -> None:
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
 
     @durable_subscriber(broker, streams.LTSMOVER_JOB_REQUESTED)
     async def on_job_requested(msg: NatsMessage) -> None:
         async def handle(event: JobRequested) -> None:
             with structlog.contextvars.bound_contextvars(job_id=event.job_id):
-                if event.job_type != "archive":
-                    log.warning("job.not_handled", job_type=event.job_type)
-                    return
-                await movers[0].archive_job(event)
+                if event.job_type == "retrieve":
+                    await retrievers[0].retrieve_job(event)
+                else:
+                    await movers[0].archive_job(event)
 
         await bus.settle(streams.LTSMOVER_JOB_REQUESTED, msg, JobRequested, handle)
 
@@ -83,10 +141,11 @@ def create_app(settings: LtsMoverSettings, *, lts: LtsBackend | None = None) -> 
     async def on_lts_verified(msg: NatsMessage) -> None:
         async def handle(event: LtsVerified) -> None:
             with structlog.contextvars.bound_contextvars(job_id=event.job_id, dataset=event.pid):
-                if event.job_type != "archive":
-                    return
-                await movers[0].record_verification(event)
+                if event.job_type == "retrieve":
+                    await retrievers[0].record_verification(event)
+                else:
+                    await movers[0].record_verification(event)
 
         await bus.settle(streams.LTSMOVER_LTS_VERIFIED, msg, LtsVerified, handle)
 
-    return FastStream(broker, on_startup=[start])
+    return FastStream(broker, on_startup=[start], on_shutdown=[stop])

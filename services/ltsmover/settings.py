@@ -1,4 +1,4 @@
-from pydantic import Field
+from pydantic import AnyHttpUrl, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from runtime.settings import LogSettings, LtsSettings, NatsSettings, S3Settings
@@ -21,6 +21,24 @@ class LtsMoverSettings(BaseSettings):
     """How often free space is looked at again while a write waits."""
     max_copy_attempts: int = Field(3, ge=1)
     """Copies of one datablock tried before its dataset fails (a failed check re-copies)."""
+
+    recall_poll_s: float = Field(30.0, gt=0)
+    """retrieve: how often an LTS copy that is not readable yet (tape, cold restore) is tried."""
+    recall_timeout_s: float = Field(6 * 3600.0, gt=0)
+    """retrieve: how long a copy may stay unreadable before its dataset fails."""
+    max_parallel_copies: int = Field(2, ge=1)
+    """retrieve: datablocks copied from LTS to the retrieval bucket at once."""
+    retrieval_url_expiry_s: int = Field(7 * 86400, ge=1, le=7 * 86400)
+    """retrieve: lifetime of presigned download URLs and of the verified copy behind them
+    (7 days is the S3 maximum)."""
+    retrieval_reuse_min_remaining_s: float = Field(86400.0, ge=0)
+    """retrieve: a verified copy is reused (not copied again) if it lasts at least this long."""
+    retrieval_claim_stale_s: float = Field(12 * 3600.0, gt=0)
+    """retrieve: an unverified copy claimed longer ago than this is taken over by a new job."""
+    retrieval_public_endpoint: AnyHttpUrl | None = None
+    """retrieve: the S3 endpoint users download from, for presigned URLs (default: S3_ENDPOINT)."""
+    sweep_interval_s: float = Field(3600.0, gt=0)
+    """retrieve: expired retrieval copies are removed at start-up and then this often."""
 
     nats: NatsSettings = Field(default_factory=NatsSettings)
     s3: S3Settings = Field(default_factory=S3Settings)  # type: ignore[arg-type]

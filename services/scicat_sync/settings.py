@@ -7,12 +7,21 @@ from runtime.settings import LogSettings, NatsSettings, ScicatSettings
 
 
 class ScicatSyncSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SCICAT_SYNC_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="SCICAT_SYNC_", extra="ignore", use_attribute_docstrings=True
+    )
 
     job_api: Literal["v3", "v4"] = "v4"
     """Which SciCat jobs API receives job status (v4: statusCode/statusMessage)."""
     retry_budget_s: float = Field(60.0, gt=0)
     """In-process retry time per SciCat call before the message is nak-ed for later."""
+    retry_wait_initial_s: float = Field(0.2, gt=0)
+    """First backoff of the in-process retries; it doubles up to `retry_wait_max_s`."""
+    retry_wait_max_s: float = Field(5.0, gt=0)
+    retry_wait_jitter_s: float = Field(0.5, ge=0)
+    nak_delays_s: tuple[float, ...] | None = None
+    """Override the consumers' nak delays (seconds, one per failed delivery); None keeps
+    the contract's. For tests and drills that must ride out an outage quickly."""
 
     nats: NatsSettings = Field(default_factory=NatsSettings)
     scicat: ScicatSettings = Field(default_factory=ScicatSettings)  # type: ignore[arg-type]

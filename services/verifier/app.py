@@ -1,4 +1,4 @@
-"""verifier: re-reads what ltsmover wrote and checks every checksum."""
+"""verifier: re-reads what ltsmover wrote (to LTS or back to S3) and checks every checksum."""
 
 import time
 from datetime import UTC, datetime
@@ -14,6 +14,7 @@ from runtime.bus import publish_event
 from runtime.lts import LtsBackend, create_lts
 from runtime.objectstore import s3_client
 from services.verifier import verifying
+from services.verifier.retrieval import RetrievalBucket
 from services.verifier.settings import VerifierSettings
 
 log = structlog.get_logger(__name__)
@@ -23,23 +24,25 @@ def create_app(settings: VerifierSettings, *, lts: LtsBackend | None = None) -> 
     """The service; `lts` replaces the configured backend (tests inject an offline tape)."""
     broker = create_broker(settings.nats, "verifier")
     bus = Bus(broker, settings.nats)
-    backend = lts or create_lts(settings.lts, s3_client(settings.s3))
+    s3 = s3_client(settings.s3)
+    backend = lts or create_lts(settings.lts, s3)
+    retrieved = RetrievalBucket(s3, settings.s3.retrieval_bucket)
 
     @durable_subscriber(broker, streams.VERIFIER_LTS_MOVED)
     async def on_lts_moved(msg: NatsMessage) -> None:
         async def handle(event: LtsMoved) -> None:
             block = event.datablock
             with structlog.contextvars.bound_contextvars(job_id=event.job_id, dataset=event.pid):
-                if event.job_type != "archive":
-                    log.warning("datablock.not_handled", job_type=event.job_type)
-                    return
                 started = time.monotonic()
-                verdict = await verifying.verify_datablock(
-                    backend,
-                    block,
-                    poll_s=settings.recall_poll_s,
-                    timeout_s=settings.recall_timeout_s,
-                )
+                if event.job_type == "retrieve":
+                    verdict = await verifying.verify_retrieved(retrieved, event.location, block)
+                else:
+                    verdict = await verifying.verify_datablock(
+                        backend,
+                        block,
+                        poll_s=settings.recall_poll_s,
+                        timeout_s=settings.recall_timeout_s,
+                    )
                 result = LtsVerified(
                     occurred_at=datetime.now(UTC),
                     correlation_id=event.correlation_id,

@@ -4,12 +4,12 @@ import asyncio
 import hashlib
 import posixpath
 import tarfile
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from contracts.events import Datablock
-from runtime.lts import LtsBackend, LtsNotFound, LtsNotReadable, Readable
+from runtime.lts import LtsBackend, LtsNotFound, Readable, await_readable
+from runtime.lts import LtsRecallTimeout as NotReadableInTime
+from services.verifier.retrieval import CopyMissing, RetrievalBucket
 
 CHUNK_BYTES = 4 * 1024**2
 MAX_NAMED = 10
@@ -94,39 +94,6 @@ def _names(names: list[str]) -> str:
     return shown if len(names) <= MAX_NAMED else f"{shown} and {len(names) - MAX_NAMED} more"
 
 
-class NotReadableInTime(Exception):
-    """The copy stayed unreadable (on tape, not restored) for the whole wait."""
-
-
-async def await_readable(
-    lts: LtsBackend,
-    archive_id: str,
-    *,
-    poll_s: float,
-    timeout_s: float,
-    clock: Callable[[], float] = time.monotonic,
-) -> None:
-    """Start a recall or restore and wait, bounded, until the copy can be read.
-
-    A probe that blocks (a tape recall behind a plain read) counts against the
-    same deadline; `LtsNotFound` passes through.
-    """
-    deadline = clock() + timeout_s
-    while True:
-        remaining = max(deadline - clock(), 0.001)
-        try:
-            await asyncio.wait_for(asyncio.to_thread(lts.prepare_read, archive_id), remaining)
-            return
-        except LtsNotReadable as exc:
-            last = str(exc)
-        except TimeoutError:
-            last = "reading blocked"
-        if clock() + poll_s > deadline:
-            msg = f"{archive_id} was not readable within {timeout_s:g} s: {last}"
-            raise NotReadableInTime(msg)
-        await asyncio.sleep(poll_s)
-
-
 async def verify_datablock(
     lts: LtsBackend, datablock: Datablock, *, poll_s: float, timeout_s: float
 ) -> Verdict:
@@ -146,3 +113,16 @@ async def verify_datablock(
         return await asyncio.to_thread(read_all)
     except LtsNotFound as exc:
         return Verdict(False, f"no copy in LTS: {exc}", 0)
+
+
+async def verify_retrieved(bucket: RetrievalBucket, key: str, datablock: Datablock) -> Verdict:
+    """The verdict on a datablock's copy in the retrieval bucket (read once, streamed)."""
+
+    def read_all() -> Verdict:
+        with bucket.open(key) as stream:
+            return check_tar_stream(stream, datablock)
+
+    try:
+        return await asyncio.to_thread(read_all)
+    except CopyMissing as exc:
+        return Verdict(False, f"no retrieved copy: {exc}", 0)

@@ -1,0 +1,260 @@
+"""Packing benchmark: the datablocker against a straight-line script, same S3 server, same run.
+
+    .venv/bin/python -m bench.bench_packing --size-gib 2 [--write BENCHMARKS.md]
+
+Starts its own moto S3 server and nats-server, uploads a dataset of new random
+files (fresh bytes every run), then measures (a) a straight-line baseline that
+downloads each object, writes a tar on local disk, hashes it and uploads it, and
+(b) the datablocker's packing (its `pack_upload` logic with the real KV) in a
+child process started early, whose peak RSS is its own VmHWM (cross-checked with
+`RUSAGE_CHILDREN`).
+"""
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import platform
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from minio import Minio
+
+from devstack.natsserver import start_nats
+from devstack.processes import free_port
+from devstack.s3server import create_buckets, start_moto
+
+MiB = 1024**2
+GiB = 1024**3
+ACCESS_KEY, SECRET_KEY = "bench", "bench-secret"
+PREFIX = "openem-network/datasets"
+
+
+def _client(endpoint: str) -> Minio:
+    return Minio(
+        endpoint.removeprefix("http://"), access_key=ACCESS_KEY, secret_key=SECRET_KEY, secure=False
+    )
+
+
+def upload_dataset(s3: Minio, pid: str, size_bytes: int, seed: int) -> tuple[int, int]:
+    """Random files of 1-128 MiB (one single PUT each, with the Ingestor's checksum header)."""
+    rng = random.Random(seed)  # noqa: S311 - test data, not secrets
+    total = files = 0
+    with httpx.Client(timeout=300) as http:
+        while total < size_bytes:
+            size = min(rng.randint(1 * MiB, 128 * MiB), size_bytes - total)
+            data = rng.randbytes(size)
+            key = f"{PREFIX}/{pid}/raw_files/dir{files % 4}/file_{files:04d}.bin"
+            response = http.put(
+                s3.presigned_put_object("landing", key),
+                content=data,
+                headers={
+                    "x-amz-checksum-sha256": base64.b64encode(
+                        hashlib.sha256(data).digest()
+                    ).decode(),
+                    "x-amz-sdk-checksum-algorithm": "SHA256",
+                    "Content-Type": "",
+                },
+            )
+            response.raise_for_status()
+            total += size
+            files += 1
+    return total, files
+
+
+def baseline(s3: Minio, pid: str, scratch: Path) -> float:
+    """Download, tar on local disk, sha256, upload: one thing after another. Returns seconds."""
+    started = time.perf_counter()
+    prefix = f"{PREFIX}/{pid}/raw_files/"
+    tar_path = scratch / f"baseline-{time.time_ns()}.tar"
+    with tarfile.open(tar_path, "w", copybufsize=8 * MiB) as tar:
+        for obj in s3.list_objects("landing", prefix=prefix, recursive=True):
+            response = s3.get_object("landing", obj.object_name or "")
+            try:
+                info = tarfile.TarInfo((obj.object_name or "").removeprefix(prefix))
+                info.size = obj.size or 0
+                tar.addfile(info, response)  # type: ignore[arg-type]
+            finally:
+                response.close()
+                response.release_conn()
+    digest = hashlib.sha256()
+    with tar_path.open("rb") as handle:
+        while chunk := handle.read(8 * MiB):
+            digest.update(chunk)
+    s3.fput_object("archival", f"{PREFIX}/{pid}/baseline.tar", str(tar_path), part_size=16 * MiB)
+    tar_path.unlink()
+    return time.perf_counter() - started
+
+
+def start_packer(endpoint: str, nats_url: str) -> subprocess.Popen[str]:
+    """The packing child, started while this process is still small.
+
+    Linux carries the parent's RSS high-water mark into a forked child's
+    `ru_maxrss` across exec, so the child is spawned before the upload grows us.
+    """
+    env = {
+        **os.environ,
+        "NATS_URL": nats_url,
+        "S3_ENDPOINT": endpoint,
+        "S3_ACCESS_KEY": ACCESS_KEY,
+        "S3_SECRET_KEY": SECRET_KEY,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.bench_packing", "--child-pack"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def pack_in_child(packer: subprocess.Popen[str], pid: str) -> dict[str, float]:
+    """Hand the dataset to the packing child; its wall time and peak RSS."""
+    stdout, _ = packer.communicate(pid + "\n", timeout=3600)
+    if packer.returncode != 0:
+        msg = f"packing child exited with {packer.returncode}"
+        raise RuntimeError(msg)
+    result = json.loads(stdout.strip().splitlines()[-1])
+    result["children_maxrss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return result
+
+
+def child_pack() -> None:
+    """The child: the service's own settings, S3 client, KV results and packing logic."""
+    from contracts.events import DatablocksCreated, UploadFinished
+    from runtime.bus import connect
+    from runtime.objectstore import s3_client
+    from services.datablocker.app import packing_limits
+    from services.datablocker.packing import Buckets, pack_upload
+    from services.datablocker.results import PackedResults
+    from services.datablocker.settings import DatablockerSettings
+
+    pid = sys.stdin.readline().strip()
+
+    async def main() -> dict[str, float]:
+        settings = DatablockerSettings()
+        client = await connect(settings.nats, "bench")
+        s3 = s3_client(settings.s3)
+        event = UploadFinished(
+            occurred_at=datetime.now(UTC),
+            pid=pid,
+            owner_group="bench",
+            create_archiving_job=False,
+            source="finalize",
+        )
+        started = time.perf_counter()
+        outcome = await pack_upload(
+            event,
+            s3,
+            Buckets(settings.s3.landing_bucket, settings.s3.archival_bucket),
+            packing_limits(settings),
+            PackedResults(client.jetstream()),
+        )
+        seconds = time.perf_counter() - started
+        await client.drain()
+        if not isinstance(outcome, DatablocksCreated):
+            msg = f"packing failed: {outcome.reason}"
+            raise RuntimeError(msg)
+        return {
+            "seconds": seconds,
+            "blocks": len(outcome.datablocks),
+            "bytes": sum(b.size for b in outcome.datablocks),
+            "peak_rss_mb": _vm_hwm_kib() / 1024,
+        }
+
+    print(json.dumps(asyncio.run(main())))
+
+
+def _vm_hwm_kib() -> int:
+    """This process's own RSS high-water mark (VmHWM), which exec resets."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def machine() -> str:
+    free = shutil.disk_usage(tempfile.gettempdir()).free / GiB
+    return (
+        f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, "
+        f"{free:.0f} GiB free on {tempfile.gettempdir()}"
+    )
+
+
+def run(size_gib: float, write: Path | None) -> str:
+    with tempfile.TemporaryDirectory(prefix="bench-packing-") as tmp:
+        scratch = Path(tmp)
+        s3_port, nats_port = free_port(), free_port()
+        moto = start_moto(s3_port, scratch / "s3.log")
+        nats = start_nats(nats_port, scratch / "nats", scratch / "nats.log")
+        packer = start_packer(f"http://127.0.0.1:{s3_port}", f"nats://127.0.0.1:{nats_port}")
+        try:
+            endpoint = f"http://127.0.0.1:{s3_port}"
+            create_buckets(endpoint, ACCESS_KEY, SECRET_KEY, ["landing", "archival"])
+            s3 = _client(endpoint)
+            pid = f"bench/{time.time_ns()}"
+            size, files = upload_dataset(s3, pid, int(size_gib * GiB), seed=time.time_ns())
+            base_s = baseline(s3, pid, scratch)
+            packed = pack_in_child(packer, pid)
+        finally:
+            if packer.poll() is None:
+                packer.kill()
+                packer.wait()
+            nats.stop()
+            moto.stop()
+    base_mibs = size / MiB / base_s
+    pack_mibs = size / MiB / packed["seconds"]
+    ratio = pack_mibs / base_mibs
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    block = "\n".join(
+        [
+            f"### Packing, {size / GiB:.2f} GiB in {files} files ({when})",
+            "",
+            f"`{' '.join(['.venv/bin/python -m bench.bench_packing', *sys.argv[1:]])}`  ",
+            f"Machine: {machine()}",
+            "",
+            "| dataset | files | baseline MiB/s | datablocker MiB/s | ratio (goal ≥ 0.8) "
+            "| datablocker peak RSS MB (goal ≤ 300) | datablocks |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+            f"| {size / GiB:.2f} GiB | {files} | {base_mibs:.1f} | {pack_mibs:.1f} | {ratio:.2f} "
+            f"| {packed['peak_rss_mb']:.0f} | {packed['blocks']:.0f} |",
+            "",
+            f"Peak RSS is the packing child's VmHWM; `RUSAGE_CHILDREN` ru_maxrss: "
+            f"{packed['children_maxrss_mb']:.0f} MB. Baseline: download, tar on local disk, "
+            "sha256, upload (16 MiB parts); datablocker: `pack_upload` with the service's "
+            "default settings.",
+            "",
+        ]
+    )
+    print(block)
+    if write is not None:
+        with write.open("a") as handle:
+            handle.write("\n" + block)
+    return block
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-gib", type=float, default=2.0)
+    parser.add_argument("--write", type=Path, default=None, help="append the result to this file")
+    parser.add_argument("--child-pack", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child_pack:
+        child_pack()
+        return
+    run(args.size_gib, args.write)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""Reading a dataset from the landing bucket: listing, stored checksums, cold-storage restores."""
+
+import base64
+import binascii
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import urllib3
+from minio import Minio
+from minio.error import S3Error
+
+from services.datablocker import layout
+from services.datablocker.planning import LandingFile
+
+COLD_STORAGE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE", "GLACIER_IR"})
+"""Classes whose objects answer GetObject with InvalidObjectState until restored (GLACIER_IR
+does not need it on AWS, but a restore request is harmless there)."""
+
+_RESTORE_BODY = (
+    b'<RestoreRequest xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+    b"<Days>2</Days><GlacierJobParameters><Tier>Standard</Tier></GlacierJobParameters>"
+    b"</RestoreRequest>"
+)
+
+
+class FileMissing(Exception):
+    """A listed object is gone (deleted, or the upload was aborted)."""
+
+    def __init__(self, relative_path: str) -> None:
+        super().__init__(f"file {relative_path!r} is missing from the landing zone")
+        self.relative_path = relative_path
+
+
+class RestoreTimedOut(Exception):
+    """Cold objects were not restored within the allowed wait."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """What a HEAD tells about one landing object."""
+
+    size: int
+    mtime: datetime
+    """The client's `mtime` metadata when present, else Last-Modified."""
+    sha256: str | None
+    """Hex SHA-256 of the whole object as the client uploaded it; None when S3 holds none
+    or only a multipart composite (a hash of part hashes, not comparable to the file's)."""
+    composite_sha256: str | None
+    """The stored composite checksum (`<b64>-<parts>`), recorded but not compared."""
+    cold: bool
+    restored: bool
+
+
+def list_dataset(s3: Minio, bucket: str, pid: str) -> list[LandingFile]:
+    """The dataset's objects below `raw_files/`, in key order; directory markers skipped."""
+    prefix = layout.raw_files_prefix(pid)
+    files = []
+    for obj in s3.list_objects(bucket, prefix=prefix, recursive=True):
+        key = obj.object_name or ""
+        if key.endswith("/") and not obj.size:
+            continue
+        files.append(
+            LandingFile(
+                key=key,
+                relative_path=key.removeprefix(prefix),
+                size=obj.size or 0,
+                last_modified=obj.last_modified or datetime.now(UTC),
+            )
+        )
+    return sorted(files, key=lambda f: f.key)
+
+
+def inspect_object(s3: Minio, bucket: str, landing_file: LandingFile) -> StoredObject:
+    """HEAD with checksum mode on: size, mtime, stored SHA-256, storage class, restore state."""
+    try:
+        stat = s3.stat_object(
+            bucket, landing_file.key, extra_headers={"x-amz-checksum-mode": "ENABLED"}
+        )
+    except S3Error as exc:
+        if exc.code in ("NoSuchKey", "NoSuchObject"):
+            raise FileMissing(landing_file.relative_path) from exc
+        raise
+    headers = stat.metadata
+    stored = headers.get("x-amz-checksum-sha256")
+    etag_parts = (stat.etag or "").rpartition("-")[2]
+    composite = bool(stored) and (
+        "-" in stored
+        or headers.get("x-amz-checksum-type", "").upper() == "COMPOSITE"
+        or ("-" in (stat.etag or "") and etag_parts.isdigit())
+    )
+    storage_class = (headers.get("x-amz-storage-class") or "STANDARD").upper()
+    restore = headers.get("x-amz-restore") or ""
+    return StoredObject(
+        size=stat.size or 0,
+        mtime=_client_mtime(headers.get("x-amz-meta-mtime"))
+        or stat.last_modified
+        or landing_file.last_modified,
+        sha256=None if composite or not stored else _hex_of_b64(stored),
+        composite_sha256=stored if composite else None,
+        cold=storage_class in COLD_STORAGE_CLASSES,
+        restored='ongoing-request="false"' in restore,
+    )
+
+
+def restore_cold_objects(
+    s3: Minio,
+    bucket: str,
+    files: Sequence[LandingFile],
+    *,
+    timeout_s: float,
+    poll_s: float,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Request a restore of every cold, unrestored object and wait (bounded) until all are readable.
+
+    Returns how many objects needed a restore; raises RestoreTimedOut past `timeout_s`.
+    """
+    pending = [f for f in files if _needs_restore(inspect_object(s3, bucket, f))]
+    for landing_file in pending:
+        _request_restore(s3, bucket, landing_file)
+    deadline = clock() + timeout_s
+    waiting = list(pending)
+    while waiting:
+        waiting = [f for f in waiting if _needs_restore(inspect_object(s3, bucket, f))]
+        if not waiting:
+            break
+        if clock() >= deadline:
+            msg = (
+                f"{len(waiting)} file(s) still in cold storage after {timeout_s:.0f} s, "
+                f"e.g. {waiting[0].relative_path!r}"
+            )
+            raise RestoreTimedOut(msg)
+        sleep(poll_s)
+    return len(pending)
+
+
+def _needs_restore(stored: StoredObject) -> bool:
+    return stored.cold and not stored.restored
+
+
+def _request_restore(s3: Minio, bucket: str, landing_file: LandingFile) -> None:
+    # minio-py has no RestoreObject call and treats S3's 202 answer as an error,
+    # so the request goes through a presigned URL (the body is not signed).
+    url = s3.get_presigned_url(
+        "POST",
+        bucket,
+        landing_file.key,
+        expires=timedelta(minutes=5),
+        extra_query_params={"restore": ""},
+    )
+    response = urllib3.request("POST", url, body=_RESTORE_BODY, timeout=30.0, retries=False)
+    # 200: already restored; 202: accepted; 409: a restore is already in progress.
+    if response.status in (200, 202, 409):
+        return
+    if response.status == 404:
+        raise FileMissing(landing_file.relative_path)
+    msg = f"restore of {landing_file.key!r} answered {response.status}: {response.data[:300]!r}"
+    raise ConnectionError(msg)
+
+
+def _hex_of_b64(value: str) -> str | None:
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw.hex() if len(raw) == 32 else None
+
+
+def _client_mtime(value: str | None) -> datetime | None:
+    """The client's `mtime` metadata: epoch seconds or an ISO 8601 time."""
+    if not value:
+        return None
+    try:
+        return datetime.fromtimestamp(float(value), tz=UTC)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -1,0 +1,192 @@
+"""Packing a finished upload into datablocks: the datablocker's logic, free of bus wiring."""
+
+import asyncio
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Literal, Protocol
+
+from minio import Minio
+
+from contracts.events import Datablock, DatablocksCreated, DatasetPackingFailed, UploadFinished
+from services.datablocker import layout
+from services.datablocker.archival import clear_datablocks, datablocks_exist
+from services.datablocker.landing import (
+    FileMissing,
+    RestoreTimedOut,
+    inspect_object,
+    list_dataset,
+    restore_cold_objects,
+)
+from services.datablocker.planning import plan_datablocks
+from services.datablocker.tarball import (
+    BlockMember,
+    ChecksumMismatch,
+    FileChanged,
+    StreamLimits,
+    stream_datablock,
+)
+
+MAX_PARTS = 9_000
+"""Below S3's 10,000-part limit, with room for a size estimate that ran short."""
+
+
+class PackingCancelled(Exception):
+    """The service is stopping; the message is redelivered and packed again."""
+
+
+class DatasetRejected(Exception):
+    """The dataset cannot be packed; `kind` says whose fault it is."""
+
+    def __init__(self, kind: Literal["user", "system"], reason: str) -> None:
+        super().__init__(reason)
+        self.kind: Literal["user", "system"] = kind
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Buckets:
+    landing: str
+    archival: str
+
+
+@dataclass(frozen=True)
+class PackingLimits:
+    target_size_bytes: int
+    stream: StreamLimits
+    restore_timeout_s: float
+    restore_poll_s: float
+
+
+class ResultStore(Protocol):
+    async def get(self, pid: str) -> DatablocksCreated | None: ...
+    async def put(self, event: DatablocksCreated) -> None: ...
+
+
+def pack_dataset(
+    s3: Minio,
+    buckets: Buckets,
+    pid: str,
+    limits: PackingLimits,
+    *,
+    stop: threading.Event | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[Datablock, ...]:
+    """List, restore, plan and stream one dataset's datablocks; blocking (run it in a thread).
+
+    Raises DatasetRejected for a dataset that cannot be packed (nothing of it is
+    left in the archival bucket); S3 trouble propagates for a later retry.
+    """
+    files = list_dataset(s3, buckets.landing, pid)
+    if not files:
+        raise DatasetRejected("user", f"dataset {pid} has no files in the landing zone")
+    for landing_file in files:
+        try:
+            layout.member_path(landing_file.relative_path)
+        except layout.InvalidMemberPath as exc:
+            raise DatasetRejected("user", str(exc)) from exc
+    clear_datablocks(s3, buckets.archival, pid)
+    try:
+        restore_cold_objects(
+            s3,
+            buckets.landing,
+            files,
+            timeout_s=limits.restore_timeout_s,
+            poll_s=limits.restore_poll_s,
+            sleep=_interruptible(stop, sleep),
+        )
+        return tuple(
+            _pack_block(s3, buckets, layout.archive_id(pid, index), block, limits, stop)
+            for index, block in enumerate(plan_datablocks(files, limits.target_size_bytes))
+        )
+    except RestoreTimedOut as exc:
+        raise DatasetRejected("system", str(exc)) from exc
+    except (ChecksumMismatch, FileMissing, FileChanged, layout.InvalidMemberPath) as exc:
+        clear_datablocks(s3, buckets.archival, pid)
+        raise DatasetRejected("user", str(exc)) from exc
+
+
+def _pack_block(
+    s3: Minio,
+    buckets: Buckets,
+    archive_id: str,
+    block: tuple,
+    limits: PackingLimits,
+    stop: threading.Event | None,
+) -> Datablock:
+    members = []
+    for landing_file in block:
+        if stop is not None and stop.is_set():
+            raise PackingCancelled
+        stored = inspect_object(s3, buckets.landing, landing_file)
+        members.append(BlockMember(landing_file, landing_file.relative_path, stored))
+    # Tar adds a header (and PAX record) per member and padding; 3 KiB each is generous.
+    estimated = sum(m.stored.size + 3072 for m in members) + 10240
+    part_size = max(limits.stream.part_size_bytes, math.ceil(estimated / MAX_PARTS))
+    return stream_datablock(
+        s3,
+        landing_bucket=buckets.landing,
+        archival_bucket=buckets.archival,
+        archive_id=archive_id,
+        members=members,
+        limits=replace(limits.stream, part_size_bytes=part_size),
+        stop=stop,
+    )
+
+
+def _interruptible(
+    stop: threading.Event | None, sleep: Callable[[float], None]
+) -> Callable[[float], None]:
+    def wait(seconds: float) -> None:
+        if stop is None:
+            sleep(seconds)
+        elif stop.wait(seconds):
+            raise PackingCancelled
+
+    return wait
+
+
+async def pack_upload(
+    event: UploadFinished,
+    s3: Minio,
+    buckets: Buckets,
+    limits: PackingLimits,
+    results: ResultStore,
+    *,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> DatablocksCreated | DatasetPackingFailed:
+    """The outcome of one `upload.finished`: the datablocks made (or made before), or why not."""
+    previous = await results.get(event.pid)
+    if previous is not None and await asyncio.to_thread(
+        datablocks_exist, s3, buckets.archival, previous.datablocks
+    ):
+        return previous
+    stop = threading.Event()
+    try:
+        blocks = await asyncio.to_thread(pack_dataset, s3, buckets, event.pid, limits, stop=stop)
+    except DatasetRejected as exc:
+        return DatasetPackingFailed(
+            occurred_at=now(),
+            correlation_id=event.correlation_id,
+            pid=event.pid,
+            kind=exc.kind,
+            reason=exc.reason,
+        )
+    except asyncio.CancelledError:
+        stop.set()  # the packing thread stops at its next chunk and aborts its upload
+        raise
+    created = DatablocksCreated(
+        occurred_at=now(),
+        correlation_id=event.correlation_id,
+        pid=event.pid,
+        datablocks=blocks,
+        create_archiving_job=event.create_archiving_job,
+        owner_group=event.owner_group,
+        owner_user=event.owner_user,
+        contact_email=event.contact_email,
+    )
+    await results.put(created)
+    return created

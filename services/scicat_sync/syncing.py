@@ -1,0 +1,253 @@
+"""Turning archiver events into SciCat writes, idempotently and in order.
+
+Every write goes through a merge-safe route: lifecycle fields only through
+`PATCH /Datasets/{pid}/datasetlifecycle` (a nested lifecycle in a dataset
+PATCH would reset the fields not sent). Each update is first claimed in the
+ledger with its event's `occurred_at`; a field that a newer event already
+claimed is skipped, so a late, stale event never overwrites a newer one.
+"""
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import httpx
+import structlog
+
+from contracts.events import (
+    Datablock,
+    DatablocksCreated,
+    DatasetPackingFailed,
+    JobStatusChanged,
+)
+from contracts.kv import id_key
+from contracts.scicat import DatablockPayload, DataFilePayload, LifecyclePatch
+from runtime.consuming import PermanentError
+from services.scicat_sync.ledger import AppliedLedger
+from services.scicat_sync.scicat_client import (
+    ScicatClient,
+    ScicatLoginFailed,
+    ScicatRejected,
+    ScicatUnavailable,
+    pid_path,
+)
+
+log = structlog.get_logger(__name__)
+
+JobApi = Literal["v3", "v4"]
+
+
+@dataclass(frozen=True)
+class DatablocksOutcome:
+    posted: int
+    """Datablocks newly registered (the others were there already)."""
+    lifecycle_fields: tuple[str, ...]
+    archive_job_id: str | None
+
+
+def lifecycle_key(pid: str) -> str:
+    return f"lifecycle.{id_key(pid)}"
+
+
+def job_status_key(job_id: str) -> str:
+    return f"job.{id_key(job_id)}"
+
+
+def archive_job_key(pid: str) -> str:
+    return f"archive_job.{id_key(pid)}"
+
+
+async def apply_in_order(
+    ledger: AppliedLedger,
+    key: str,
+    at: datetime,
+    changes: Mapping[str, Any],
+    write: Callable[[dict[str, Any]], Awaitable[None]],
+) -> tuple[str, ...]:
+    """Claim, write the fresh fields, then re-write any a newer event claimed meanwhile.
+
+    The re-write closes the race where another instance's newer write reached
+    SciCat before ours did: its values (kept in the ledger) go last.
+    """
+    fresh = await ledger.claim(key, at, changes)
+    if not fresh:
+        return ()
+    await write(fresh)
+    newer = await ledger.claimed_after(key, at, list(fresh))
+    if newer:
+        log.info("scicat.newer_update_rewritten", key=key, fields=sorted(newer))
+        await write(newer)
+    return tuple(fresh)
+
+
+async def apply_lifecycle(
+    scicat: ScicatClient, ledger: AppliedLedger, pid: str, patch: LifecyclePatch, at: datetime
+) -> tuple[str, ...]:
+    """Merge the set fields of `patch` into the dataset's lifecycle; return the fields written."""
+    changes = patch.to_scicat()  # set fields only, never a null (see LifecyclePatch)
+    if not changes:
+        return ()
+    path = f"/v3/Datasets/{pid_path(pid)}/datasetlifecycle"
+
+    async def write(fields: dict[str, Any]) -> None:
+        await scicat.call("PATCH", path, fields)
+
+    return await apply_in_order(ledger, lifecycle_key(pid), at, changes, write)
+
+
+async def apply_job_status(
+    scicat: ScicatClient, ledger: AppliedLedger, event: JobStatusChanged, api: JobApi
+) -> bool:
+    """Write a job's status unless a newer status was written; True if written."""
+    status: dict[str, Any] = {"code": event.status_code, "message": event.status_message}
+    if event.job_result_object is not None:
+        status["result"] = event.job_result_object
+    job = pid_path(event.job_id)
+    path = f"/v4/jobs/{job}" if api == "v4" else f"/v3/Jobs/{job}"
+
+    async def write(fields: dict[str, Any]) -> None:
+        await scicat.call("PATCH", path, job_status_body(fields["status"], api))
+
+    written = await apply_in_order(
+        ledger, job_status_key(event.job_id), event.occurred_at, {"status": status}, write
+    )
+    return bool(written)
+
+
+def job_status_body(status: Mapping[str, Any], api: JobApi) -> dict[str, Any]:
+    if api == "v4":
+        body = {"statusCode": status["code"], "statusMessage": status["message"]}
+    else:
+        body = {"jobStatusMessage": status["code"]}
+    if "result" in status:
+        body["jobResultObject"] = status["result"]
+    return body
+
+
+async def record_packing_failure(
+    scicat: ScicatClient, ledger: AppliedLedger, event: DatasetPackingFailed
+) -> tuple[str, ...]:
+    """Tell SciCat why the dataset was not packed; it stays archivable so the user can retry."""
+    patch = LifecyclePatch(
+        archivable=True,
+        archive_status_message=(
+            "missingFilesError" if event.kind == "user" else "scheduleArchiveJobFailed"
+        ),
+        archive_return_message=event.reason,
+    )
+    return await apply_lifecycle(scicat, ledger, event.pid, patch, event.occurred_at)
+
+
+async def register_datablocks(
+    scicat: ScicatClient, ledger: AppliedLedger, event: DatablocksCreated
+) -> DatablocksOutcome:
+    """Datablocks, then lifecycle `datasetCreated`, then (if asked) the archive job."""
+    posted = 0
+    for block in event.datablocks:
+        if await register_datablock(scicat, event.pid, block):
+            posted += 1
+    fields = await apply_lifecycle(
+        scicat,
+        ledger,
+        event.pid,
+        LifecyclePatch(archivable=True, archive_status_message="datasetCreated"),
+        event.occurred_at,
+    )
+    job_id = None
+    if event.create_archiving_job:
+        job_id = await create_archive_job(scicat, ledger, event)
+    return DatablocksOutcome(posted, fields, job_id)
+
+
+def datablock_payload(block: Datablock) -> DatablockPayload:
+    return DatablockPayload(
+        archive_id=block.archive_id,
+        size=block.size,
+        packed_size=block.packed_size,
+        chk_alg=block.chk_alg,
+        version=block.version,
+        data_file_list=tuple(
+            DataFilePayload(
+                path=f.path,
+                size=f.size,
+                time=f.time,
+                chk=f.chk,
+                uid=f.uid,
+                gid=f.gid,
+                perm=f.perm,
+            )
+            for f in block.data_file_list
+        ),
+    )
+
+
+async def register_datablock(scicat: ScicatClient, pid: str, block: Datablock) -> bool:
+    """POST the datablock unless SciCat has it already; True if it was posted now.
+
+    SciCat answers a duplicate `archiveId` on this route with a bare 500 (an
+    uncaught Mongo error), elsewhere with 409: either way, look again before
+    calling it a failure.
+    """
+    payload = datablock_payload(block).to_scicat()
+    path = f"/v3/Datasets/{pid_path(pid)}/datablocks"
+
+    async def registered() -> bool:
+        blocks = await scicat.send("GET", path) or []
+        return any(b.get("archiveId") == block.archive_id for b in blocks)
+
+    async def register() -> bool:
+        if await registered():
+            return False
+        try:
+            await scicat.send("POST", path, payload)
+        except (ScicatUnavailable, ScicatRejected) as exc:
+            duplicate_answer = isinstance(exc, ScicatUnavailable) or exc.status_code == 409
+            if duplicate_answer and await registered():
+                return False
+            raise
+        return True
+
+    return await scicat.retrying(register)
+
+
+async def create_archive_job(
+    scicat: ScicatClient, ledger: AppliedLedger, event: DatablocksCreated
+) -> str:
+    """Create the dataset's archive job once, however often the event is delivered.
+
+    A job POST is not idempotent in SciCat, so it is never repeated blindly: a
+    marker is kept before sending; a failure that proves nothing was created
+    (connection refused, a 4xx) clears it, and an unknown outcome (5xx,
+    timeout) leaves it, so a redelivery asks a person instead of creating a
+    second job.
+    """
+    key = archive_job_key(event.pid)
+    known = await ledger.recall(key)
+    if known and known.get("job_id"):
+        return str(known["job_id"])
+    if known:
+        reason = (
+            f"Creating the archive job of dataset {event.pid} had an unknown outcome; "
+            "check SciCat for the job, delete ledger key "
+            f"{key} if there is none, then replay this message"
+        )
+        raise PermanentError(reason, f"first attempt at {known.get('attempted_at')}")
+    # Logged in before the marker: a login failure must not leave one behind.
+    await scicat.log_in()
+    await ledger.remember(key, {"attempted_at": event.occurred_at.isoformat()})
+    body: dict[str, Any] = {
+        "type": "archive",
+        "jobParams": {"datasetList": [{"pid": event.pid, "files": []}]},
+        "ownerGroup": event.owner_group,
+    }
+    if event.contact_email:
+        body["contactEmail"] = event.contact_email
+    try:
+        job = await scicat.send("POST", "/v4/jobs", body)
+    except (httpx.ConnectError, httpx.ConnectTimeout, ScicatRejected, ScicatLoginFailed):
+        await ledger.forget(key)
+        raise
+    job_id = str(job["id"])
+    await ledger.remember(key, {"job_id": job_id})
+    return job_id

@@ -1,0 +1,475 @@
+"""Retrieve jobs end to end in this process: ltsmover and verifier on real nats-server and moto."""
+
+import asyncio
+import base64
+import hashlib
+import io
+import json
+import subprocess
+import tarfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from minio import Minio
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+
+from contracts import kv, subjects
+from contracts.events import Datablock, DatablocksCreated, DataFile, JobDataset, JobRequested
+from contracts.jobs import JobRecord
+from contracts.retrievals import RetrievalCopy
+from runtime.bus import publish_event
+from runtime.lts import LtsBackend, PosixLts, S3ColdLts
+from runtime.provisioning import provision
+from runtime.settings import LtsSettings, NatsSettings, S3Settings
+from services.ltsmover.app import create_app as create_ltsmover
+from services.ltsmover.retrieval_bucket import RetrievalBucket
+from services.ltsmover.retrieval_copies import RetrievalCopies
+from services.ltsmover.settings import LtsMoverSettings
+from services.ltsmover.sweeping import sweep_expired
+from services.verifier.app import create_app as create_verifier
+from services.verifier.settings import VerifierSettings
+
+FILES = {
+    "raw/a.dat": b"A" * 3000,
+    "raw/sub dir/b.dat": b"B" * 70000,
+    "it's.txt": b"quoted name\n",
+}
+
+
+def s3_settings(s3_server) -> S3Settings:
+    return S3Settings(
+        endpoint=s3_server.endpoint,
+        access_key=s3_server.access_key,
+        secret_key=s3_server.secret_key,
+    )
+
+
+@asynccontextmanager
+async def running(app) -> AsyncIterator[None]:
+    await app.start()
+    try:
+        yield
+    finally:
+        await app.stop()
+
+
+async def open_kv(js: JetStreamContext, bucket: str):
+    try:
+        return await js.key_value(bucket)
+    except BucketNotFoundError:
+        return await js.create_key_value(KeyValueConfig(bucket=bucket))
+
+
+def build_tar(members: dict[str, bytes]) -> tuple[bytes, tuple[DataFile, ...]]:
+    buffer = io.BytesIO()
+    files = []
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mtime = 1_700_000_000
+            tar.addfile(info, io.BytesIO(data))
+            files.append(
+                DataFile(
+                    path=name,
+                    size=len(data),
+                    time=datetime.fromtimestamp(1_700_000_000, UTC),
+                    chk=hashlib.sha256(data).hexdigest(),
+                )
+            )
+    return buffer.getvalue(), tuple(files)
+
+
+async def archived(
+    js: JetStreamContext, lts: LtsBackend, pid: str, blocks: list[dict[str, bytes]]
+) -> list[bytes]:
+    """Tars in LTS and their record in KV, as an archive job leaves them."""
+    slug = pid.replace("/", "-")
+    records, raws = [], []
+    for n, members in enumerate(blocks):
+        raw, files = build_tar(members)
+        archive_id = f"openem-network/datasets/{pid}/datablocks/{slug}_{n}.tar"
+        await asyncio.to_thread(lts.write, archive_id, io.BytesIO(raw), len(raw))
+        records.append(
+            Datablock(
+                archive_id=archive_id,
+                size=sum(len(d) for d in members.values()),
+                packed_size=len(raw),
+                tar_sha256=hashlib.sha256(raw).hexdigest(),
+                data_file_list=files,
+            )
+        )
+        raws.append(raw)
+    created = DatablocksCreated(
+        occurred_at=datetime.now(UTC),
+        pid=pid,
+        datablocks=tuple(records),
+        create_archiving_job=False,
+        owner_group="group1",
+    )
+    bucket = await open_kv(js, kv.DATABLOCKS)
+    await bucket.put(kv.id_key(pid), created.model_dump_json().encode())
+    return raws
+
+
+def retrieve_job(job_id: str, *pids: str) -> JobRequested:
+    return JobRequested(
+        occurred_at=datetime.now(UTC),
+        job_id=job_id,
+        job_type="retrieve",
+        datasets=tuple(JobDataset(pid=p) for p in pids),
+        scicat_api="v4",
+    )
+
+
+async def request(js: JetStreamContext, job: JobRequested) -> None:
+    await publish_event(js, subjects.JOB_REQUESTED_RETRIEVE, job, msg_id=job.dedup_id())
+
+
+async def job_record(js: JetStreamContext, job_id: str) -> JobRecord | None:
+    bucket = await open_kv(js, kv.JOBS)
+    try:
+        entry = await bucket.get(kv.id_key(job_id))
+    except KeyNotFoundError:
+        return None
+    return JobRecord.model_validate_json(entry.value)
+
+
+async def until(check: Callable[[], object], timeout_s: float = 15.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError
+        await asyncio.sleep(0.05)
+
+
+async def finished(js: JetStreamContext, job_id: str) -> JobRecord:
+    async def done() -> bool:
+        record = await job_record(js, job_id)
+        return record is not None and record.finished
+
+    await until(done)
+    record = await job_record(js, job_id)
+    assert record is not None
+    return record
+
+
+async def events(js: JetStreamContext, job_id: str) -> list[tuple[str, dict]]:
+    info = await js.stream_info("ARCHIVER")
+    found = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        raw = await js.get_msg("ARCHIVER", seq)
+        body = json.loads(raw.data)
+        if body.get("job_id") == job_id:
+            found.append((raw.subject, body))
+    return found
+
+
+async def final_result(js: JetStreamContext, job_id: str) -> dict:
+    statuses = [b for s, b in await events(js, job_id) if s == "job.status"]
+    return statuses[-1]["job_result_object"]
+
+
+def retrieved_keys(s3: Minio, pid: str) -> list[str]:
+    prefix = f"openem-network/datasets/{pid}/retrieved/"
+    return [o.object_name for o in s3.list_objects("retrieval", prefix=prefix, recursive=True)]
+
+
+@pytest.fixture
+async def world(clean_js: JetStreamContext, s3_server, tmp_path: Path):
+    await provision(clean_js)
+    s3 = Minio(
+        s3_server.endpoint.removeprefix("http://"),
+        access_key=s3_server.access_key,
+        secret_key=s3_server.secret_key,
+        secure=False,
+    )
+    root = tmp_path / "lts"
+    root.mkdir()
+    return clean_js, s3, root
+
+
+def mover_settings(nats_url: str, s3_server, root: Path, **extra) -> LtsMoverSettings:
+    values = {
+        "min_free_percent": 0,
+        "recall_poll_s": 0.1,
+        "recall_timeout_s": 10.0,
+        **extra,
+    }
+    return LtsMoverSettings(
+        nats=NatsSettings(url=nats_url),
+        s3=s3_settings(s3_server),
+        lts=LtsSettings(backend="posix", root=root),
+        **values,
+    )
+
+
+def verifier_settings(nats_url: str, s3_server, root: Path) -> VerifierSettings:
+    return VerifierSettings(
+        nats=NatsSettings(url=nats_url),
+        s3=s3_settings(s3_server),
+        lts=LtsSettings(backend="posix", root=root),
+    )
+
+
+@asynccontextmanager
+async def services(url: str, s3_server, root: Path, lts: LtsBackend, **extra):
+    async with (
+        running(create_ltsmover(mover_settings(url, s3_server, root, **extra), lts=lts)),
+        running(create_verifier(verifier_settings(url, s3_server, root))),
+    ):
+        yield
+
+
+class OfflineTape:
+    """Opens fail with EAGAIN until `online_at` (monotonic), as a share recalling from tape."""
+
+    def __init__(self, online_at: float) -> None:
+        self.online_at = online_at
+        self.attempts = 0
+
+    def __call__(self, path: Path):
+        self.attempts += 1
+        if time.monotonic() < self.online_at:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        return path.open("rb")
+
+
+@pytest.mark.parametrize("backend", ["posix", "s3"])
+async def test_a_retrieve_job_offers_urls_that_download_the_archived_tars(
+    world, nats_server_process, s3_server, backend
+) -> None:
+    """Both backends: finishedSuccessful, byte-identical downloads, lifecycle in order."""
+    js, s3, root = world
+    lts = PosixLts(root) if backend == "posix" else S3ColdLts(s3, "lts", "GLACIER")
+    tag = uuid.uuid4().hex[:8]
+    pid, job_id = f"20.500/ret-{tag}", f"job-{tag}"
+    raws = await archived(js, lts, pid, [FILES, {"second.bin": bytes(range(256)) * 300}])
+
+    async with services(nats_server_process.url, s3_server, root, lts):
+        await request(js, retrieve_job(job_id, pid))
+        record = await finished(js, job_id)
+        await asyncio.sleep(0.1)
+    log = await events(js, job_id)
+    result = await final_result(js, job_id)
+
+    assert record.status == "finishedSuccessful"
+    assert record.status_message == "1 of 1 dataset(s) retrieved"
+    assert [e["name"] for e in result["result"]] == [
+        f"20.500-ret-{tag}_0.tar",
+        f"20.500-ret-{tag}_1.tar",
+    ]
+    async with httpx.AsyncClient() as client:
+        for entry, raw in zip(result["result"], raws, strict=True):
+            assert entry["datasetId"] == pid
+            assert entry["size"] == len(raw)
+            response = await client.get(entry["url"])
+            assert response.status_code == 200
+            assert response.content == raw
+    lifecycles = [b["lifecycle"] for s, b in log if s == "dataset.lifecycle"]
+    assert [{k: v for k, v in lc.items() if v is not None} for lc in lifecycles] == [
+        {"retrieveStatusMessage": "started"},
+        {"retrieveStatusMessage": "datasetRetrieved", "retrieveIntegrityCheck": True},
+    ]
+    assert [b["status_code"] for s, b in log if s == "job.status"] == [
+        "inProgress",
+        "finishedSuccessful",
+    ]
+    assert sorted((b["location"], b["ok"]) for s, b in log if s == "lts.verified") == [
+        (f"openem-network/datasets/{pid}/retrieved/20.500-ret-{tag}_0.tar", True),
+        (f"openem-network/datasets/{pid}/retrieved/20.500-ret-{tag}_1.tar", True),
+    ]
+
+
+async def test_the_download_script_reproduces_the_dataset_and_catches_a_changed_tar(
+    world, nats_server_process, s3_server, tmp_path: Path
+) -> None:
+    """bash runs the job's script: exit 0 with identical files; non-zero once a tar changed."""
+    js, s3, root = world
+    lts = PosixLts(root)
+    tag = uuid.uuid4().hex[:8]
+    pid, job_id = f"20.500/script-{tag}", f"job-{tag}"
+    await archived(js, lts, pid, [FILES])
+
+    async with services(nats_server_process.url, s3_server, root, lts):
+        await request(js, retrieve_job(job_id, pid))
+        record = await finished(js, job_id)
+    result = await final_result(js, job_id)
+    script = tmp_path / "retrieve.sh"
+    script.write_bytes(base64.b64decode(result["downloadScript"]))
+
+    good = subprocess.run(
+        ["bash", str(script), str(tmp_path / "out")], capture_output=True, text=True, timeout=60
+    )
+    changed_raw, _ = build_tar({**FILES, "raw/a.dat": b"A" * 2999 + b"X"})
+    key = f"openem-network/datasets/{pid}/retrieved/20.500-script-{tag}_0.tar"
+    s3.put_object("retrieval", key, io.BytesIO(changed_raw), len(changed_raw))
+    bad = subprocess.run(
+        ["bash", str(script), str(tmp_path / "again")], capture_output=True, text=True, timeout=60
+    )
+
+    assert record.status == "finishedSuccessful"
+    assert good.returncode == 0, good.stderr
+    for name, data in FILES.items():
+        assert (tmp_path / "out" / name).read_bytes() == data
+    assert "all 3 file(s) verified" in good.stdout
+    assert bad.returncode == 1
+    assert f"FAILED: 20.500-script-{tag}_0.tar has SHA-256" in bad.stderr
+
+
+async def test_a_tape_offline_for_a_second_delays_the_retrieval_but_it_completes(
+    world, nats_server_process, s3_server
+) -> None:
+    """Reads fail with EAGAIN for ~1 s; polled every 0.1 s, the job then succeeds."""
+    js, _, root = world
+    tag = uuid.uuid4().hex[:8]
+    pid, job_id = f"20.500/tape-{tag}", f"job-{tag}"
+    await archived(js, PosixLts(root), pid, [FILES])
+    tape = OfflineTape(time.monotonic() + 1.0)
+    lts = PosixLts(root, opener=tape)
+
+    async with services(nats_server_process.url, s3_server, root, lts):
+        started = time.monotonic()
+        await request(js, retrieve_job(job_id, pid))
+
+        async def recalling() -> bool:
+            record = await job_record(js, job_id)
+            return record is not None and record.datasets[pid].state == "waitingForRecall"
+
+        await until(recalling)
+        waiting = await job_record(js, job_id)
+        record = await finished(js, job_id)
+
+    assert waiting is not None
+    assert (waiting.datasets[pid].message or "").startswith(
+        f"Waiting for 20.500-tape-{tag}_0.tar to be recalled from LTS"
+    )
+    assert record.status == "finishedSuccessful"
+    assert time.monotonic() - started >= 1.0
+    assert tape.attempts >= 5
+
+
+async def test_a_tape_offline_past_the_timeout_fails_the_dataset_cleanly(
+    world, nats_server_process, s3_server
+) -> None:
+    """Past recall_timeout_s: datasetRetrievalFailed with the reason, job finishedUnsuccessful."""
+    js, s3, root = world
+    tag = uuid.uuid4().hex[:8]
+    pid, job_id = f"20.500/gone-{tag}", f"job-{tag}"
+    await archived(js, PosixLts(root), pid, [FILES])
+    lts = PosixLts(root, opener=OfflineTape(time.monotonic() + 600))
+
+    async with services(nats_server_process.url, s3_server, root, lts, recall_timeout_s=0.5):
+        await request(js, retrieve_job(job_id, pid))
+        record = await finished(js, job_id)
+    log = await events(js, job_id)
+    result = await final_result(js, job_id)
+
+    assert record.status == "finishedUnsuccessful"
+    assert record.datasets[pid].state == "failed"
+    failed = [b["lifecycle"] for s, b in log if s == "dataset.lifecycle"][-1]
+    assert failed["retrieveStatusMessage"] == "datasetRetrievalFailed"
+    assert "was not readable within" in failed["retrieveReturnMessage"]
+    assert result["result"] == []
+    assert retrieved_keys(s3, pid) == []
+
+
+async def test_a_corrupted_lts_tar_is_caught_and_no_url_is_published(
+    world, nats_server_process, s3_server
+) -> None:
+    """A flipped byte in LTS fails every check; the copies go and the result stays empty."""
+    js, s3, root = world
+    tag = uuid.uuid4().hex[:8]
+    pid, job_id = f"20.500/rot-{tag}", f"job-{tag}"
+    lts = PosixLts(root)
+    await archived(js, lts, pid, [FILES])
+    copy = root / f"openem-network/datasets/{pid}/datablocks/20.500-rot-{tag}_0.tar"
+    corrupted = bytearray(copy.read_bytes())
+    corrupted[corrupted.index(b"B" * 100) + 7] ^= 0xFF
+    copy.write_bytes(bytes(corrupted))
+
+    async with services(nats_server_process.url, s3_server, root, lts, max_copy_attempts=2):
+        await request(js, retrieve_job(job_id, pid))
+        record = await finished(js, job_id)
+    log = await events(js, job_id)
+    result = await final_result(js, job_id)
+
+    assert record.status == "finishedUnsuccessful"
+    assert [(b["attempt"], b["ok"]) for s, b in log if s == "lts.verified"] == [
+        (0, False),
+        (1, False),
+    ]
+    assert "member checksum mismatch: raw/sub dir/b.dat" in (record.datasets[pid].error or "")
+    assert result["result"] == []
+    assert retrieved_keys(s3, pid) == []
+    lifecycle = [b["lifecycle"] for s, b in log if s == "dataset.lifecycle"][-1]
+    assert lifecycle["retrieveStatusMessage"] == "datasetRetrievalFailed"
+
+
+async def test_two_retrieve_jobs_for_one_dataset_make_one_copy_and_both_get_urls(
+    world, nats_server_process, s3_server
+) -> None:
+    """Jobs published back to back: one lts.moved in all, both jobs succeed with working URLs."""
+    js, s3, root = world
+    lts = PosixLts(root)
+    tag = uuid.uuid4().hex[:8]
+    pid, first, second = f"20.500/both-{tag}", f"job-a-{tag}", f"job-b-{tag}"
+    (raw,) = await archived(js, lts, pid, [FILES])
+
+    async with services(nats_server_process.url, s3_server, root, lts):
+        await request(js, retrieve_job(first, pid))
+        await request(js, retrieve_job(second, pid))
+        records = [await finished(js, first), await finished(js, second)]
+    logs = [await events(js, first), await events(js, second)]
+    results = [await final_result(js, first), await final_result(js, second)]
+
+    assert [r.status for r in records] == ["finishedSuccessful", "finishedSuccessful"]
+    assert sum(1 for log in logs for s, _ in log if s == "lts.moved") == 1
+    assert retrieved_keys(s3, pid) == [
+        f"openem-network/datasets/{pid}/retrieved/20.500-both-{tag}_0.tar"
+    ]
+    async with httpx.AsyncClient() as client:
+        for result in results:
+            (entry,) = result["result"]
+            assert (await client.get(entry["url"])).content == raw
+
+
+async def test_the_sweeper_removes_an_expired_copy_and_keeps_a_fresh_one(world) -> None:
+    """Past expires_at record and object go; a copy valid for a day stays."""
+    js, s3, _ = world
+    copies = RetrievalCopies(await open_kv(js, kv.RETRIEVALS))
+    bucket = RetrievalBucket(s3, "retrieval")
+    tag = uuid.uuid4().hex[:8]
+    now = datetime.now(UTC)
+    for name, expires_at in (("old", now - timedelta(minutes=1)), ("new", now + timedelta(days=1))):
+        key = f"openem-network/datasets/20.500/{name}-{tag}/retrieved/{name}.tar"
+        s3.put_object("retrieval", key, io.BytesIO(b"tar"), 3)
+        record = RetrievalCopy(
+            archive_id=f"{name}-{tag}.tar",
+            pid=f"20.500/{name}-{tag}",
+            key=key,
+            state="verified",
+            job_id=f"job-{tag}",
+            claimed_at=now - timedelta(days=7),
+            verified_at=now - timedelta(days=7),
+            expires_at=expires_at,
+        )
+        await copies.kv.put(kv.id_key(record.archive_id), record.model_dump_json().encode())
+
+    removed = await sweep_expired(copies, bucket, now=now, orphan_age=timedelta(days=7))
+
+    assert removed == [f"openem-network/datasets/20.500/old-{tag}/retrieved/old.tar"]
+    assert retrieved_keys(s3, f"20.500/old-{tag}") == []
+    assert retrieved_keys(s3, f"20.500/new-{tag}") == [
+        f"openem-network/datasets/20.500/new-{tag}/retrieved/new.tar"
+    ]
+    assert await copies.get(f"old-{tag}.tar") is None
+    assert await copies.get(f"new-{tag}.tar") is not None

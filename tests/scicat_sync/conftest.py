@@ -1,0 +1,227 @@
+"""scicat_sync fixtures: a recording fake SciCat (MockTransport), the ledger on the
+real nats-server, and the real SciCat stand-in as a subprocess that a test may stop."""
+
+import json
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+from nats.js import JetStreamContext
+from pydantic import SecretStr
+
+from contracts import kv
+from devstack.processes import ManagedProcess, free_port, port_open
+from services.scicat_sync.ledger import AppliedLedger, open_ledger
+from services.scicat_sync.scicat_client import RetryPolicy, ScicatClient
+
+ADMIN = ("admin", "2jf70TPNZsS")
+ARCHIVER = ("archiveManager", "aman")
+INGESTOR = ("ingestor", "aman")
+
+# A job config without url actions: no archiver gateway runs in these tests.
+JOB_CONFIG = """\
+configVersion: scicat-sync-tests
+jobs:
+  - jobType: archive
+    create:
+      auth: "#datasetOwner"
+      actions:
+        - actionType: validate
+          datasets:
+            "datasetlifecycle.archivable":
+              const: true
+    update:
+      auth: archivemanager
+  - jobType: retrieve
+    create:
+      auth: "#datasetAccess"
+      actions: []
+    update:
+      auth: archivemanager
+"""
+
+
+@dataclass
+class FakeScicat:
+    """Answers like SciCat and records every call as (method, raw path, JSON body)."""
+
+    calls: list[tuple[str, str, Any]] = field(default_factory=list)
+    datablocks: list[dict[str, Any]] = field(default_factory=list)
+    logins: int = 0
+    expired_tokens: set[str] = field(default_factory=set)
+    fail_next: list[int] = field(default_factory=list)
+    """Status codes to answer the next non-login calls with, in order."""
+    duplicate_answer: int = 500
+    blind_reads: int = 0
+    """The next N datablock look-ups answer [] (another writer's POST lands after them)."""
+    job_post_status: int = 201
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handle)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.raw_path.decode()
+        body = json.loads(request.content) if request.content else None
+        if path.endswith("/auth/login"):
+            self.logins += 1
+            return httpx.Response(
+                201, json={"access_token": f"token-{self.logins}", "expires_in": 3600}
+            )
+        self.calls.append((request.method, path, body))
+        token = request.headers["Authorization"].removeprefix("Bearer ")
+        if token in self.expired_tokens:
+            return httpx.Response(403, json=_error(403, "Forbidden resource"))
+        if self.fail_next:
+            status = self.fail_next.pop(0)
+            return httpx.Response(status, json=_error(status, "injected"))
+        if path.endswith("/datablocks") and request.method == "GET":
+            if self.blind_reads:
+                self.blind_reads -= 1
+                return httpx.Response(200, json=[])
+            return httpx.Response(200, json=self.datablocks)
+        if path.endswith("/datablocks") and request.method == "POST":
+            if any(b["archiveId"] == body["archiveId"] for b in self.datablocks):
+                return httpx.Response(self.duplicate_answer, json="Internal server error")
+            self.datablocks.append({**body, "id": f"db-{len(self.datablocks)}"})
+            return httpx.Response(201, json=self.datablocks[-1])
+        if path.endswith("/jobs") and request.method == "POST":
+            if self.job_post_status >= 400:
+                return httpx.Response(self.job_post_status, text="Bad Gateway")
+            return httpx.Response(201, json={**body, "id": "job-1"})
+        return httpx.Response(200, json={})
+
+
+def _error(status: int, message: str) -> dict[str, Any]:
+    return {"message": message, "error": "Error", "statusCode": status}
+
+
+@pytest.fixture
+def fake_scicat() -> FakeScicat:
+    return FakeScicat()
+
+
+@pytest.fixture
+async def scicat(fake_scicat: FakeScicat) -> AsyncIterator[ScicatClient]:
+    async with httpx.AsyncClient(
+        base_url="http://scicat.test/api", transport=fake_scicat.transport()
+    ) as http:
+        yield ScicatClient(http, *ARCHIVER[:1], SecretStr(ARCHIVER[1]), RetryPolicy(budget_s=5))
+
+
+@pytest.fixture
+async def ledger(clean_js: JetStreamContext) -> AppliedLedger:
+    """An empty ledger bucket on the real nats-server."""
+    try:
+        await clean_js.delete_key_value(kv.SCICAT_SYNC_APPLIED)
+    except Exception as exc:
+        if "not found" not in str(exc).lower():
+            raise
+    return await open_ledger(clean_js)
+
+
+class Standin:
+    """The SciCat stand-in as a child process on a fixed port and state dir."""
+
+    def __init__(self, base: Path) -> None:
+        self.port = free_port()
+        self.state_dir = base / "state"
+        config = base / "jobconfig.yaml"
+        config.write_text(JOB_CONFIG)
+        self.process = ManagedProcess(
+            "scicat-standin",
+            [
+                sys.executable,
+                "-m",
+                "devstack.scicat",
+                "--port",
+                str(self.port),
+                "--state-dir",
+                str(self.state_dir),
+                "--job-config",
+                str(config),
+            ],
+            base / "standin.log",
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def start(self) -> None:
+        self.process.start()
+        self.process.wait_ready(lambda: port_open(self.port), 20)
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    @contextmanager
+    def client(self, account: tuple[str, str]) -> Iterator[httpx.Client]:
+        """A logged-in synchronous client for arranging and checking state."""
+        with httpx.Client(base_url=self.url, timeout=10) as http:
+            login = {"username": account[0], "password": account[1]}
+            answer = http.post("/v3/auth/login", json=login)
+            answer.raise_for_status()
+            http.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"
+            yield http
+
+    def create_dataset(self, owner_group: str = "group1") -> str:
+        with self.client(INGESTOR) as http:
+            answer = http.post(
+                "/v3/Datasets",
+                json={
+                    "type": "raw",
+                    "datasetName": "scicat_sync test",
+                    "owner": "Someone",
+                    "contactEmail": "someone@example.org",
+                    "sourceFolder": "/data/x",
+                    "creationTime": "2025-01-01T00:00:00Z",
+                    "ownerGroup": owner_group,
+                    "principalInvestigator": "pi@example.org",
+                    "creationLocation": "lab",
+                },
+            )
+            answer.raise_for_status()
+            return answer.json()["pid"]
+
+    def create_job(self, pid: str, job_type: str = "retrieve") -> str:
+        with self.client(ADMIN) as http:
+            answer = http.post(
+                "/v4/jobs",
+                json={
+                    "type": job_type,
+                    "ownerGroup": "group1",
+                    "jobParams": {"datasetList": [{"pid": pid, "files": []}]},
+                },
+            )
+            answer.raise_for_status()
+            return answer.json()["id"]
+
+    def get(self, path: str) -> Any:
+        with self.client(ADMIN) as http:
+            answer = http.get(path)
+            answer.raise_for_status()
+            return answer.json()
+
+    def history(self) -> list[dict[str, Any]]:
+        return self.get("/v3/admin/history")["entries"]
+
+    def lifecycle(self, pid: str) -> dict[str, Any]:
+        return self.get(f"/v3/Datasets/{_q(pid)}/datasetlifecycle")
+
+
+def _q(identifier: str) -> str:
+    return quote(identifier, safe="")
+
+
+@pytest.fixture(scope="session")
+def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standin]:
+    server = Standin(tmp_path_factory.mktemp("standin"))
+    server.start()
+    yield server
+    server.stop()
