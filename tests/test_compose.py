@@ -11,7 +11,9 @@ from archiver.running import Service, settings_class
 ROOT = Path(__file__).parents[1]
 COMPOSE = yaml.safe_load((ROOT / "compose.yml").read_text())
 ARCHIVER_SERVICES = {
-    name: spec for name, spec in COMPOSE["services"].items() if spec.get("image") == "archiver:latest"
+    name: spec
+    for name, spec in COMPOSE["services"].items()
+    if spec.get("image") == "archiver:latest"
 }
 
 
@@ -57,4 +59,5 @@ def test_nats_is_a_three_node_jetstream_cluster() -> None:
     assert len(nodes) == 3
     for node in nodes:
         command = COMPOSE["services"][node]["command"]
-        assert "--jetstream" in command and "--cluster_name" in command
+        assert "--jetstream" in command
+        assert "--cluster_name" in command

@@ -57,8 +57,8 @@ def running_gateway(
 
 def _schema() -> schemathesis.BaseSchema:
     # The spec is the app's own, built without starting anything.
-    from tests.gateway.conftest import gateway_settings  # noqa: PLC0415
-    from services.gateway.app import create_app  # noqa: PLC0415
+    from services.gateway.app import create_app
+    from tests.gateway.conftest import gateway_settings
 
     class _Unused:
         endpoint = "http://127.0.0.1:9"
