@@ -4,6 +4,7 @@ Nothing here mocks the bus or the S3 client; each server runs on a free
 loopback port with its state in a temporary directory.
 """
 
+import contextlib
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import pytest
 import stamina
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from contracts.streams import STREAMS
 from devstack.natsserver import nats_server
@@ -79,11 +81,8 @@ async def clean_js(nats_client: NatsClient) -> JetStreamContext:
     """A JetStream context on a server where none of the archiver's streams exist yet."""
     js = nats_client.jetstream()
     for stream in STREAMS:
-        try:
+        with contextlib.suppress(NotFoundError):
             await js.delete_stream(stream.name)
-        except Exception as exc:  # noqa: BLE001 - absent streams are the goal
-            if "not found" not in str(exc).lower():
-                raise
     return js
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from contracts import streams
 from devstack.processes import ManagedProcess, free_port, tool_path
@@ -61,7 +62,7 @@ async def test_service_consumes_with_its_durable_and_stops_on_sigterm(
         async def consumer_waiting() -> bool:
             try:
                 info = await clean_js.consumer_info(spec.stream, spec.durable)
-            except Exception:  # noqa: BLE001 - not provisioned yet
+            except NotFoundError:  # not provisioned yet
                 return False
             return info.num_waiting > 0
 
