@@ -1,11 +1,15 @@
 """`archiver`: one command for services, the dev stack and operator tools."""
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from archiver.running import Service, run_service
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -38,6 +42,57 @@ def dev(
     raise typer.Exit(run_dev_stack(state_dir.resolve(), ports=ports, check_only=check))
 
 
+@app.command()
+def ingest(
+    folder: Annotated[Path, typer.Argument(help="The dataset's folder (every file below it).")],
+    owner_group: Annotated[str, typer.Option(help="SciCat ownerGroup of the new dataset.")],
+    stack: Annotated[
+        Path | None, typer.Option(help="A dev stack's stack.json: URLs and the ingestor user.")
+    ] = None,
+    scicat_url: Annotated[
+        str | None, typer.Option(help="SciCat API base, e.g. https://scicat.example.org/api.")
+    ] = None,
+    gateway_url: Annotated[
+        str | None, typer.Option(help="Archiver API base, e.g. https://host/archiver/api/v1.")
+    ] = None,
+    username: Annotated[
+        str | None, typer.Option(envvar="ARCHIVER_SCICAT_USERNAME", help="SciCat user.")
+    ] = None,
+    password: Annotated[
+        str | None,
+        typer.Option(envvar="ARCHIVER_SCICAT_PASSWORD", help="SciCat password (or the env var)."),
+    ] = None,
+    archive: Annotated[
+        bool, typer.Option("--archive", help="Ask for the archive job when finalizing.")
+    ] = False,
+    chunk_size: Annotated[
+        str, typer.Option(help="Files above this go multipart, in parts this big.")
+    ] = "128MiB",
+    parallel: Annotated[int, typer.Option(min=1, max=64, help="Concurrent PUTs.")] = 4,
+    name: Annotated[str | None, typer.Option(help="datasetName (default: the folder's).")] = None,
+    contact_email: Annotated[str | None, typer.Option(help="Default: your SciCat email.")] = None,
+) -> None:
+    """Register FOLDER as a raw dataset in SciCat, upload it, finalize it; print its pid."""
+    from archiver.ingesting import ingest_command
+
+    raise typer.Exit(
+        ingest_command(
+            folder,
+            owner_group=owner_group,
+            stack=stack,
+            scicat_url=scicat_url,
+            gateway_url=gateway_url,
+            username=username,
+            password=password,
+            archive=archive,
+            chunk_size=chunk_size,
+            parallel=parallel,
+            name=name,
+            contact_email=contact_email,
+        )
+    )
+
+
 @app.command("subjects-doc")
 def subjects_doc(
     output: Annotated[Path, typer.Option(help="Write here instead of stdout.")] = Path("-"),
@@ -64,6 +119,139 @@ def config_doc(
         typer.echo(text, nl=False)
     else:
         output.write_text(text)
+
+
+# --- operator recovery tools: dead letters, replay, status ---------------------
+
+NatsUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--nats-url",
+        help="NATS server URL(s). Default: NATS_URL, else var/dev/stack.json, else localhost.",
+    ),
+]
+
+dlq_app = typer.Typer(no_args_is_help=True, help="Dead letters: list, show, retry, drop.")
+app.add_typer(dlq_app, name="dlq")
+
+
+def _operate(run: "Callable[[str, Console], int]", nats_url: str | None) -> None:
+    """Run an operator command against the resolved NATS URL; exit with its code."""
+    from rich.console import Console
+
+    from archiver.operator_bus import BusUnreachableError, OperatorSettings, resolve_nats_url
+
+    console = Console()
+    url = resolve_nats_url(nats_url, OperatorSettings())
+    try:
+        code = run(url, console)
+    except BusUnreachableError as exc:
+        console.print(str(exc))
+        code = 1
+    raise typer.Exit(code)
+
+
+@dlq_app.command("list")
+def dlq_list(nats_url: NatsUrlOption = None) -> None:
+    """List dead letters (and the server's max-deliveries advisories), oldest first."""
+    from archiver import deadletters
+
+    _operate(deadletters.list_command, nats_url)
+
+
+@dlq_app.command("show")
+def dlq_show(
+    n: Annotated[int, typer.Argument(help="The dead letter's number (N in `dlq list`).")],
+    nats_url: NatsUrlOption = None,
+) -> None:
+    """Show dead letter N and the original message it points at."""
+    from archiver import deadletters
+
+    _operate(lambda url, console: deadletters.show_command(url, n, console), nats_url)
+
+
+@dlq_app.command("retry")
+def dlq_retry(
+    n: Annotated[int | None, typer.Argument(help="The dead letter's number.")] = None,
+    retry_all: Annotated[bool, typer.Option("--all", help="Retry every dead letter.")] = False,
+    nats_url: NatsUrlOption = None,
+) -> None:
+    """Re-publish the original of dead letter N (or of all) to its subject, then remove it."""
+    from archiver import deadletters
+
+    if (n is None) == (not retry_all):
+        raise typer.BadParameter("give either N or --all")
+    _operate(lambda url, console: deadletters.retry_command(url, n, console), nats_url)
+
+
+@dlq_app.command("drop")
+def dlq_drop(
+    n: Annotated[int, typer.Argument(help="The dead letter's number.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    nats_url: NatsUrlOption = None,
+) -> None:
+    """Remove dead letter N without retrying it."""
+    from archiver import deadletters
+
+    def confirm(question: str) -> bool:
+        return yes or typer.confirm(question)
+
+    _operate(
+        lambda url, console: deadletters.drop_command(url, n, console, confirm=confirm), nats_url
+    )
+
+
+@app.command()
+def replay(
+    job: Annotated[str | None, typer.Option(help="Events of this job id.")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Events of this dataset pid.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Stored since: ISO 8601 (UTC if no offset) or e.g. 2h.")
+    ] = None,
+    subject: Annotated[str | None, typer.Option(help="Only this subject (wildcards ok).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print, publish nothing.")] = False,
+    nats_url: NatsUrlOption = None,
+) -> None:
+    """Re-publish selected events from the ARCHIVER log (handlers are idempotent)."""
+    from datetime import UTC, datetime
+
+    from archiver.durations import parse_point_in_time
+    from archiver.replaying import ReplaySelection, replay_command
+
+    try:
+        start = parse_point_in_time(since, datetime.now(UTC)) if since else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since") from None
+    selection = ReplaySelection(job_id=job, pid=dataset, subject=subject, since=start)
+    _operate(
+        lambda url, console: replay_command(url, selection, dry_run=dry_run, console=console),
+        nats_url,
+    )
+
+
+@app.command()
+def status(
+    job: Annotated[str | None, typer.Argument(help="One job's detail.")] = None,
+    show_all: Annotated[bool, typer.Option("--all", help="Finished jobs too.")] = False,
+    stuck_after: Annotated[
+        str, typer.Option(help="Flag STUCK after this long without progress (90s, 30m, 2h).")
+    ] = "30m",
+    nats_url: NatsUrlOption = None,
+) -> None:
+    """Jobs in flight with each dataset's step, or one job's detail; STUCK flags."""
+    from archiver.durations import parse_duration
+    from archiver.jobstatus import status_command
+
+    try:
+        threshold = parse_duration(stuck_after)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--stuck-after") from None
+    _operate(
+        lambda url, console: status_command(
+            url, job, show_all=show_all, stuck_after=threshold, console=console
+        ),
+        nats_url,
+    )
 
 
 if __name__ == "__main__":

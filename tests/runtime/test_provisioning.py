@@ -61,3 +61,12 @@ async def test_a_drifted_stream_is_put_back(clean_js: JetStreamContext) -> None:
 
     assert report.streams_updated == ("ARCHIVER",)
     assert (await clean_js.stream_info("ARCHIVER")).config.max_age == 30 * 24 * 3600
+
+
+async def test_consumers_have_no_server_backoff(clean_js: JetStreamContext) -> None:
+    """With a backoff list the server ignores later naks' delays; retries follow our naks."""
+    await provision(clean_js)
+    for spec in streams.CONSUMERS:
+        info = await clean_js.consumer_info(spec.stream, spec.durable)
+        assert not info.config.backoff
+        assert info.config.ack_wait == 30

@@ -1,0 +1,361 @@
+"""`archiver ingest`: register a folder as a SciCat dataset, upload it, finalize it.
+
+The steps, as the Ingestor takes them: hash every file (SHA-256 of the file
+for SciCat, of each part for S3); log in to SciCat; register the raw dataset
+and its origdatablocks; exchange the SciCat token for upload tokens at the
+gateway; reserve landing-zone room (waiting on 507); upload; finalize (asking
+for the archive job with `--archive`). Ctrl-C during the upload aborts it at
+the gateway, which deletes what was uploaded.
+"""
+
+import json
+import signal
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Protocol
+
+import httpx
+
+from archiver.gateway_client import GatewayClient
+from archiver.ingest_errors import IngestError, UploadCancelled
+from archiver.planning import UploadPlan, plan_upload
+from archiver.scicat_client import (
+    DatasetDescription,
+    ScicatClient,
+    origdatablock_bodies,
+    raw_dataset_body,
+)
+from archiver.uploading import Uploader, UploadProgress
+
+GiB = 1024**3
+MiB = 1024**2
+MIN_CHUNK_SIZE = 5 * MiB
+"""S3's smallest part (all but the last); moto and MinIO enforce it."""
+EXIT_FAILED = 1
+EXIT_CANCELLED = 130
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "k": 1000, "kb": 1000, "kib": 1024,
+    "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
+    "g": 1000**3, "gb": 1000**3, "gib": 1024**3,
+}  # fmt: skip
+
+
+class IngestProgress(UploadProgress, Protocol):
+    """What an ingest reports besides the upload itself."""
+
+    def hashing_started(self, total_bytes: int) -> None: ...
+    def hashed(self, nbytes: int) -> None: ...
+    def upload_started(self, total_bytes: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    scicat_url: str
+    """SciCat's API base, ending in /api."""
+    gateway_url: str
+    """The gateway's base, including its root path (/archiver/api/v1)."""
+    username: str
+    password: str
+
+
+@dataclass(frozen=True)
+class IngestRequest:
+    folder: Path
+    owner_group: str
+    archive: bool = False
+    chunk_size: int = 128 * MiB
+    parallel: int = 4
+    name: str | None = None
+    """datasetName; the folder's name if not given."""
+    contact_email: str | None = None
+    """The SciCat user's email if not given."""
+    owner: str | None = None
+    principal_investigator: str | None = None
+    creation_location: str | None = None
+    max_room_wait_s: float = 24 * 3600
+    """How long to keep asking when the landing zone has no room (507)."""
+
+
+def parse_size(text: str) -> int:
+    """`128MiB`, `5 MiB`, `1GiB`, `1048576`: a size in bytes."""
+    cleaned = text.strip().lower().replace(" ", "")
+    number = cleaned.rstrip("kmgib")
+    unit = cleaned[len(number) :]
+    if not number.isdigit() or unit not in _SIZE_UNITS:
+        msg = f"{text!r} is not a size; write e.g. 128MiB, 5MiB or 1GiB"
+        raise ValueError(msg)
+    return int(number) * _SIZE_UNITS[unit]
+
+
+def endpoints_from_stack(stack_json: Path) -> Endpoints:
+    """The dev stack's URLs and its `ingestor` SciCat account, from its stack.json."""
+    try:
+        stack = json.loads(stack_json.read_text())
+        user = stack["scicat"]["users"]["ingestor"]
+        return Endpoints(
+            scicat_url=stack["scicat"]["url"],
+            gateway_url=stack["gateway"]["url"],
+            username=user["username"],
+            password=user["password"],
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        msg = f"{stack_json} is not a dev stack's stack.json (start one with `archiver dev`)"
+        raise IngestError(msg) from exc
+
+
+def ingest(
+    request: IngestRequest,
+    endpoints: Endpoints,
+    *,
+    http: httpx.Client,
+    progress: IngestProgress,
+    cancel: threading.Event,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    host: str | None = None,
+) -> str:
+    """Ingest `request.folder`; the new dataset's pid. Raises IngestError (UploadCancelled)."""
+    if request.chunk_size < MIN_CHUNK_SIZE:
+        msg = (
+            "the chunk size must be at least 5 MiB (S3's smallest part),"
+            f" not {request.chunk_size} bytes"
+        )
+        raise IngestError(msg)
+    plan = _plan(request, progress, cancel)
+    host = host or socket.gethostname()
+
+    scicat = ScicatClient(http, endpoints.scicat_url)
+    login = scicat.login(endpoints.username, endpoints.password)
+    contact_email = request.contact_email or login.email
+    if not contact_email:
+        msg = f"SciCat has no email for {login.username}; pass --contact-email"
+        raise IngestError(msg)
+    description = DatasetDescription(
+        name=request.name or plan.folder.name,
+        owner_group=request.owner_group,
+        owner=request.owner or login.username,
+        contact_email=contact_email,
+        principal_investigator=request.principal_investigator or contact_email,
+        creation_location=request.creation_location or host,
+        source_folder=str(plan.folder),
+        source_folder_host=host,
+    )
+    _check(cancel)
+    pid = scicat.create_dataset(raw_dataset_body(description, plan.files, now()))
+    progress.note(f"registered dataset {pid} in SciCat")
+    scicat.add_origdatablocks(origdatablock_bodies(pid, plan.files))
+
+    gateway = GatewayClient(http, endpoints.gateway_url)
+    gateway.log_in(login.token)
+    wait_for_room(
+        gateway,
+        pid,
+        plan.total_size // GiB,  # the Ingestor's rounding; the gateway reserves one GiB more
+        say=progress.note,
+        wait=cancel.wait,
+        max_wait_s=request.max_room_wait_s,
+    )
+    try:
+        progress.upload_started(plan.total_size)
+        uploader = Uploader(http, gateway, pid, progress, parallel=request.parallel, cancel=cancel)
+        uploader.upload_all(plan.files)
+        _check(cancel)
+    except BaseException:
+        _abort(gateway, pid, progress)
+        raise
+    gateway.finalize(
+        pid,
+        create_archiving_job=request.archive,
+        owner_group=request.owner_group,
+        owner_user=login.username,
+        contact_email=contact_email,
+    )
+    asked = "; archive job requested" if request.archive else ""
+    progress.note(f"finalized the upload of {pid}{asked}")
+    return pid
+
+
+def wait_for_room(
+    gateway: GatewayClient,
+    pid: str,
+    size_gib: int,
+    *,
+    say: Callable[[str], None],
+    wait: Callable[[float], bool],
+    max_wait_s: float,
+    first_delay_s: float = 10.0,
+    max_delay_s: float = 600.0,
+) -> None:
+    """Reserve landing-zone room, retrying on 507 with doubling delays.
+
+    `wait(seconds)` sleeps and returns True if the user cancelled meanwhile.
+    """
+    delay, waited = first_delay_s, 0.0
+    while (denied := gateway.request_upload(pid, size_gib)) is not None:
+        if waited + delay > max_wait_s:
+            msg = (
+                f"the landing zone had no room for {pid} for {waited:.0f} s ({denied.detail});"
+                " try again later"
+            )
+            raise IngestError(msg)
+        say(f"the landing zone has no room now ({denied.detail}); asking again in {delay:.0f} s")
+        if wait(delay):
+            raise UploadCancelled
+        waited += delay
+        delay = min(delay * 2, max_delay_s)
+
+
+def _plan(request: IngestRequest, progress: IngestProgress, cancel: threading.Event) -> UploadPlan:
+    def on_bytes(nbytes: int) -> None:
+        _check(cancel)
+        progress.hashed(nbytes)
+
+    return plan_upload(
+        request.folder,
+        request.chunk_size,
+        workers=request.parallel,
+        on_listed=progress.hashing_started,
+        on_bytes=on_bytes,
+    )
+
+
+def _check(cancel: threading.Event) -> None:
+    if cancel.is_set():
+        raise UploadCancelled
+
+
+def _abort(gateway: GatewayClient, pid: str, progress: IngestProgress) -> None:
+    try:
+        gateway.abort_dataset(pid)
+    except (IngestError, httpx.HTTPError) as exc:
+        progress.note(f"could not abort the upload of {pid} at the gateway: {exc}")
+    else:
+        progress.note(f"aborted the upload of {pid}; the gateway removed its uploaded files")
+
+
+@contextmanager
+def cancel_on_sigint(cancel: threading.Event) -> Iterator[None]:
+    """The first Ctrl-C sets `cancel` (the upload stops and is aborted); a second one raises."""
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run_ingest(request: IngestRequest, endpoints: Endpoints, *, timeout_s: float = 60.0) -> int:
+    """The command: progress bars on stderr, the pid on stdout; the exit code."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    from archiver.progress_display import RichIngestProgress
+
+    errors = Console(stderr=True)
+    cancel = threading.Event()
+    connections = max(8, 2 * request.parallel + 2)
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    with (
+        httpx.Client(timeout=timeout_s, limits=limits) as http,
+        RichIngestProgress(errors) as progress,
+        cancel_on_sigint(cancel),
+    ):
+        try:
+            pid = ingest(request, endpoints, http=http, progress=progress, cancel=cancel)
+        except UploadCancelled:
+            progress.stop()
+            errors.print("[red]cancelled[/red]: nothing was finalized", highlight=False)
+            return EXIT_CANCELLED
+        except (IngestError, httpx.HTTPError) as exc:
+            progress.stop()
+            reason = escape(_reason(exc))
+            errors.print(f"[red]ingest failed[/red]: {reason}", highlight=False)
+            return EXIT_FAILED
+    Console().print(pid, markup=False, highlight=False, soft_wrap=True)
+    return 0
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, httpx.HTTPError):
+        where = exc.request.url.copy_with(query=None) if _has_request(exc) else "a service"
+        return f"no answer from {where} ({type(exc).__name__}: {exc})"
+    return str(exc)
+
+
+def _has_request(exc: httpx.HTTPError) -> bool:
+    try:
+        exc.request  # noqa: B018 - raises RuntimeError when unset
+    except RuntimeError:
+        return False
+    return True
+
+
+def ingest_command(
+    folder: Path,
+    *,
+    owner_group: str,
+    stack: Path | None,
+    scicat_url: str | None,
+    gateway_url: str | None,
+    username: str | None,
+    password: str | None,
+    archive: bool,
+    chunk_size: str,
+    parallel: int,
+    name: str | None,
+    contact_email: str | None,
+) -> int:
+    """`archiver ingest`'s options -> an ingest; the exit code."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    errors = Console(stderr=True)
+    try:
+        endpoints = resolve_endpoints(stack, scicat_url, gateway_url, username, password)
+        request = IngestRequest(
+            folder=folder,
+            owner_group=owner_group,
+            archive=archive,
+            chunk_size=parse_size(chunk_size),
+            parallel=parallel,
+            name=name,
+            contact_email=contact_email,
+        )
+    except (IngestError, ValueError) as exc:
+        errors.print(f"[red]ingest failed[/red]: {escape(str(exc))}", highlight=False)
+        return EXIT_FAILED
+    return run_ingest(request, endpoints)
+
+
+def resolve_endpoints(
+    stack: Path | None,
+    scicat_url: str | None,
+    gateway_url: str | None,
+    username: str | None,
+    password: str | None,
+) -> Endpoints:
+    """From --stack, overridden by any option given; every field must end up set."""
+    base = endpoints_from_stack(stack) if stack else None
+    fields = {
+        "scicat_url": scicat_url or (base.scicat_url if base else None),
+        "gateway_url": gateway_url or (base.gateway_url if base else None),
+        "username": username or (base.username if base else None),
+        "password": password or (base.password if base else None),
+    }
+    missing = [f"--{k.replace('_', '-')}" for k, v in fields.items() if not v]
+    if missing:
+        msg = f"missing {', '.join(missing)} (or pass --stack var/dev/stack.json)"
+        raise IngestError(msg)
+    return Endpoints(**fields)  # type: ignore[arg-type]

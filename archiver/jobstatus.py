@@ -1,0 +1,264 @@
+"""`archiver status [JOB]`: jobs in flight from the JOBS KV bucket, and stuck detection.
+
+Progress is read from the job record's own timestamps (created, started,
+finished; per dataset started and decided): a job or dataset not finished whose
+newest timestamp is older than `stuck_after` is flagged STUCK.
+"""
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from nats.js import JetStreamContext
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from archiver.operator_bus import connected
+from contracts import kv
+from contracts.jobs import DatasetProgress, JobRecord
+
+STUCK = "STUCK"
+DEFAULT_STUCK_AFTER = timedelta(minutes=30)
+
+
+@dataclass(frozen=True)
+class DatasetView:
+    progress: DatasetProgress
+    step: str
+    last_progress: datetime
+    stuck: bool
+
+
+@dataclass(frozen=True)
+class JobView:
+    record: JobRecord
+    last_progress: datetime
+    stuck: bool
+    datasets: tuple[DatasetView, ...]
+
+
+def _newest(*times: datetime | None) -> datetime | None:
+    present = [t for t in times if t is not None]
+    return max(present) if present else None
+
+
+def job_last_progress(record: JobRecord) -> datetime:
+    """The newest timestamp anywhere in the record."""
+    dataset_times = [t for d in record.datasets.values() for t in (d.started_at, d.decided_at)]
+    newest = _newest(record.created_at, record.started_at, record.finished_at, *dataset_times)
+    return newest or record.created_at
+
+
+def dataset_last_progress(record: JobRecord, dataset: DatasetProgress) -> datetime:
+    """The dataset's newest timestamp; before it started, when the job started (or was created)."""
+    return (
+        _newest(dataset.started_at, dataset.decided_at)
+        or _newest(record.started_at, record.created_at)
+        or record.created_at
+    )
+
+
+def dataset_step(dataset: DatasetProgress) -> str:
+    """What the dataset is at, in a few words."""
+    if dataset.decided:
+        return dataset.state if not dataset.error else f"{dataset.state}: {dataset.error}"
+    if dataset.datablocks:
+        counts: dict[str, int] = {}
+        for block in dataset.datablocks.values():
+            counts[block.state] = counts.get(block.state, 0) + 1
+        blocks = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+        step = f"{dataset.state}: datablocks {blocks} of {len(dataset.datablocks)}"
+    else:
+        step = dataset.state
+    return f"{step} ({dataset.message})" if dataset.message else step
+
+
+def assess(record: JobRecord, now: datetime, stuck_after: timedelta) -> JobView:
+    """The job with its datasets' steps and STUCK flags as of `now`."""
+    datasets = []
+    for dataset in record.datasets.values():
+        last = dataset_last_progress(record, dataset)
+        stuck = not record.finished and not dataset.decided and now - last > stuck_after
+        datasets.append(DatasetView(dataset, dataset_step(dataset), last, stuck))
+    last = job_last_progress(record)
+    return JobView(
+        record=record,
+        last_progress=last,
+        stuck=not record.finished and now - last > stuck_after,
+        datasets=tuple(datasets),
+    )
+
+
+async def load_jobs(js: JetStreamContext) -> list[JobRecord]:
+    """Every readable job record, oldest first (an empty or missing bucket: none)."""
+    try:
+        bucket = await js.key_value(kv.JOBS)
+        keys = await bucket.keys()
+    except (BucketNotFoundError, NoKeysError):
+        return []
+    records = []
+    for key in keys:
+        try:
+            entry = await bucket.get(key)
+            records.append(JobRecord.model_validate_json(entry.value or b""))
+        except (KeyNotFoundError, ValidationError):
+            continue  # deleted meanwhile, or not a job record this release can read
+    return sorted(records, key=lambda r: r.created_at)
+
+
+async def load_job(js: JetStreamContext, job_id: str) -> JobRecord | None:
+    try:
+        bucket = await js.key_value(kv.JOBS)
+        entry = await bucket.get(kv.id_key(job_id))
+    except (BucketNotFoundError, KeyNotFoundError):
+        return None
+    return JobRecord.model_validate_json(entry.value or b"")
+
+
+# --- rendering ---------------------------------------------------------------
+
+
+def _ago(now: datetime, then: datetime | None) -> str:
+    if then is None:
+        return ""
+    seconds = int((now - then).total_seconds())
+    if seconds < 0:
+        return "just now"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def _when(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+def render_jobs(console: Console, views: list[JobView], now: datetime, *, show_all: bool) -> None:
+    if not views:
+        console.print("No jobs." if show_all else "No jobs in flight.")
+        return
+    table = Table(title="Jobs" if show_all else "Jobs in flight")
+    for name in ("job", "type", "status", "dataset", "step", "last progress", "flag"):
+        table.add_column(name, overflow="fold")
+    for view in views:
+        record = view.record
+        if not view.datasets:
+            flag = STUCK if view.stuck else ""
+            table.add_row(record.job_id, record.job_type, record.status, "", "", "", flag)
+        for i, dataset in enumerate(view.datasets):
+            first = i == 0
+            table.add_row(
+                record.job_id if first else "",
+                record.job_type if first else "",
+                record.status if first else "",
+                dataset.progress.pid,
+                dataset.step,
+                _ago(now, dataset.last_progress),
+                STUCK if dataset.stuck or (first and view.stuck) else "",
+            )
+    console.print(table)
+
+
+def render_job(console: Console, view: JobView, now: datetime) -> None:
+    record = view.record
+    flag = f"  [bold red]{STUCK}[/bold red]" if view.stuck else ""
+    console.print(
+        f"[bold]Job {record.job_id}[/bold] ({record.job_type}, SciCat {record.scicat_api}): "
+        f"{record.status}: {record.status_message}{flag}",
+        highlight=False,
+    )
+    console.print(
+        f"created {_when(record.created_at)}  started {_when(record.started_at) or '-'}  "
+        f"finished {_when(record.finished_at) or '-'}  "
+        f"last progress {_ago(now, view.last_progress)}",
+        highlight=False,
+    )
+    datasets = Table(title="Datasets")
+    for name in (
+        "dataset",
+        "state",
+        "message",
+        "error",
+        "done / total",
+        "started",
+        "decided",
+        "flag",
+    ):
+        datasets.add_column(name, overflow="fold")
+    blocks = Table(title="Datablocks")
+    for name in ("dataset", "archive id", "state", "attempt", "copied", "size", "reason"):
+        blocks.add_column(name, overflow="fold")
+    for dataset in view.datasets:
+        progress = dataset.progress
+        error = f"{progress.error_kind}: {progress.error}" if progress.error else ""
+        datasets.add_row(
+            progress.pid,
+            progress.state,
+            progress.message or "",
+            error,
+            f"{_size(progress.bytes_done)} / {_size(progress.bytes_total)}",
+            _when(progress.started_at),
+            _when(progress.decided_at),
+            STUCK if dataset.stuck else "",
+        )
+        for block in progress.datablocks.values():
+            blocks.add_row(
+                progress.pid,
+                block.archive_id,
+                block.state,
+                str(block.attempt),
+                "yes" if block.copied else "no",
+                _size(block.packed_size),
+                block.reason or "",
+            )
+    console.print(datasets)
+    if blocks.row_count:
+        console.print(blocks)
+
+
+# --- command -----------------------------------------------------------------
+
+
+def status_command(
+    url: str,
+    job_id: str | None,
+    *,
+    show_all: bool,
+    stuck_after: timedelta,
+    console: Console,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> int:
+    """Print jobs in flight (or all), or one job in detail; 1 when the job is unknown."""
+
+    async def run() -> int:
+        async with connected(url) as client:
+            js = client.jetstream()
+            if job_id is not None:
+                record = await load_job(js, job_id)
+                if record is None:
+                    console.print(f"No job {job_id}.")
+                    return 1
+                at = now()
+                render_job(console, assess(record, at, stuck_after), at)
+                return 0
+            records = [r for r in await load_jobs(js) if show_all or not r.finished]
+            at = now()
+            render_jobs(
+                console, [assess(r, at, stuck_after) for r in records], at, show_all=show_all
+            )
+            return 0
+
+    return asyncio.run(run())
