@@ -4,6 +4,9 @@ from pathlib import Path
 
 from devstack.processes import ManagedProcess, port_open, tool_path
 
+CONFIG = Path(__file__).parents[1] / "deploy" / "nats.conf"
+"""Settings every archiver nats-server shares (max_payload); flags below add the rest."""
+
 
 def nats_server(
     port: int, store_dir: Path, log_path: Path, *, name: str = "nats", extra: tuple[str, ...] = ()
@@ -12,6 +15,8 @@ def nats_server(
         name=name,
         argv=[
             tool_path("nats-server"),
+            "--config",
+            str(CONFIG),
             "--jetstream",
             "--store_dir",
             str(store_dir),
