@@ -195,3 +195,67 @@ async def test_a_repeated_msg_id_is_stored_once(clean_js: JetStreamContext) -> N
     assert first.duplicate is None
     assert second.duplicate is True
     assert second.seq == first.seq
+
+
+SHORT_ACK_WAIT = replace(
+    SPEC, durable="test--short_ack_wait", ack_wait=timedelta(seconds=1), max_deliver=3
+)
+
+
+async def test_a_handler_longer_than_the_ack_wait_runs_once(
+    clean_js: JetStreamContext, nats_server_process
+) -> None:
+    """Heartbeats (in_progress) keep a 3 s job alive under a 1 s ack wait: no second run."""
+    await provision(clean_js)
+    await clean_js.add_consumer(SHORT_ACK_WAIT.stream, consumer_config(SHORT_ACK_WAIT))
+    runs: list[str] = []
+    settings = NatsSettings(url=nats_server_process.url)
+    broker = create_broker(settings, "testsvc")
+    bus = Bus(broker, settings)
+
+    async def slow(event: UploadFinished) -> None:
+        runs.append(event.pid)
+        await asyncio.sleep(3)
+
+    @durable_subscriber(broker, SHORT_ACK_WAIT)
+    async def on_upload_finished(msg: NatsMessage) -> None:
+        await bus.settle(SHORT_ACK_WAIT, msg, UploadFinished, slow)
+
+    await bus.start()
+    await broker.start()
+    try:
+        await publish_event(
+            clean_js, subjects.UPLOAD_FINISHED, upload_finished("p/slow"), msg_id="s"
+        )
+        await until(lambda: runs == ["p/slow"])
+        await asyncio.sleep(4.5)
+    finally:
+        await broker.stop()
+    info = await clean_js.consumer_info(SHORT_ACK_WAIT.stream, SHORT_ACK_WAIT.durable)
+
+    assert runs == ["p/slow"]
+    assert info.num_redelivered == 0
+    assert info.num_ack_pending == 0
+
+
+async def test_stopping_the_service_lets_the_running_handler_finish(
+    clean_js: JetStreamContext, nats_server_process
+) -> None:
+    """A graceful stop (SIGTERM) waits for the in-flight handler, which then acks."""
+    await prepare(clean_js)
+    finished: list[str] = []
+
+    async def handle(event: UploadFinished) -> None:
+        await asyncio.sleep(1.5)
+        finished.append(event.pid)
+
+    async with consuming(nats_server_process.url, handle):
+        await publish_event(
+            clean_js, subjects.UPLOAD_FINISHED, upload_finished("p/inflight"), msg_id="f"
+        )
+        await asyncio.sleep(0.5)  # the handler is now running; leaving the block stops the broker
+    info = await clean_js.consumer_info(SPEC.stream, SPEC.durable)
+
+    assert finished == ["p/inflight"]
+    assert info.num_ack_pending == 0
+    assert info.num_pending == 0
