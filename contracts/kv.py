@@ -13,6 +13,10 @@ UPLOAD_RESERVATIONS: Final = "upload_reservations"
 DATABLOCKS: Final = "datablocks"
 """datablocker: per dataset, the `DatablocksCreated` event it packed (checksums for later steps)."""
 
+CLEANED_DATASETS: Final = "cleaned_datasets"
+"""datablocker: per dataset, that it was archived and its landing-zone and archival copies
+removed (written before the removal); a later `upload.finished` for it packs nothing."""
+
 JOBS: Final = "jobs"
 """gateway creates, the job's workers update (compare-and-set): per-job and per-dataset progress."""
 

@@ -162,6 +162,11 @@ DATABLOCKER_UPLOAD_FINISHED: Final = _consumer(
     subjects.UPLOAD_FINISHED,
     description="Packs a finished upload into tar datablocks.",
 )
+DATABLOCKER_DATASET_ARCHIVED: Final = _consumer(
+    "datablocker",
+    subjects.DATASET_ARCHIVED,
+    description="Removes an archived dataset's landing-zone files and archival datablocks.",
+)
 LTSMOVER_JOB_REQUESTED: Final = _consumer(
     "ltsmover",
     subjects.JOB_REQUESTED_ALL,
@@ -201,6 +206,7 @@ SCICAT_SYNC_PACKING_FAILED: Final = _consumer(
 CONSUMERS: Final = (
     GATEWAY_MINIO_EVENTS,
     DATABLOCKER_UPLOAD_FINISHED,
+    DATABLOCKER_DATASET_ARCHIVED,
     LTSMOVER_JOB_REQUESTED,
     VERIFIER_LTS_MOVED,
     LTSMOVER_LTS_VERIFIED,

@@ -1,24 +1,30 @@
-"""datablocker: landing zone -> checksummed tar datablocks in the archival bucket."""
+"""datablocker: landing zone -> checksummed tar datablocks in the archival bucket; cleanup after
+archiving."""
 
 import time
+from collections.abc import Awaitable, Callable
 
 import structlog
 from faststream import FastStream
 from faststream.nats import NatsMessage
+from nats.aio.client import Client as NatsClient
 
 from contracts import streams, subjects
-from contracts.events import DatablocksCreated, UploadFinished
+from contracts.events import DatablocksCreated, DatasetArchived, UploadFinished
+from contracts.streams import ConsumerSpec
 from runtime.broker import Bus, create_broker, durable_subscriber
 from runtime.bus import publish_event
 from runtime.objectstore import s3_client
-from services.datablocker.packing import Buckets, PackingLimits, pack_upload
+from services.datablocker.cleanup import clean_archived_dataset
+from services.datablocker.packing import AlreadyCleaned, Buckets, PackingLimits, pack_upload
 from services.datablocker.results import PackedResults
 from services.datablocker.settings import DatablockerSettings
 from services.datablocker.tarball import StreamLimits
 
 log = structlog.get_logger(__name__)
 
-SPEC = streams.DATABLOCKER_UPLOAD_FINISHED
+Packer = Callable[..., Awaitable[object]]
+"""`pack_upload` or a stand-in with its signature (tests slow it down)."""
 
 
 def packing_limits(settings: DatablockerSettings) -> PackingLimits:
@@ -35,28 +41,50 @@ def packing_limits(settings: DatablockerSettings) -> PackingLimits:
     )
 
 
-def create_app(settings: DatablockerSettings) -> FastStream:
+def create_app(
+    settings: DatablockerSettings,
+    *,
+    upload_spec: ConsumerSpec = streams.DATABLOCKER_UPLOAD_FINISHED,
+    archived_spec: ConsumerSpec = streams.DATABLOCKER_DATASET_ARCHIVED,
+    pack: Packer = pack_upload,
+) -> FastStream:
+    """The service; tests pass consumers with a short ack wait and a slowed-down `pack`."""
     broker = create_broker(settings.nats, "datablocker")
     bus = Bus(broker, settings.nats)
     s3 = s3_client(settings.s3)
     buckets = Buckets(landing=settings.s3.landing_bucket, archival=settings.s3.archival_bucket)
     limits = packing_limits(settings)
     results: list[PackedResults] = []
+    connection: list[NatsClient] = []
 
     async def start() -> None:
         await bus.start()
+        connection.append(await broker.connect())
         results.append(PackedResults(bus.js, replicas=settings.nats.stream_replicas))
 
-    @durable_subscriber(broker, SPEC, max_workers=settings.max_parallel_datasets)
     async def on_upload_finished(msg: NatsMessage) -> None:
         async def handle(event: UploadFinished) -> None:
             with structlog.contextvars.bound_contextvars(
                 dataset=event.pid, correlation_id=event.correlation_id
             ):
                 started = time.monotonic()
-                outcome = await pack_upload(event, s3, buckets, limits, results[0])
+                outcome = await pack(
+                    event,
+                    s3,
+                    buckets,
+                    limits,
+                    results[0],
+                    # Read per message: a reconnect may land on a server with another limit.
+                    max_payload=connection[0].max_payload,
+                )
                 ms = round((time.monotonic() - started) * 1000)
-                if isinstance(outcome, DatablocksCreated):
+                if isinstance(outcome, AlreadyCleaned):
+                    log.warning(
+                        "upload.ignored_already_archived",
+                        job_id=outcome.record.job_id,
+                        archived_at=outcome.record.archived_at.isoformat(),
+                    )
+                elif isinstance(outcome, DatablocksCreated):
                     await publish_event(
                         bus.js,
                         subjects.DATABLOCKS_CREATED,
@@ -80,6 +108,33 @@ def create_app(settings: DatablockerSettings) -> FastStream:
                     )
                     log.warning("dataset.packing_failed", kind=outcome.kind, reason=outcome.reason)
 
-        await bus.settle(SPEC, msg, UploadFinished, handle)
+        await bus.settle(upload_spec, msg, UploadFinished, handle)
+
+    # One subscriber per parallel dataset, each running one handler at a time:
+    # a subscriber fetches its next message only when its handler is done, so
+    # no message waits in a local buffer without heartbeats (FastStream's
+    # max_workers > 1 prefetches, and a waiting message outlives the ack wait).
+    for _ in range(settings.max_parallel_datasets):
+        durable_subscriber(broker, upload_spec)(on_upload_finished)
+
+    @durable_subscriber(broker, archived_spec)
+    async def on_dataset_archived(msg: NatsMessage) -> None:
+        async def handle(event: DatasetArchived) -> None:
+            with structlog.contextvars.bound_contextvars(
+                dataset=event.pid, job_id=event.job_id, correlation_id=event.correlation_id
+            ):
+                started = time.monotonic()
+                report = await clean_archived_dataset(event, s3, buckets, results[0])
+                log.info(
+                    "dataset.cleaned",
+                    objects=report.objects,
+                    bytes=report.bytes,
+                    landing_objects=report.landing_objects,
+                    uploads_aborted=report.uploads_aborted,
+                    datablocks=report.datablocks,
+                    ms=round((time.monotonic() - started) * 1000),
+                )
+
+        await bus.settle(archived_spec, msg, DatasetArchived, handle)
 
     return FastStream(broker, on_startup=[start])

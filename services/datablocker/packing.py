@@ -1,6 +1,7 @@
 """Packing a finished upload into datablocks: the datablocker's logic, free of bus wiring."""
 
 import asyncio
+import json
 import math
 import threading
 import time
@@ -11,7 +12,13 @@ from typing import Literal, Protocol
 
 from minio import Minio
 
-from contracts.events import Datablock, DatablocksCreated, DatasetPackingFailed, UploadFinished
+from contracts.events import (
+    Datablock,
+    DatablocksCreated,
+    DataFile,
+    DatasetPackingFailed,
+    UploadFinished,
+)
 from services.datablocker import layout
 from services.datablocker.archival import clear_datablocks, datablocks_exist
 from services.datablocker.landing import (
@@ -21,7 +28,8 @@ from services.datablocker.landing import (
     list_dataset,
     restore_cold_objects,
 )
-from services.datablocker.planning import plan_datablocks
+from services.datablocker.planning import LandingFile, plan_datablocks
+from services.datablocker.results import CleanedDataset
 from services.datablocker.tarball import (
     BlockMember,
     ChecksumMismatch,
@@ -32,6 +40,20 @@ from services.datablocker.tarball import (
 
 MAX_PARTS = 9_000
 """Below S3's 10,000-part limit, with room for a size estimate that ran short."""
+
+HEADERS_ALLOWANCE = 4096
+"""Bytes of the bus's max_payload kept for a message's headers (message id, correlation id)."""
+
+_FILE_ENTRY_FLOOR = (
+    len(
+        DataFile(path="", size=0, time=datetime(2000, 1, 1, tzinfo=UTC), chk="0" * 64)
+        .model_dump_json(by_alias=True)
+        .encode()
+    )
+    - len(b'""')
+    + len(b",")
+)
+"""The fewest bytes one file adds to `datablocks.created`, its path aside."""
 
 
 class PackingCancelled(Exception):
@@ -61,9 +83,32 @@ class PackingLimits:
     restore_poll_s: float
 
 
+@dataclass(frozen=True)
+class AlreadyCleaned:
+    """The dataset was archived and its copies removed: nothing to pack, nothing to announce."""
+
+    record: CleanedDataset
+
+
 class ResultStore(Protocol):
     async def get(self, pid: str) -> DatablocksCreated | None: ...
     async def put(self, event: DatablocksCreated) -> None: ...
+    async def cleaned(self, pid: str) -> CleanedDataset | None: ...
+
+
+def event_size_floor(files: list[LandingFile]) -> int:
+    """A lower bound of the `datablocks.created` JSON size for `files` (their entries alone)."""
+    return sum(_FILE_ENTRY_FLOOR + len(json.dumps(f.relative_path).encode()) for f in files)
+
+
+def oversized_reason(pid: str, files: int, size: int, max_payload: int, *, floor: bool) -> str:
+    """The sentence a user reads when a dataset's file list does not fit in one bus message."""
+    amount = f"at least {size:,}" if floor else f"{size:,}"
+    return (
+        f"dataset {pid} has {files:,} files: listing them in one datablocks.created message "
+        f"takes {amount} bytes, over the archiver's {max_payload:,}-byte message limit "
+        f"(NATS max_payload); split the dataset or raise the limit"
+    )
 
 
 def pack_dataset(
@@ -74,11 +119,13 @@ def pack_dataset(
     *,
     stop: threading.Event | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    max_payload: int | None = None,
 ) -> tuple[Datablock, ...]:
     """List, restore, plan and stream one dataset's datablocks; blocking (run it in a thread).
 
     Raises DatasetRejected for a dataset that cannot be packed (nothing of it is
-    left in the archival bucket); S3 trouble propagates for a later retry.
+    left in the archival bucket), including one with more files than a
+    `max_payload`-byte message can list; S3 trouble propagates for a later retry.
     """
     files = list_dataset(s3, buckets.landing, pid)
     if not files:
@@ -89,6 +136,11 @@ def pack_dataset(
         except layout.InvalidMemberPath as exc:
             raise DatasetRejected("user", str(exc)) from exc
     clear_datablocks(s3, buckets.archival, pid)
+    if max_payload is not None:
+        floor = event_size_floor(files)
+        if floor > max_payload - HEADERS_ALLOWANCE:
+            reason = oversized_reason(pid, len(files), floor, max_payload, floor=True)
+            raise DatasetRejected("system", reason)
     try:
         restore_cold_objects(
             s3,
@@ -156,25 +208,30 @@ async def pack_upload(
     limits: PackingLimits,
     results: ResultStore,
     *,
+    max_payload: int | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
-) -> DatablocksCreated | DatasetPackingFailed:
-    """The outcome of one `upload.finished`: the datablocks made (or made before), or why not."""
+) -> DatablocksCreated | DatasetPackingFailed | AlreadyCleaned:
+    """The outcome of one `upload.finished`: the datablocks made (or made before), or why not.
+
+    `max_payload` is the bus's message limit: a result that would not fit in one
+    message fails the dataset (kind "system") and leaves no datablock of it.
+    A dataset already archived and cleaned up is not packed again.
+    """
+    cleaned = await results.cleaned(event.pid)
+    if cleaned is not None:
+        return AlreadyCleaned(cleaned)
     previous = await results.get(event.pid)
     if previous is not None and await asyncio.to_thread(
         datablocks_exist, s3, buckets.archival, previous.datablocks
     ):
-        return previous
+        return await _unless_oversized(previous, s3, buckets, max_payload, now)
     stop = threading.Event()
     try:
-        blocks = await asyncio.to_thread(pack_dataset, s3, buckets, event.pid, limits, stop=stop)
-    except DatasetRejected as exc:
-        return DatasetPackingFailed(
-            occurred_at=now(),
-            correlation_id=event.correlation_id,
-            pid=event.pid,
-            kind=exc.kind,
-            reason=exc.reason,
+        blocks = await asyncio.to_thread(
+            pack_dataset, s3, buckets, event.pid, limits, stop=stop, max_payload=max_payload
         )
+    except DatasetRejected as exc:
+        return _failed(event, exc.kind, exc.reason, now)
     except asyncio.CancelledError:
         stop.set()  # the packing thread stops at its next chunk and aborts its upload
         raise
@@ -188,5 +245,47 @@ async def pack_upload(
         owner_user=event.owner_user,
         contact_email=event.contact_email,
     )
-    await results.put(created)
-    return created
+    outcome = await _unless_oversized(created, s3, buckets, max_payload, now)
+    if outcome is created:
+        await results.put(created)
+    return outcome
+
+
+async def _unless_oversized(
+    created: DatablocksCreated,
+    s3: Minio,
+    buckets: Buckets,
+    max_payload: int | None,
+    now: Callable[[], datetime],
+) -> DatablocksCreated | DatasetPackingFailed:
+    """`created`, or (removing its datablocks) a system failure if it does not fit in a message."""
+    if max_payload is None:
+        return created
+    size = len(created.model_dump_json(by_alias=True).encode())
+    if size <= max_payload - HEADERS_ALLOWANCE:
+        return created
+    await asyncio.to_thread(clear_datablocks, s3, buckets.archival, created.pid)
+    files = sum(len(b.data_file_list) for b in created.datablocks)
+    reason = oversized_reason(created.pid, files, size, max_payload, floor=False)
+    return DatasetPackingFailed(
+        occurred_at=now(),
+        correlation_id=created.correlation_id,
+        pid=created.pid,
+        kind="system",
+        reason=reason,
+    )
+
+
+def _failed(
+    event: UploadFinished,
+    kind: Literal["user", "system"],
+    reason: str,
+    now: Callable[[], datetime],
+) -> DatasetPackingFailed:
+    return DatasetPackingFailed(
+        occurred_at=now(),
+        correlation_id=event.correlation_id,
+        pid=event.pid,
+        kind=kind,
+        reason=reason,
+    )

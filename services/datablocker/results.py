@@ -1,39 +1,73 @@
-"""Finished packing results in the `datablocks` KV bucket, one per dataset."""
+"""The datablocker's KV records: packed results, and datasets cleaned up after archiving."""
+
+from typing import Literal
 
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
+from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from contracts import kv
-from contracts.events import DatablocksCreated
+from contracts.events import ArchiveId, DatablocksCreated, JobId, Pid
+
+
+class CleanedDataset(BaseModel):
+    """A dataset archived and removed from the landing zone and the archival bucket."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = 1
+    pid: Pid
+    job_id: JobId
+    archived_at: AwareDatetime
+    """`occurred_at` of the `dataset.archived` event."""
+    archive_ids: tuple[ArchiveId, ...]
+
+
+async def _open(js: JetStreamContext, bucket: str, description: str, replicas: int) -> KeyValue:
+    try:
+        return await js.key_value(bucket)
+    except BucketNotFoundError:
+        return await js.create_key_value(
+            KeyValueConfig(bucket=bucket, description=description, history=1, replicas=replicas)
+        )
 
 
 class PackedResults:
-    """Reads and writes `DatablocksCreated` per pid; creates the bucket on first use."""
+    """Per pid: the `DatablocksCreated` packed, and whether the dataset was cleaned after archiving.
+
+    Buckets are created on first use.
+    """
 
     def __init__(self, js: JetStreamContext, *, replicas: int = 1) -> None:
         self._js = js
         self._replicas = replicas
-        self._bucket: KeyValue | None = None
+        self._packed: KeyValue | None = None
+        self._cleaned: KeyValue | None = None
 
-    async def _kv(self) -> KeyValue:
-        if self._bucket is None:
-            try:
-                self._bucket = await self._js.key_value(kv.DATABLOCKS)
-            except BucketNotFoundError:
-                self._bucket = await self._js.create_key_value(
-                    KeyValueConfig(
-                        bucket=kv.DATABLOCKS,
-                        description="datablocker: each packed dataset's DatablocksCreated event",
-                        history=1,
-                        replicas=self._replicas,
-                    )
-                )
-        return self._bucket
+    async def _packed_kv(self) -> KeyValue:
+        if self._packed is None:
+            self._packed = await _open(
+                self._js,
+                kv.DATABLOCKS,
+                "datablocker: each packed dataset's DatablocksCreated event",
+                self._replicas,
+            )
+        return self._packed
+
+    async def _cleaned_kv(self) -> KeyValue:
+        if self._cleaned is None:
+            self._cleaned = await _open(
+                self._js,
+                kv.CLEANED_DATASETS,
+                "datablocker: datasets archived and removed from landing and archival buckets",
+                self._replicas,
+            )
+        return self._cleaned
 
     async def get(self, pid: str) -> DatablocksCreated | None:
-        bucket = await self._kv()
+        bucket = await self._packed_kv()
         try:
             entry = await bucket.get(kv.id_key(pid))
         except KeyNotFoundError:
@@ -43,5 +77,19 @@ class PackedResults:
         return DatablocksCreated.model_validate_json(entry.value)
 
     async def put(self, event: DatablocksCreated) -> None:
-        bucket = await self._kv()
+        bucket = await self._packed_kv()
         await bucket.put(kv.id_key(event.pid), event.model_dump_json().encode())
+
+    async def cleaned(self, pid: str) -> CleanedDataset | None:
+        bucket = await self._cleaned_kv()
+        try:
+            entry = await bucket.get(kv.id_key(pid))
+        except KeyNotFoundError:
+            return None
+        if not entry.value:
+            return None
+        return CleanedDataset.model_validate_json(entry.value)
+
+    async def mark_cleaned(self, record: CleanedDataset) -> None:
+        bucket = await self._cleaned_kv()
+        await bucket.put(kv.id_key(record.pid), record.model_dump_json().encode())

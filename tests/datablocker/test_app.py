@@ -8,7 +8,13 @@ from nats.js.errors import NotFoundError
 from pydantic import SecretStr
 
 from contracts import kv, subjects
-from contracts.events import DatablocksCreated, DatasetPackingFailed, UploadFinished
+from contracts.events import (
+    DatablocksCreated,
+    DatasetArchived,
+    DatasetPackingFailed,
+    DeadLetter,
+    UploadFinished,
+)
 from runtime.bus import publish_event
 from runtime.provisioning import provision
 from runtime.settings import NatsSettings, S3Settings
@@ -86,3 +92,102 @@ async def test_upload_finished_is_packed_and_datablocks_created_published(
     assert (failed.pid, failed.kind) == (empty_pid, "user")
     assert consumer.num_ack_pending == 0
     assert consumer.num_pending == 0
+
+
+def settings_for(nats_url: str, s3_server, **overrides) -> DatablockerSettings:
+    return DatablockerSettings(
+        nats=NatsSettings(url=nats_url),
+        s3=S3Settings(
+            endpoint=s3_server.endpoint,
+            access_key=SecretStr(s3_server.access_key),
+            secret_key=SecretStr(s3_server.secret_key),
+        ),
+        **overrides,
+    )
+
+
+async def acked_through(js: JetStreamContext, durable: str, seq: int, timeout_s: float = 10.0):
+    """The consumer's info once every message up to stream sequence `seq` is settled."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        info = await js.consumer_info("ARCHIVER", durable)
+        if info.ack_floor.stream_seq >= seq and info.num_ack_pending == 0:
+            return info
+        if asyncio.get_running_loop().time() > deadline:
+            msg = f"{durable}: ack floor {info.ack_floor.stream_seq} < {seq}"
+            raise TimeoutError(msg)
+        await asyncio.sleep(0.05)
+
+
+def landing_keys(s3, pid: str) -> list[str]:
+    prefix = f"openem-network/datasets/{pid}/"
+    return sorted(o.object_name for o in s3.list_objects("landing", prefix=prefix, recursive=True))
+
+
+def archival_keys(s3, pid: str) -> list[str]:
+    prefix = f"openem-network/datasets/{pid}/"
+    return sorted(o.object_name for o in s3.list_objects("archival", prefix=prefix, recursive=True))
+
+
+async def test_dataset_archived_cleans_up_once_and_a_later_upload_finished_packs_nothing(
+    clean_js: JetStreamContext, nats_server_process, s3_server
+) -> None:
+    """Landing and archival copies go, KV record kept; repeats are harmless; foreign refused."""
+    await provision(clean_js)
+    s3 = minio_client(s3_server)
+    pid, other = new_pid(), new_pid()
+    put_file(s3, pid, "data/a.txt", b"hello world")
+    put_file(s3, other, "data/b.txt", b"other")
+    app = create_app(settings_for(nats_server_process.url, s3_server))
+    await app.start()
+    try:
+        for dataset in (pid, other):
+            event = upload_finished(dataset)
+            ack = await publish_event(
+                clean_js, subjects.UPLOAD_FINISHED, event, msg_id=event.dedup_id()
+            )
+        await acked_through(clean_js, "datablocker--upload_finished", ack.seq)
+        packed = await (await clean_js.key_value(kv.DATABLOCKS)).get(kv.id_key(pid))
+        archive_ids = tuple(
+            b.archive_id for b in DatablocksCreated.model_validate_json(packed.value).datablocks
+        )
+        other_archival = archival_keys(s3, other)
+        archived = DatasetArchived(
+            occurred_at=datetime.now(UTC), pid=pid, job_id="job-1", archive_ids=archive_ids
+        )
+        await publish_event(clean_js, subjects.DATASET_ARCHIVED, archived, msg_id="a-1")
+        first = await publish_event(clean_js, subjects.DATASET_ARCHIVED, archived, msg_id="a-2")
+        await acked_through(clean_js, "datablocker--dataset_archived", first.seq)
+        again = upload_finished(pid)
+        repeat = await publish_event(clean_js, subjects.UPLOAD_FINISHED, again, msg_id="again-1")
+        await acked_through(clean_js, "datablocker--upload_finished", repeat.seq)
+        foreign = DatasetArchived(
+            occurred_at=datetime.now(UTC),
+            pid=other,
+            job_id="job-2",
+            archive_ids=archive_ids,
+        )
+        refused = await publish_event(clean_js, subjects.DATASET_ARCHIVED, foreign, msg_id="f-1")
+        await acked_through(clean_js, "datablocker--dataset_archived", refused.seq)
+    finally:
+        await app.stop()
+    stream = await clean_js.stream_info("ARCHIVER")
+    outcomes = [
+        (await clean_js.get_msg("ARCHIVER", seq)).subject
+        for seq in range(stream.state.first_seq, stream.state.last_seq + 1)
+    ]
+    kept = await (await clean_js.key_value(kv.DATABLOCKS)).get(kv.id_key(pid))
+    letter = DeadLetter.model_validate_json(
+        (await clean_js.get_last_msg("DEADLETTERS", "deadletter.datablocker")).data
+    )
+
+    assert landing_keys(s3, pid) == []
+    assert archival_keys(s3, pid) == []
+    assert landing_keys(s3, other) == [f"openem-network/datasets/{other}/raw_files/data/b.txt"]
+    assert archival_keys(s3, other) == other_archival != []
+    assert kept.value == packed.value
+    assert outcomes.count(subjects.DATABLOCKS_CREATED) == 2
+    assert subjects.DATASET_PACKING_FAILED not in outcomes
+    assert letter.stream_seq == refused.seq
+    assert "not its datablocks" in letter.reason
+    assert (await clean_js.stream_info("DEADLETTERS")).state.messages == 1

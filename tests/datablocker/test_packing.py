@@ -9,15 +9,17 @@ from datetime import UTC, datetime
 import pytest
 from minio import Minio
 
-from contracts.events import DatablocksCreated, UploadFinished
+from contracts.events import DatablocksCreated, DatasetPackingFailed, UploadFinished
 from services.datablocker.landing import FileMissing, inspect_object, list_dataset
 from services.datablocker.packing import (
+    AlreadyCleaned,
     Buckets,
     DatasetRejected,
     PackingLimits,
     pack_dataset,
     pack_upload,
 )
+from services.datablocker.results import CleanedDataset
 from services.datablocker.tarball import BlockMember, StreamLimits, stream_datablock
 from tests.datablocker.landing_fixtures import (
     MiB,
@@ -238,12 +240,19 @@ def test_packing_again_recreates_the_same_archive_ids_and_clears_stale_uploads(s
 class InMemoryResults:
     def __init__(self) -> None:
         self.events: dict[str, DatablocksCreated] = {}
+        self.cleaned_records: dict[str, CleanedDataset] = {}
 
     async def get(self, pid: str) -> DatablocksCreated | None:
         return self.events.get(pid)
 
     async def put(self, event: DatablocksCreated) -> None:
         self.events[event.pid] = event
+
+    async def cleaned(self, pid: str) -> CleanedDataset | None:
+        return self.cleaned_records.get(pid)
+
+    async def mark_cleaned(self, record: CleanedDataset) -> None:
+        self.cleaned_records[record.pid] = record
 
 
 async def test_a_finished_result_is_returned_again_instead_of_repacking(s3: Minio) -> None:
@@ -265,3 +274,73 @@ async def test_a_finished_result_is_returned_again_instead_of_repacking(s3: Mini
 
     assert isinstance(first, DatablocksCreated)
     assert second == first
+
+
+def finished(pid: str, owner_group: str = "g") -> UploadFinished:
+    return UploadFinished(
+        occurred_at=datetime.now(UTC),
+        pid=pid,
+        owner_group=owner_group,
+        create_archiving_job=False,
+        source="finalize",
+    )
+
+
+async def test_too_many_files_for_one_message_fail_as_system_before_packing(s3: Minio) -> None:
+    """30 files cannot be listed in a 6,000-byte message: a system failure, no tar, no result."""
+    pid = new_pid()
+    for n in range(30):
+        put_file(s3, pid, f"frames/frame_{n:04d}.tif", b"x")
+    results = InMemoryResults()
+
+    outcome = await pack_upload(finished(pid), s3, BUCKETS, limits(), results, max_payload=6000)
+
+    assert isinstance(outcome, DatasetPackingFailed)
+    assert outcome.kind == "system"
+    assert f"dataset {pid} has 30 files" in outcome.reason
+    assert "6,000-byte message limit" in outcome.reason
+    assert "takes at least" in outcome.reason  # refused from the listing, before packing
+    assert datablock_keys(s3, pid) == []
+    assert open_uploads(s3, pid) == []
+    assert results.events == {}
+
+
+async def test_a_packed_result_too_large_to_publish_is_removed_and_fails_as_system(
+    s3: Minio,
+) -> None:
+    """Files fit, but the whole event (a 5,000-character owner group) does not: tars removed."""
+    pid = new_pid()
+    put_file(s3, pid, "a.txt", b"hello world")
+    results = InMemoryResults()
+
+    outcome = await pack_upload(
+        finished(pid, owner_group="g" * 5000), s3, BUCKETS, limits(), results, max_payload=8192
+    )
+
+    assert isinstance(outcome, DatasetPackingFailed)
+    assert outcome.kind == "system"
+    assert f"dataset {pid} has 1 files" in outcome.reason
+    assert "8,192-byte message limit" in outcome.reason
+    assert "takes at least" not in outcome.reason  # refused after packing, by exact size
+    assert datablock_keys(s3, pid) == []
+    assert results.events == {}
+
+
+async def test_a_cleaned_dataset_is_not_packed_again(s3: Minio) -> None:
+    """After archiving and cleanup, upload.finished packs nothing even if files are back."""
+    pid = new_pid()
+    put_file(s3, pid, "a.txt", b"hello world")
+    results = InMemoryResults()
+    record = CleanedDataset(
+        pid=pid,
+        job_id="job-1",
+        archived_at=datetime(2025, 1, 2, tzinfo=UTC),
+        archive_ids=(f"openem-network/datasets/{pid}/datablocks/{pid.replace('/', '-')}_0.tar",),
+    )
+    await results.mark_cleaned(record)
+
+    outcome = await pack_upload(finished(pid), s3, BUCKETS, limits(), results)
+
+    assert outcome == AlreadyCleaned(record)
+    assert datablock_keys(s3, pid) == []
+    assert results.events == {}
