@@ -93,6 +93,62 @@ def ingest(
     )
 
 
+@app.command()
+def retrieve(
+    pid: Annotated[str, typer.Argument(help="The dataset's pid.")],
+    to: Annotated[Path, typer.Option("--to", help="Unpack the dataset's files here.")],
+    stack: Annotated[
+        Path | None, typer.Option(help="A dev stack's stack.json: URLs and accounts.")
+    ] = None,
+    scicat_url: Annotated[
+        str | None, typer.Option(help="SciCat API base, e.g. https://scicat.example.org/api.")
+    ] = None,
+    gateway_url: Annotated[
+        str | None, typer.Option(help="Archiver API base, for per-dataset progress.")
+    ] = None,
+    username: Annotated[
+        str | None, typer.Option(envvar="ARCHIVER_SCICAT_USERNAME", help="SciCat user.")
+    ] = None,
+    password: Annotated[
+        str | None,
+        typer.Option(envvar="ARCHIVER_SCICAT_PASSWORD", help="SciCat password (or the env var)."),
+    ] = None,
+    job_user: Annotated[
+        str | None, typer.Option(envvar="ARCHIVER_JOB_USER", help="Gateway job user (optional).")
+    ] = None,
+    job_password: Annotated[
+        str | None,
+        typer.Option(envvar="ARCHIVER_JOB_PASSWORD", help="Gateway job password (optional)."),
+    ] = None,
+    owner_group: Annotated[
+        str | None, typer.Option(help="The job's ownerGroup (default: the dataset's).")
+    ] = None,
+    timeout: Annotated[
+        str, typer.Option(help="Give up following the job after this long (90s, 30m, 2h).")
+    ] = "2h",
+    poll: Annotated[str, typer.Option(help="How often to ask SciCat about the job.")] = "2s",
+) -> None:
+    """Create a SciCat retrieve job for PID, download, unpack and verify every file into --to."""
+    from archiver.retrieving import retrieve_command
+
+    raise typer.Exit(
+        retrieve_command(
+            pid,
+            to=to,
+            stack=stack,
+            scicat_url=scicat_url,
+            gateway_url=gateway_url,
+            username=username,
+            password=password,
+            job_user=job_user,
+            job_password=job_password,
+            owner_group=owner_group,
+            timeout=timeout,
+            poll=poll,
+        )
+    )
+
+
 @app.command("subjects-doc")
 def subjects_doc(
     output: Annotated[Path, typer.Option(help="Write here instead of stdout.")] = Path("-"),
