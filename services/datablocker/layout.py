@@ -41,6 +41,9 @@ def member_path(relative: str) -> str:
         problem = "has an empty, '.' or '..' component"
     elif len(relative.encode()) > 1024:
         problem = "is longer than 1024 bytes"
+    elif any(len(part.encode()) > 255 for part in relative.split("/")):
+        # Longer names cannot be unpacked on retrieval (NAME_MAX on Linux filesystems).
+        problem = "has a folder or file name longer than 255 bytes"
     else:
         return relative
     msg = f"file path {relative!r} {problem}"

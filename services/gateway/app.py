@@ -21,12 +21,13 @@ from contracts import streams, subjects
 from contracts.events import JobRequested, MinioNotification, UploadFinished
 from runtime.broker import Bus, create_broker, durable_subscriber
 from runtime.bus import CORRELATION_HEADER, publish_event
+from runtime.consuming import PermanentError
 from runtime.kvstore import open_bucket
 from runtime.objectstore import s3_client
 from services.gateway import notifications
 from services.gateway.admission import Admission, open_reservations
 from services.gateway.catalog import Catalog, DatasetOwner, Identity, TtlCache
-from services.gateway.errors import GatewayError, NotAuthenticated
+from services.gateway.errors import GatewayError, NotAuthenticated, NotFound
 from services.gateway.health import check_readiness
 from services.gateway.job_routes import JobCallerCheck, build_job_router
 from services.gateway.jobs import JobIntake
@@ -110,13 +111,18 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             )
             for pid in pids:
                 with structlog.contextvars.bound_contextvars(dataset=pid):
-                    finished = await notifications.upload_finished_by_marker(
-                        pid,
-                        catalog,
-                        create_archiving_job=settings.marker_creates_archiving_job,
-                        clock=_now,
-                        correlation_id=correlation_id or str(uuid.uuid4()),
-                    )
+                    try:
+                        finished = await notifications.upload_finished_by_marker(
+                            pid,
+                            catalog,
+                            create_archiving_job=settings.marker_creates_archiving_job,
+                            clock=_now,
+                            correlation_id=correlation_id or str(uuid.uuid4()),
+                        )
+                    except NotFound as exc:
+                        # Retrying cannot make SciCat know the dataset: set it aside at once.
+                        reason = f"Completion marker of dataset {pid}, which SciCat does not know"
+                        raise PermanentError(reason, exc.detail) from exc
                     await publish_upload_finished(finished)
                     await admission.release(pid, _now())
 

@@ -10,6 +10,8 @@ import re
 DATASETS_PREFIX = "openem-network/datasets/"
 RAW_FILES = "/raw_files/"
 MAX_NAME_BYTES = 1024
+MAX_SEGMENT_BYTES = 255
+"""NAME_MAX of common filesystems: a longer folder or file name could not be unpacked."""
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -41,6 +43,9 @@ def check_relative_path(path: str) -> str:
         raise BadObjectName("object_name must not contain '.' or '..' path segments")
     if any(s == "" for s in segments):
         raise BadObjectName("object_name must not contain empty path segments ('//' or a '/' end)")
+    if any(len(s.encode()) > MAX_SEGMENT_BYTES for s in segments):
+        msg = f"object_name has a folder or file name longer than {MAX_SEGMENT_BYTES} bytes"
+        raise BadObjectName(msg)
     return path
 
 

@@ -25,3 +25,9 @@ def test_unsafe_member_paths_are_rejected_with_the_path_named(relative: str) -> 
 def test_unicode_and_nested_paths_are_kept() -> None:
     """Ordinary nested and non-ASCII names pass unchanged."""
     assert member_path("run 1/Ångström/µ-data.h5") == "run 1/Ångström/µ-data.h5"
+
+
+def test_a_name_longer_than_255_bytes_is_refused() -> None:
+    """Such a member could be packed but never unpacked on retrieval."""
+    with pytest.raises(InvalidMemberPath, match="longer than 255 bytes"):
+        member_path("a/" + "é" * 128)

@@ -1,0 +1,96 @@
+"""Helpers for the bad-input tests: the stack's bus, dead letters, SciCat."""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import nats
+from nats.js import JetStreamContext
+
+from contracts.events import DeadLetter
+from devstack.stack import DevStack
+
+
+@asynccontextmanager
+async def jetstream(stack: DevStack) -> AsyncIterator[JetStreamContext]:
+    client = await nats.connect(stack.nats_url)
+    try:
+        yield client.jetstream()
+    finally:
+        await client.close()
+
+
+async def dead_letters(js: JetStreamContext) -> list[DeadLetter]:
+    info = await js.stream_info("DEADLETTERS")
+    letters: list[DeadLetter] = []
+    if info.state.messages == 0:
+        return letters
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        raw = await js.get_msg("DEADLETTERS", seq)
+        if raw.subject.startswith("deadletter."):
+            letters.append(DeadLetter.model_validate_json(raw.data))
+    return letters
+
+
+async def eventually(probe: Callable[[], Any], timeout_s: float = 30.0) -> Any:
+    """The first truthy answer of `probe` (sync or async), or TimeoutError."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        answer = probe()
+        if asyncio.iscoroutine(answer):
+            answer = await answer
+        if answer:
+            return answer
+        if loop.time() > deadline:
+            raise TimeoutError
+        await asyncio.sleep(0.2)
+
+
+class Scicat:
+    """The stand-in, as admin (history, datasets) or as the ingestor user."""
+
+    def __init__(self, stack: DevStack, role: str = "admin") -> None:
+        users = json.loads((stack.state_dir / "stack.json").read_text())["scicat"]["users"]
+        self.url = stack.scicat_url
+        login = httpx.post(f"{self.url}/v3/auth/login", json=users[role], timeout=10)
+        login.raise_for_status()
+        self.token = login.json()["access_token"]
+
+    def request(self, method: str, path: str, body: Any = None) -> httpx.Response:
+        return httpx.request(
+            method,
+            f"{self.url}{path}",
+            json=body,
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=10,
+        )
+
+    def create_dataset(self, name: str, owner_group: str = "group1") -> str:
+        body = {
+            "type": "raw",
+            "datasetName": name,
+            "owner": "ingestor",
+            "ownerGroup": owner_group,
+            "accessGroups": [],
+            "contactEmail": "ingestor@example.org",
+            "principalInvestigator": "ingestor@example.org",
+            "creationLocation": "badinput",
+            "sourceFolder": f"/data/{name}",
+            "sourceFolderHost": "localhost",
+            "creationTime": "2025-01-01T00:00:00.000Z",
+            "size": 0,
+            "numberOfFiles": 0,
+        }
+        reply = self.request("POST", "/v3/Datasets", body)
+        assert reply.status_code in (200, 201), reply.text
+        return reply.json()["pid"]
+
+    def dataset(self, pid: str) -> dict[str, Any]:
+        reply = self.request("GET", f"/v3/Datasets/{quote(pid, safe='')}")
+        assert reply.status_code == 200, reply.text
+        return reply.json()
