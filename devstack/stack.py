@@ -84,10 +84,22 @@ class DevSecrets:
 class DevStack:
     """The embedded stack; `start()` brings everything up or raises StartupError."""
 
-    def __init__(self, state_dir: Path, ports: StackPorts, lts_backend: str = "posix") -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        ports: StackPorts,
+        lts_backend: str = "posix",
+        *,
+        external_nats: str | None = None,
+        stream_replicas: int = 1,
+    ) -> None:
+        """`external_nats`: comma-separated URLs of a NATS (cluster) started elsewhere;
+        the stack then starts no nats-server of its own (`ports.nats` is unused)."""
         self.state_dir = state_dir
         self.ports = ports
         self.lts_backend = lts_backend
+        self.external_nats = external_nats
+        self.stream_replicas = stream_replicas
         self.logs = state_dir / "logs"
         self.lts_root = state_dir / "lts"
         self.processes: dict[str, ManagedProcess] = {}
@@ -109,6 +121,8 @@ class DevStack:
 
     @property
     def nats_url(self) -> str:
+        if self.external_nats:
+            return self.external_nats
         return f"nats://127.0.0.1:{self.ports.nats}"
 
     def service_env(self) -> dict[str, str]:
@@ -116,6 +130,7 @@ class DevStack:
         scicat_user, scicat_password = SCICAT_USERS["archiver"]
         return {
             "NATS_URL": self.nats_url,
+            "NATS_STREAM_REPLICAS": str(self.stream_replicas),
             "S3_ENDPOINT": self.s3_endpoint,
             "S3_ACCESS_KEY": self.secrets.s3_access_key,
             "S3_SECRET_KEY": self.secrets.s3_secret_key,
@@ -195,14 +210,17 @@ class DevStack:
     def start(self, timeout_s: float = 30.0) -> None:
         """Start every component, in dependency order, each waited for."""
         self.lts_root.mkdir(parents=True, exist_ok=True)
-        nats = self.processes["nats"] = nats_server(
-            self.ports.nats, self.state_dir / "nats", self.logs / "nats.log"
-        )
         s3 = self.processes["s3"] = moto_server(self.ports.s3, self.logs / "s3.log")
         scicat = self.processes["scicat"] = self._scicat_process()
-        for process in (nats, s3, scicat):
+        if self.external_nats is None:
+            nats = self.processes["nats"] = nats_server(
+                self.ports.nats, self.state_dir / "nats", self.logs / "nats.log"
+            )
+            nats.start()
+        for process in (s3, scicat):
             process.start()
-        nats.wait_ready(lambda: port_open(self.ports.nats), timeout_s)
+        if self.external_nats is None:
+            nats.wait_ready(lambda: port_open(self.ports.nats), timeout_s)
         s3.wait_ready(lambda: moto_ready(self.ports.s3), timeout_s)
         create_buckets(
             self.s3_endpoint,

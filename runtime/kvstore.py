@@ -15,6 +15,7 @@ async def open_bucket(
     *,
     ttl: timedelta | None = None,
     history: int = 1,
+    description: str | None = None,
 ) -> KeyValue:
     """The bucket, created (file storage, `replicas` copies) if it does not exist yet."""
     try:
@@ -23,6 +24,7 @@ async def open_bucket(
         return await js.create_key_value(
             KeyValueConfig(
                 bucket=bucket,
+                description=description,
                 storage=StorageType.FILE,
                 replicas=replicas,
                 history=history,

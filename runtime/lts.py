@@ -260,7 +260,7 @@ class S3ColdLts:
 
     def write(self, archive_id: str, source: Readable, size: int) -> None:
         key = str(checked_archive_id(archive_id))
-        counted = _CountingReader(source)
+        counted = CountingReader(source)
         # A multipart upload becomes visible only when completed: all or nothing.
         try:
             self.client.put_object(
@@ -346,7 +346,9 @@ class S3ColdLts:
         return None
 
 
-class _CountingReader:
+class CountingReader:
+    """Counts the bytes pulled through it (to tell a short source from a long one)."""
+
     def __init__(self, source: Readable) -> None:
         self._source = source
         self.count = 0

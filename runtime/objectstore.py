@@ -1,7 +1,12 @@
-"""The S3 client (MinIO SDK) built from settings; one per process."""
+"""The S3 client (MinIO SDK) built from settings; one per process. Objects read streamed."""
+
+import contextlib
+from collections.abc import Iterator
 
 from minio import Minio
+from minio.error import S3Error
 
+from runtime.lts import Readable
 from runtime.settings import S3Settings
 
 
@@ -15,3 +20,32 @@ def s3_client(settings: S3Settings) -> Minio:
         secure=endpoint.scheme == "https",
         region=settings.region,
     )
+
+
+class ObjectMissing(Exception):
+    """There is no object under the key (removed, or never written)."""
+
+
+class BucketReader:
+    """Streams objects out of one bucket; `role` names the bucket in messages ("archival")."""
+
+    def __init__(self, client: Minio, bucket: str, role: str) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.role = role
+
+    @contextlib.contextmanager
+    def open(self, key: str) -> Iterator[Readable]:
+        """The object's body, read as it is pulled; `ObjectMissing` if there is none."""
+        try:
+            response = self.client.get_object(self.bucket, key)
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject"):
+                msg = f"{key} is not in the {self.role} bucket {self.bucket}"
+                raise ObjectMissing(msg) from exc
+            raise
+        try:
+            yield response
+        finally:
+            response.close()
+            response.release_conn()

@@ -7,18 +7,15 @@ import structlog
 from faststream import FastStream
 from faststream.nats import NatsMessage
 from minio.error import S3Error
-from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError
-from nats.js.kv import KeyValue
 
 from contracts import kv, streams
 from contracts.events import Event, JobRequested, LtsVerified
 from runtime.broker import Bus, create_broker, durable_subscriber
 from runtime.bus import publish_event
+from runtime.kvstore import open_bucket
 from runtime.lts import LtsBackend, create_lts
-from runtime.objectstore import s3_client
-from services.ltsmover.archival import ArchivalBucket
+from runtime.objectstore import BucketReader, s3_client
+from services.ltsmover.jobflow import JobFlow
 from services.ltsmover.jobstate import DatablockCatalog, JobStore
 from services.ltsmover.moving import MovePolicy, Mover
 from services.ltsmover.retrieval_bucket import RetrievalBucket
@@ -28,14 +25,6 @@ from services.ltsmover.settings import LtsMoverSettings
 from services.ltsmover.sweeping import sweep_forever
 
 log = structlog.get_logger(__name__)
-
-
-async def open_kv(js: JetStreamContext, bucket: str) -> KeyValue:
-    """The KV bucket, created (file storage, no history) if nobody has yet."""
-    try:
-        return await js.key_value(bucket)
-    except BucketNotFoundError:
-        return await js.create_key_value(KeyValueConfig(bucket=bucket, storage=StorageType.FILE))
 
 
 def create_app(settings: LtsMoverSettings, *, lts: LtsBackend | None = None) -> FastStream:
@@ -65,8 +54,7 @@ def create_app(settings: LtsMoverSettings, *, lts: LtsBackend | None = None) -> 
     public = settings.retrieval_public_endpoint
     presigner = s3_client(settings.s3.model_copy(update={"endpoint": public})) if public else s3
     retrieval = RetrievalBucket(s3, settings.s3.retrieval_bucket, presigner=presigner)
-    movers: list[Mover] = []
-    retrievers: list[Retriever] = []
+    flows: dict[str, JobFlow] = {}
     background: list[asyncio.Task[None]] = []
 
     async def emit(subject: str, event: Event) -> None:
@@ -80,29 +68,26 @@ def create_app(settings: LtsMoverSettings, *, lts: LtsBackend | None = None) -> 
 
     async def start() -> None:
         await bus.start()
-        jobs = JobStore(await open_kv(bus.js, kv.JOBS))
-        catalog = DatablockCatalog(await open_kv(bus.js, kv.DATABLOCKS))
-        copies = RetrievalCopies(await open_kv(bus.js, kv.RETRIEVALS))
-        movers.append(
-            Mover(
-                jobs=jobs,
-                catalog=catalog,
-                source=ArchivalBucket(s3, settings.s3.archival_bucket),
-                lts=backend,
-                emit=emit,
-                policy=policy,
-            )
+        replicas = settings.nats.stream_replicas
+        jobs = JobStore(await open_bucket(bus.js, kv.JOBS, replicas))
+        catalog = DatablockCatalog(await open_bucket(bus.js, kv.DATABLOCKS, replicas))
+        copies = RetrievalCopies(await open_bucket(bus.js, kv.RETRIEVALS, replicas))
+        flows["archive"] = Mover(
+            jobs=jobs,
+            catalog=catalog,
+            source=BucketReader(s3, settings.s3.archival_bucket, "archival"),
+            lts=backend,
+            emit=emit,
+            policy=policy,
         )
-        retrievers.append(
-            Retriever(
-                jobs=jobs,
-                catalog=catalog,
-                copies=copies,
-                lts=backend,
-                bucket=retrieval,
-                emit=emit,
-                policy=retrieve_policy,
-            )
+        flows["retrieve"] = Retriever(
+            jobs=jobs,
+            catalog=catalog,
+            copies=copies,
+            lts=backend,
+            bucket=retrieval,
+            emit=emit,
+            policy=retrieve_policy,
         )
         expiry = timedelta(seconds=settings.retrieval_url_expiry_s)
         try:
@@ -130,10 +115,7 @@ def create_app(settings: LtsMoverSettings, *, lts: LtsBackend | None = None) -> 
     async def on_job_requested(msg: NatsMessage) -> None:
         async def handle(event: JobRequested) -> None:
             with structlog.contextvars.bound_contextvars(job_id=event.job_id):
-                if event.job_type == "retrieve":
-                    await retrievers[0].retrieve_job(event)
-                else:
-                    await movers[0].archive_job(event)
+                await flows[event.job_type].run_job(event)
 
         await bus.settle(streams.LTSMOVER_JOB_REQUESTED, msg, JobRequested, handle)
 
@@ -141,10 +123,7 @@ def create_app(settings: LtsMoverSettings, *, lts: LtsBackend | None = None) -> 
     async def on_lts_verified(msg: NatsMessage) -> None:
         async def handle(event: LtsVerified) -> None:
             with structlog.contextvars.bound_contextvars(job_id=event.job_id, dataset=event.pid):
-                if event.job_type == "retrieve":
-                    await retrievers[0].record_verification(event)
-                else:
-                    await movers[0].record_verification(event)
+                await flows[event.job_type].record_verification(event)
 
         await bus.settle(streams.LTSMOVER_LTS_VERIFIED, msg, LtsVerified, handle)
 

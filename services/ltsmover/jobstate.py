@@ -3,16 +3,15 @@
 from collections.abc import Callable
 from typing import TypeVar
 
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from contracts.events import DatablocksCreated, JobRequested
 from contracts.jobs import JobRecord
 from contracts.kv import id_key
+from services.ltsmover.kvrecords import KvRecords
 
 T = TypeVar("T")
-
-MAX_CONFLICTS = 50
 
 
 class JobStore:
@@ -20,29 +19,18 @@ class JobStore:
 
     def __init__(self, kv: KeyValue) -> None:
         self.kv = kv
-
-    async def _read(self, job_id: str) -> tuple[JobRecord, int] | None:
-        try:
-            entry = await self.kv.get(id_key(job_id))
-        except KeyNotFoundError:
-            return None
-        if entry.value is None or entry.revision is None:
-            return None
-        return JobRecord.model_validate_json(entry.value), entry.revision
+        self._records = KvRecords(kv, JobRecord, "job")
 
     async def get(self, job_id: str) -> JobRecord | None:
-        found = await self._read(job_id)
-        return found[0] if found else None
+        return await self._records.get(job_id)
 
     async def ensure(self, job: JobRequested) -> JobRecord:
         """The job's record; created from the request if the gateway did not create it."""
-        found = await self._read(job.job_id)
-        if found:
-            return found[0]
+        found = await self._records.get(job.job_id)
+        if found is not None:
+            return found
         record = JobRecord.submitted(job)
-        try:
-            await self.kv.create(id_key(job.job_id), record.model_dump_json().encode())
-        except KeyWrongLastSequenceError:
+        if not await self._records.store(job.job_id, record, None):
             return await self.get(job.job_id) or record
         return record
 
@@ -51,22 +39,11 @@ class JobStore:
 
         `mutate` must decide from the record it is given (it may run more than once).
         """
-        for _ in range(MAX_CONFLICTS):
-            found = await self._read(job_id)
-            if found is None:
-                msg = f"job {job_id} has no record in KV"
-                raise LookupError(msg)
-            record, revision = found
-            result = mutate(record)
-            try:
-                await self.kv.update(
-                    id_key(job_id), record.model_dump_json().encode(), last=revision
-                )
-            except KeyWrongLastSequenceError:
-                continue
-            return record, result
-        msg = f"job {job_id}: {MAX_CONFLICTS} conflicting updates in a row"
-        raise RuntimeError(msg)
+        changed = await self._records.change(job_id, mutate)
+        if changed is None:
+            msg = f"job {job_id} has no record in KV"
+            raise LookupError(msg)
+        return changed
 
 
 class DatablockCatalog:

@@ -1,40 +1,35 @@
 """Archive jobs: datablocks from the archival bucket to LTS, then the datasets' and job's outcomes.
 
-Every step is recorded in the job's KV record before its event is published, and
-events re-published after a crash carry the recorded timestamps, so a
-redelivered message repeats nothing and regresses nothing.
+The job's flow (start, datasets in parallel, outcomes) is `JobFlow`'s. Archiving
+adds: an earlier job's copy of the same size is re-verified, not copied again;
+writes wait (bounded) for free space on a posix share and run a few at a time;
+a copy that fails verification is written again, `max_copy_attempts` times at most.
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Literal
+from datetime import datetime
 
 import structlog
 
 from contracts import subjects
-from contracts.events import (
-    Datablock,
-    DatasetArchived,
-    DatasetLifecycleChanged,
-    Event,
-    JobRequested,
-    JobStatusChanged,
-    LtsMoved,
-    LtsVerified,
-)
+from contracts.events import Datablock, DatasetArchived, LtsVerified
 from contracts.jobs import DatablockProgress, DatasetProgress, JobRecord
-from contracts.scicat import JobStatusCode, LifecyclePatch
+from contracts.scicat import LifecyclePatch
 from runtime.lts import LtsBackend
-from services.ltsmover.archival import ArchivalBucket, SourceMissing
+from runtime.objectstore import BucketReader, ObjectMissing
+from services.ltsmover.jobflow import (
+    DatasetFailed,
+    Emit,
+    JobFlow,
+    unrecorded_verdict,
+    utc_now,
+)
 from services.ltsmover.jobstate import DatablockCatalog, JobStore
 from services.ltsmover.space import NoSpace, wait_for_space
 
 log = structlog.get_logger(__name__)
-
-Emit = Callable[[str, Event], Awaitable[None]]
-"""Publishes an event on a subject with its dedup id."""
 
 
 @dataclass(frozen=True)
@@ -47,142 +42,52 @@ class MovePolicy:
     max_parallel_datasets: int
 
 
-class DatasetFailed(Exception):
-    """A dataset cannot be archived by this job."""
-
-    def __init__(self, kind: Literal["user", "system"], reason: str) -> None:
-        super().__init__(reason)
-        self.kind = kind
-        self.reason = reason
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-class Mover:
+class Mover(JobFlow):
     """Carries out archive jobs; one per process, shared by the ltsmover's handlers."""
+
+    job_type = "archive"
+    working = "Archiving"
+    outcome = "archived"
+    started_lifecycle = LifecyclePatch(archive_status_message="started", archivable=False)
 
     def __init__(
         self,
         *,
         jobs: JobStore,
         catalog: DatablockCatalog,
-        source: ArchivalBucket,
+        source: BucketReader,
         lts: LtsBackend,
         emit: Emit,
         policy: MovePolicy,
-        clock: Callable[[], datetime] = _now,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        self.jobs = jobs
-        self.catalog = catalog
+        super().__init__(
+            jobs=jobs,
+            catalog=catalog,
+            emit=emit,
+            max_parallel_datasets=policy.max_parallel_datasets,
+            clock=clock,
+        )
         self.source = source
         self.lts = lts
-        self.emit = emit
         self.policy = policy
-        self.clock = clock
         self._write_slots = asyncio.Semaphore(policy.max_parallel_writes)
+
+    def _no_datablocks(self, pid: str) -> DatasetFailed:
+        return DatasetFailed(
+            "user",
+            f"Dataset {pid} has no datablocks: its files were never packed "
+            "(upload not finished, or packing failed)",
+        )
+
+    def _location(self, pid: str, archive_id: str) -> str:
+        return self.lts.location(archive_id)
 
     # -- job.requested.archive ------------------------------------------------
 
-    async def archive_job(self, job: JobRequested) -> None:
-        """Copy every dataset of the job to LTS (in parallel, bounded); lts.moved per datablock."""
-        record = await self.jobs.ensure(job)
-        if record.finished:
-            await self._announce_job(record)
-            return
-
-        def start(rec: JobRecord) -> None:
-            if rec.started_at is None:
-                rec.started_at = self.clock()
-                rec.status = "inProgress"
-                rec.status_message = f"Archiving {len(rec.datasets)} dataset(s)"
-
-        record, _ = await self.jobs.change(job.job_id, start)
-        await self.emit(
-            subjects.JOB_STATUS,
-            JobStatusChanged(
-                occurred_at=record.started_at or self.clock(),
-                correlation_id=job.correlation_id,
-                job_id=job.job_id,
-                status_code="inProgress",
-                status_message=record.status_message,
-            ),
-        )
-        slots = asyncio.Semaphore(self.policy.max_parallel_datasets)
-
-        async def one(pid: str) -> None:
-            async with slots:
-                await self._archive_dataset(job.job_id, pid)
-
-        outcomes = await asyncio.gather(
-            *(one(pid) for pid in record.datasets), return_exceptions=True
-        )
-        await self._finish_if_decided(job.job_id)
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
-
-    async def _archive_dataset(self, job_id: str, pid: str) -> None:
-        def begin(rec: JobRecord) -> DatasetProgress:
-            ds = rec.datasets[pid]
-            if ds.state == "pending":
-                ds.state = "inProgress"
-                ds.started_at = self.clock()
-            return ds
-
-        _, ds = await self.jobs.change(job_id, begin)
-        if ds.decided:
-            await self._announce_dataset(job_id, ds)
-            return
-        await self.emit(
-            subjects.DATASET_LIFECYCLE,
-            DatasetLifecycleChanged(
-                occurred_at=ds.started_at or self.clock(),
-                pid=pid,
-                job_id=job_id,
-                lifecycle=LifecyclePatch(archive_status_message="started", archivable=False),
-            ),
-        )
-        created = await self.catalog.datablocks_of(pid)
-        if created is None:
-            await self._fail_dataset(
-                job_id,
-                pid,
-                DatasetFailed(
-                    "user",
-                    f"Dataset {pid} has no datablocks: its files were never packed "
-                    "(upload not finished, or packing failed)",
-                ),
-            )
-            return
-
-        def plan(rec: JobRecord) -> DatasetProgress:
-            target = rec.datasets[pid]
-            for block in created.datablocks:
-                target.datablocks.setdefault(
-                    block.archive_id,
-                    DatablockProgress(archive_id=block.archive_id, packed_size=block.packed_size),
-                )
-            return target
-
-        _, ds = await self.jobs.change(job_id, plan)
-        try:
-            await asyncio.gather(
-                *(self._move_block(job_id, pid, block, ds) for block in created.datablocks)
-            )
-        except DatasetFailed as failure:
-            await self._fail_dataset(job_id, pid, failure)
-
-    async def _move_block(
-        self, job_id: str, pid: str, block: Datablock, ds: DatasetProgress
+    async def _transfer_block(
+        self, job_id: str, pid: str, block: Datablock, progress: DatablockProgress
     ) -> None:
-        progress = ds.datablocks[block.archive_id]
-        if progress.state in ("verified", "failed"):
-            return
-        if progress.state == "moved":
-            await self._announce_moved(job_id, pid, block, progress.attempt)
-            return
         if progress.state == "pending":
             existing = await asyncio.to_thread(self.lts.size, block.archive_id)
             if existing == block.packed_size:
@@ -201,7 +106,7 @@ class Mover:
             started = asyncio.get_running_loop().time()
             try:
                 await asyncio.to_thread(self._stream_copy, block)
-            except SourceMissing as exc:
+            except ObjectMissing as exc:
                 raise DatasetFailed("system", str(exc)) from exc
             elapsed = asyncio.get_running_loop().time() - started
         log.info(
@@ -254,8 +159,12 @@ class Mover:
         ds = record.datasets.get(event.pid) if record else None
         progress = ds.datablocks.get(event.archive_id) if ds else None
         if record is None or ds is None or progress is None:
-            log.warning("verification.unknown", archive_id=event.archive_id)
-            return
+            unknown = (
+                f"job {event.job_id}"
+                if record is None
+                else f"datablock {event.archive_id} of dataset {event.pid} in job {event.job_id}"
+            )
+            raise unrecorded_verdict(event, unknown)
         if not ds.decided:
             if event.ok:
                 await self._accept_block(event)
@@ -296,7 +205,12 @@ class Mover:
         )
         if next_attempt >= self.policy.max_copy_attempts:
             await self._set_block(
-                event.job_id, event.pid, event.archive_id, "failed", event.attempt, event.reason
+                event.job_id,
+                event.pid,
+                event.archive_id,
+                "failed",
+                event.attempt,
+                reason=event.reason,
             )
             reason = (
                 f"Datablock {event.archive_id} failed verification in LTS "
@@ -322,156 +236,28 @@ class Mover:
 
     # -- outcomes -----------------------------------------------------------------
 
-    async def _fail_dataset(self, job_id: str, pid: str, failure: DatasetFailed) -> None:
-        def fail(rec: JobRecord) -> DatasetProgress:
-            ds = rec.datasets[pid]
-            if not ds.decided:
-                ds.state = "failed"
-                ds.error_kind = failure.kind
-                ds.error = failure.reason
-                ds.message = None
-                ds.decided_at = self.clock()
-            return ds
-
-        _, ds = await self.jobs.change(job_id, fail)
-        log.warning("dataset.failed", dataset=pid, kind=ds.error_kind, reason=ds.error)
-        await self._remove_copies(ds.datablocks.values())
-        await self._announce_dataset(job_id, ds)
-
-    async def _remove_copies(self, blocks: Iterable[DatablockProgress]) -> None:
+    async def _discard_copies(self, job_id: str, ds: DatasetProgress) -> None:
         """Remove what this job wrote; an earlier job's verified copy stays."""
-        for block in blocks:
+        for block in ds.datablocks.values():
             if block.copied or block.state in ("copying", "failed"):
                 await asyncio.to_thread(self.lts.delete, block.archive_id)
 
-    async def _announce_dataset(self, job_id: str, ds: DatasetProgress) -> None:
-        occurred_at = ds.decided_at or self.clock()
+    def _decided_lifecycle(self, ds: DatasetProgress) -> LifecyclePatch | None:
         if ds.state == "succeeded":
-            await self.emit(
-                subjects.DATASET_LIFECYCLE,
-                DatasetLifecycleChanged(
-                    occurred_at=occurred_at,
-                    pid=ds.pid,
-                    job_id=job_id,
-                    lifecycle=LifecyclePatch(
-                        archive_status_message="datasetOnArchiveDisk",
-                        archivable=False,
-                        retrievable=True,
-                    ),
-                ),
+            return LifecyclePatch(
+                archive_status_message="datasetOnArchiveDisk", archivable=False, retrievable=True
             )
-            await self.emit(
-                subjects.DATASET_ARCHIVED,
-                DatasetArchived(
-                    occurred_at=occurred_at,
-                    pid=ds.pid,
-                    job_id=job_id,
-                    archive_ids=tuple(ds.datablocks),
-                ),
-            )
-            log.info("dataset.archived", dataset=ds.pid, bytes=ds.bytes_total)
-        elif ds.state == "failed":
+        if ds.state == "failed":
             status = "missingFilesError" if ds.error_kind == "user" else "scheduleArchiveJobFailed"
-            await self.emit(
-                subjects.DATASET_LIFECYCLE,
-                DatasetLifecycleChanged(
-                    occurred_at=occurred_at,
-                    pid=ds.pid,
-                    job_id=job_id,
-                    lifecycle=LifecyclePatch(
-                        archive_status_message=status,
-                        archive_return_message=ds.error,
-                        archivable=True,
-                    ),
-                ),
+            return LifecyclePatch(
+                archive_status_message=status, archive_return_message=ds.error, archivable=True
             )
+        return None
 
-    async def _finish_if_decided(self, job_id: str) -> None:
-        def finish(rec: JobRecord) -> None:
-            if rec.finished or not rec.all_decided:
-                return
-            rec.status, rec.status_message = _job_outcome(rec)
-            rec.finished_at = self.clock()
-
-        record, _ = await self.jobs.change(job_id, finish)
-        if record.finished:
-            await self._announce_job(record)
-
-    async def _announce_job(self, record: JobRecord) -> None:
+    async def _dataset_succeeded(self, job_id: str, ds: DatasetProgress, at: datetime) -> None:
         await self.emit(
-            subjects.JOB_STATUS,
-            JobStatusChanged(
-                occurred_at=record.finished_at or self.clock(),
-                job_id=record.job_id,
-                status_code=record.status,
-                status_message=record.status_message,
+            subjects.DATASET_ARCHIVED,
+            DatasetArchived(
+                occurred_at=at, pid=ds.pid, job_id=job_id, archive_ids=tuple(ds.datablocks)
             ),
         )
-        log.info("job.finished", job_id=record.job_id, status=record.status)
-
-    # -- small steps ----------------------------------------------------------------
-
-    async def _announce_moved(self, job_id: str, pid: str, block: Datablock, attempt: int) -> None:
-        await self.emit(
-            subjects.LTS_MOVED,
-            LtsMoved(
-                occurred_at=self.clock(),
-                job_id=job_id,
-                job_type="archive",
-                pid=pid,
-                datablock=block,
-                location=self.lts.location(block.archive_id),
-                attempt=attempt,
-            ),
-        )
-
-    async def _set_block(
-        self,
-        job_id: str,
-        pid: str,
-        archive_id: str,
-        state: Literal["copying", "moved", "failed"],
-        attempt: int,
-        reason: str | None = None,
-        *,
-        copied: bool | None = None,
-    ) -> tuple[JobRecord, None]:
-        def update(rec: JobRecord) -> None:
-            block = rec.datasets[pid].datablocks[archive_id]
-            block.state = state
-            block.attempt = attempt
-            if reason is not None:
-                block.reason = reason
-            if copied is not None:
-                block.copied = copied
-
-        return await self.jobs.change(job_id, update)
-
-    async def _set_dataset_state(
-        self,
-        job_id: str,
-        pid: str,
-        state: Literal["inProgress", "waitingForSpace"],
-        message: str | None,
-    ) -> None:
-        def update(rec: JobRecord) -> None:
-            ds = rec.datasets[pid]
-            if not ds.decided:
-                ds.state = state
-                ds.message = message
-
-        await self.jobs.change(job_id, update)
-
-
-def _job_outcome(record: JobRecord) -> tuple[JobStatusCode, str]:
-    total = len(record.datasets)
-    failed = [d for d in record.datasets.values() if d.state == "failed"]
-    archived = total - len(failed)
-    message = f"{archived} of {total} dataset(s) archived"
-    if failed:
-        message += "; failed: " + "; ".join(f"{d.pid}: {d.error}" for d in failed)
-    if not failed:
-        return "finishedSuccessful", message
-    if archived:
-        return "finishedWithDatasetErrors", message
-    return "finishedUnsuccessful", message

@@ -14,7 +14,7 @@ from minio.commonconfig import ENABLED, Filter
 from minio.error import S3Error
 from minio.lifecycleconfig import AbortIncompleteMultipartUpload, Expiration, LifecycleConfig, Rule
 
-from runtime.lts import Readable
+from runtime.lts import CountingReader, Readable
 
 PART_BYTES = 16 * 1024**2
 """Multipart part size: memory per running copy is about one part."""
@@ -37,17 +37,6 @@ class StoredObject:
     last_modified: datetime | None
 
 
-class _CountingReader:
-    def __init__(self, source: Readable) -> None:
-        self._source = source
-        self.count = 0
-
-    def read(self, size: int = -1, /) -> bytes:
-        chunk = self._source.read(size)
-        self.count += len(chunk)
-        return chunk
-
-
 class RetrievalBucket:
     """`client` does the I/O; `presigner` signs URLs for the endpoint users reach."""
 
@@ -58,7 +47,7 @@ class RetrievalBucket:
 
     def write(self, key: str, source: Readable, size: int) -> None:
         """Store exactly `size` bytes of `source` (multipart: visible only when complete)."""
-        counted = _CountingReader(source)
+        counted = CountingReader(source)
         try:
             self.client.put_object(
                 self.bucket,

@@ -4,15 +4,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Literal, TypeVar
 
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 
-from contracts.kv import id_key
 from contracts.retrievals import RetrievalCopy
+from services.ltsmover.kvrecords import MAX_CONFLICTS, KvRecords
 
 T = TypeVar("T")
-
-MAX_CONFLICTS = 50
 
 Claim = Literal["copy", "wait", "reuse"]
 """`copy`: this job makes the copy; `wait`: another job is making it and will decide
@@ -22,19 +20,10 @@ this job's datablock too; `reuse`: a verified copy is there for long enough."""
 class RetrievalCopies:
     def __init__(self, kv: KeyValue) -> None:
         self.kv = kv
-
-    async def _read(self, archive_id: str) -> tuple[RetrievalCopy, int] | None:
-        try:
-            entry = await self.kv.get(id_key(archive_id))
-        except KeyNotFoundError:
-            return None
-        if not entry.value or entry.revision is None:
-            return None
-        return RetrievalCopy.model_validate_json(entry.value), entry.revision
+        self._records = KvRecords(kv, RetrievalCopy, "retrieval copy of")
 
     async def get(self, archive_id: str) -> RetrievalCopy | None:
-        found = await self._read(archive_id)
-        return found[0] if found else None
+        return await self._records.get(archive_id)
 
     async def all(self) -> list[tuple[RetrievalCopy, int]]:
         try:
@@ -69,22 +58,26 @@ class RetrievalCopies:
         one about to expire, a stale claim) is taken over by `job_id`, keeping
         the jobs that waited for it.
         """
+
+        def claimed(waiting: list[str]) -> RetrievalCopy:
+            """A copy `job_id` makes now; the jobs in `waiting` (minus itself) wait for it."""
+            return RetrievalCopy(
+                archive_id=archive_id,
+                pid=pid,
+                key=key,
+                state="copying",
+                job_id=job_id,
+                claimed_at=now,
+                waiting_jobs=[j for j in dict.fromkeys(waiting) if j != job_id],
+            )
+
         for _ in range(MAX_CONFLICTS):
-            found = await self._read(archive_id)
+            found = await self._records.read(archive_id)
             if found is None:
-                fresh = RetrievalCopy(
-                    archive_id=archive_id,
-                    pid=pid,
-                    key=key,
-                    state="copying",
-                    job_id=job_id,
-                    claimed_at=now,
-                )
-                try:
-                    await self.kv.create(id_key(archive_id), fresh.model_dump_json().encode())
-                except KeyWrongLastSequenceError:
-                    continue
-                return "copy", fresh
+                fresh = claimed([])
+                if await self._records.store(archive_id, fresh, None):
+                    return "copy", fresh
+                continue
             copy, revision = found
             if copy.state != "verified" and copy.job_id == job_id:
                 return "copy", copy
@@ -99,58 +92,21 @@ class RetrievalCopies:
                 waiting = list(copy.waiting_jobs)
                 if copy.state != "verified":
                     waiting.append(copy.job_id)
-                copy = RetrievalCopy(
-                    archive_id=archive_id,
-                    pid=pid,
-                    key=key,
-                    state="copying",
-                    job_id=job_id,
-                    claimed_at=now,
-                    waiting_jobs=[j for j in dict.fromkeys(waiting) if j != job_id],
-                )
+                copy = claimed(waiting)
                 claim = "copy"
-            try:
-                await self.kv.update(
-                    id_key(archive_id), copy.model_dump_json().encode(), last=revision
-                )
-            except KeyWrongLastSequenceError:
-                continue
-            return claim, copy
-        msg = f"retrieval copy of {archive_id}: {MAX_CONFLICTS} conflicting updates in a row"
-        raise RuntimeError(msg)
+            if await self._records.store(archive_id, copy, revision):
+                return claim, copy
+        raise self._records.conflicted(archive_id)
 
     async def change(
         self, archive_id: str, mutate: Callable[[RetrievalCopy], T]
     ) -> tuple[RetrievalCopy | None, T | None]:
         """Apply `mutate` to the newest record and store it; (None, None) if there is none."""
-        for _ in range(MAX_CONFLICTS):
-            found = await self._read(archive_id)
-            if found is None:
-                return None, None
-            copy, revision = found
-            result = mutate(copy)
-            try:
-                await self.kv.update(
-                    id_key(archive_id), copy.model_dump_json().encode(), last=revision
-                )
-            except KeyWrongLastSequenceError:
-                continue
-            return copy, result
-        msg = f"retrieval copy of {archive_id}: {MAX_CONFLICTS} conflicting updates in a row"
-        raise RuntimeError(msg)
+        changed = await self._records.change(archive_id, mutate)
+        return changed if changed is not None else (None, None)
 
     async def remove(
         self, archive_id: str, when: Callable[[RetrievalCopy], bool]
     ) -> RetrievalCopy | None:
         """Delete the record if `when(record)` holds for its newest revision; the removed record."""
-        for _ in range(MAX_CONFLICTS):
-            found = await self._read(archive_id)
-            if found is None or not when(found[0]):
-                return None
-            try:
-                await self.kv.delete(id_key(archive_id), last=found[1])
-            except KeyWrongLastSequenceError:
-                continue
-            return found[0]
-        msg = f"retrieval copy of {archive_id}: {MAX_CONFLICTS} conflicting updates in a row"
-        raise RuntimeError(msg)
+        return await self._records.remove(archive_id, when)

@@ -1,37 +1,37 @@
 """Retrieve jobs: datablocks from LTS back to the retrieval bucket, verified, offered as URLs.
 
-One copy per datablock across jobs (`RetrievalCopies`): the job that claims it
-copies, others wait for its verdict, and a verified copy is reused until shortly
-before it expires. Every wait is bounded (tape recall, cold restore), and a
-dataset whose copy fails verification `max_copy_attempts` times fails with its
-unverified copies removed; no URL is ever issued for an unverified copy.
+The job's flow (start, datasets in parallel, outcomes) is `JobFlow`'s. Retrieving
+adds: one copy per datablock across jobs (`RetrievalCopies`): the job that
+claims it copies, others wait for its verdict, and a verified copy is reused
+until shortly before it expires. Every wait is bounded (tape recall, cold
+restore), and a dataset whose copy fails verification `max_copy_attempts` times
+fails with its unverified copies removed; no URL is ever issued for an
+unverified copy.
 """
 
 import asyncio
 import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 
-from contracts import subjects
-from contracts.events import (
-    Datablock,
-    DatasetLifecycleChanged,
-    JobRequested,
-    JobStatusChanged,
-    LtsMoved,
-    LtsVerified,
-)
+from contracts.events import Datablock, LtsVerified
 from contracts.jobs import DatablockProgress, DatasetProgress, JobRecord
 from contracts.retrievals import RetrievalCopy
-from contracts.scicat import JobStatusCode, LifecyclePatch
+from contracts.scicat import LifecyclePatch
 from runtime.lts import LtsBackend, LtsError, LtsNotReadable, LtsRecallTimeout, await_readable
 from services.ltsmover.download_script import Download, encode_script, render_download_script
+from services.ltsmover.jobflow import (
+    DatasetFailed,
+    Emit,
+    JobFlow,
+    unrecorded_verdict,
+    utc_now,
+)
 from services.ltsmover.jobstate import DatablockCatalog, JobStore
-from services.ltsmover.moving import Emit
 from services.ltsmover.retrieval_bucket import CopyIncomplete, RetrievalBucket, retrieval_key
 from services.ltsmover.retrieval_copies import RetrievalCopies
 
@@ -53,16 +53,13 @@ class RetrievePolicy:
     """A copy claimed longer ago than this and still unverified may be taken over."""
 
 
-class RetrievalFailed(Exception):
-    """A dataset cannot be retrieved by this job; the reason is for SciCat."""
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-class Retriever:
+class Retriever(JobFlow):
     """Carries out retrieve jobs; one per process, shared by the ltsmover's handlers."""
+
+    job_type = "retrieve"
+    working = "Retrieving"
+    outcome = "retrieved"
+    started_lifecycle = LifecyclePatch(retrieve_status_message="started")
 
     def __init__(
         self,
@@ -74,113 +71,33 @@ class Retriever:
         bucket: RetrievalBucket,
         emit: Emit,
         policy: RetrievePolicy,
-        clock: Callable[[], datetime] = _now,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        self.jobs = jobs
-        self.catalog = catalog
+        super().__init__(
+            jobs=jobs,
+            catalog=catalog,
+            emit=emit,
+            max_parallel_datasets=policy.max_parallel_datasets,
+            clock=clock,
+        )
         self.copies = copies
         self.lts = lts
         self.bucket = bucket
-        self.emit = emit
         self.policy = policy
-        self.clock = clock
         self._copy_slots = asyncio.Semaphore(policy.max_parallel_copies)
+
+    def _no_datablocks(self, pid: str) -> DatasetFailed:
+        reason = f"Dataset {pid} has no datablocks on record: it was never archived here"
+        return DatasetFailed("system", reason)
+
+    def _location(self, pid: str, archive_id: str) -> str:
+        return retrieval_key(pid, archive_id)
 
     # -- job.requested.retrieve -------------------------------------------------
 
-    async def retrieve_job(self, job: JobRequested) -> None:
-        """Bring every dataset of the job back (in parallel, bounded); lts.moved per copy."""
-        record = await self.jobs.ensure(job)
-        if record.finished:
-            await self._announce_job(record)
-            return
-
-        def start(rec: JobRecord) -> None:
-            if rec.started_at is None:
-                rec.started_at = self.clock()
-                rec.status = "inProgress"
-                rec.status_message = f"Retrieving {len(rec.datasets)} dataset(s)"
-
-        record, _ = await self.jobs.change(job.job_id, start)
-        await self.emit(
-            subjects.JOB_STATUS,
-            JobStatusChanged(
-                occurred_at=record.started_at or self.clock(),
-                correlation_id=job.correlation_id,
-                job_id=job.job_id,
-                status_code="inProgress",
-                status_message=record.status_message,
-            ),
-        )
-        slots = asyncio.Semaphore(self.policy.max_parallel_datasets)
-
-        async def one(pid: str) -> None:
-            async with slots:
-                await self._retrieve_dataset(job.job_id, pid)
-
-        outcomes = await asyncio.gather(
-            *(one(pid) for pid in record.datasets), return_exceptions=True
-        )
-        await self._finish_if_decided(job.job_id)
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
-
-    async def _retrieve_dataset(self, job_id: str, pid: str) -> None:
-        def begin(rec: JobRecord) -> DatasetProgress:
-            ds = rec.datasets[pid]
-            if ds.state == "pending":
-                ds.state = "inProgress"
-                ds.started_at = self.clock()
-            return ds
-
-        _, ds = await self.jobs.change(job_id, begin)
-        if ds.decided:
-            await self._announce_dataset(job_id, ds)
-            return
-        await self.emit(
-            subjects.DATASET_LIFECYCLE,
-            DatasetLifecycleChanged(
-                occurred_at=ds.started_at or self.clock(),
-                pid=pid,
-                job_id=job_id,
-                lifecycle=LifecyclePatch(retrieve_status_message="started"),
-            ),
-        )
-        created = await self.catalog.datablocks_of(pid)
-        if created is None:
-            reason = f"Dataset {pid} has no datablocks on record: it was never archived here"
-            await self._fail_dataset(job_id, pid, reason)
-            return
-
-        def plan(rec: JobRecord) -> DatasetProgress:
-            target = rec.datasets[pid]
-            for block in created.datablocks:
-                target.datablocks.setdefault(
-                    block.archive_id,
-                    DatablockProgress(archive_id=block.archive_id, packed_size=block.packed_size),
-                )
-            return target
-
-        _, ds = await self.jobs.change(job_id, plan)
-        try:
-            await asyncio.gather(
-                *(
-                    self._retrieve_block(job_id, pid, block, ds.datablocks[block.archive_id])
-                    for block in created.datablocks
-                )
-            )
-        except RetrievalFailed as failure:
-            await self._fail_dataset(job_id, pid, str(failure))
-
-    async def _retrieve_block(
+    async def _transfer_block(
         self, job_id: str, pid: str, block: Datablock, progress: DatablockProgress
     ) -> None:
-        if progress.state in ("verified", "failed"):
-            return
-        if progress.state == "moved":
-            await self._announce_moved(job_id, pid, block, progress.attempt)
-            return
         for _ in range(2):
             now = self.clock()
             claim, copy = await self.copies.claim(
@@ -197,11 +114,15 @@ class Retriever:
                 return
             if claim == "wait":
                 log.info("retrieval.waiting_for_copy", archive_id=block.archive_id, by=copy.job_id)
-                await self._set_block(job_id, pid, block.archive_id, "copying", copy.attempt, False)
+                await self._set_block(
+                    job_id, pid, block.archive_id, "copying", copy.attempt, copied=False
+                )
                 return
             if await asyncio.to_thread(self.bucket.size, copy.key) == block.packed_size:
                 log.info("retrieval.reused", archive_id=block.archive_id, key=copy.key)
-                await self._set_block(job_id, pid, block.archive_id, "moved", copy.attempt, False)
+                await self._set_block(
+                    job_id, pid, block.archive_id, "moved", copy.attempt, copied=False
+                )
                 await self._block_verified(job_id, pid, block.archive_id)
                 return
             # The verified copy's object is gone: forget it and claim anew.
@@ -212,7 +133,7 @@ class Retriever:
     async def _copy(self, job_id: str, pid: str, block: Datablock, attempt: int) -> None:
         """Copy one datablock from LTS to the retrieval bucket (bounded recall) and announce it."""
         key = retrieval_key(pid, block.archive_id)
-        await self._set_block(job_id, pid, block.archive_id, "copying", attempt, True)
+        await self._set_block(job_id, pid, block.archive_id, "copying", attempt, copied=True)
         async with self._copy_slots:
             started = asyncio.get_running_loop().time()
             try:
@@ -220,7 +141,7 @@ class Retriever:
             except (LtsError, CopyIncomplete) as exc:
                 reason = f"Datablock {block.archive_id} could not be read back from LTS: {exc}"
                 await self._abandon_copy(job_id, pid, block.archive_id, reason)
-                raise RetrievalFailed(reason) from exc
+                raise DatasetFailed("system", reason) from exc
             elapsed = asyncio.get_running_loop().time() - started
         log.info(
             "datablock.retrieved",
@@ -286,6 +207,8 @@ class Retriever:
 
     async def record_verification(self, event: LtsVerified) -> None:
         """Accept a verified copy for every job that wants it, or re-copy, or give up."""
+        if await self.jobs.get(event.job_id) is None:
+            raise unrecorded_verdict(event, f"job {event.job_id}")
         if event.ok:
             await self._accept_copy(event)
         else:
@@ -342,7 +265,7 @@ class Retriever:
                 f"{self.policy.max_copy_attempts} time(s): {event.reason}"
             )
             await self._abandon_copy(event.job_id, event.pid, event.archive_id, reason)
-            await self._fail_dataset(event.job_id, event.pid, reason)
+            await self._fail_dataset(event.job_id, event.pid, DatasetFailed("system", reason))
             return
         created = await self.catalog.datablocks_of(event.pid)
         recorded = created.datablocks if created else ()
@@ -350,7 +273,7 @@ class Retriever:
         if block is None:
             reason = f"Datablock {event.archive_id} is no longer recorded for dataset {event.pid}"
             await self._abandon_copy(event.job_id, event.pid, event.archive_id, reason)
-            await self._fail_dataset(event.job_id, event.pid, reason)
+            await self._fail_dataset(event.job_id, event.pid, DatasetFailed("system", reason))
             return
 
         def recopy(c: RetrievalCopy) -> None:
@@ -362,8 +285,8 @@ class Retriever:
         await self.copies.change(event.archive_id, recopy)
         try:
             await self._copy(event.job_id, event.pid, block, next_attempt)
-        except RetrievalFailed as failure:
-            await self._fail_dataset(event.job_id, event.pid, str(failure))
+        except DatasetFailed as failure:
+            await self._fail_dataset(event.job_id, event.pid, failure)
 
     # -- outcomes -----------------------------------------------------------------
 
@@ -399,7 +322,7 @@ class Retriever:
             return
         await asyncio.to_thread(self.bucket.delete, removed.key)
         for waiting in removed.waiting_jobs:
-            await self._fail_dataset(waiting, pid, reason)
+            await self._fail_dataset(waiting, pid, DatasetFailed("system", reason))
             await self._finish_if_decided(waiting)
 
     async def _drop_copy(self, job_id: str, archive_id: str, key: str) -> None:
@@ -410,78 +333,21 @@ class Retriever:
         if removed is not None:
             await asyncio.to_thread(self.bucket.delete, key)
 
-    async def _fail_dataset(self, job_id: str, pid: str, reason: str) -> None:
-        def fail(rec: JobRecord) -> DatasetProgress | None:
-            ds = rec.datasets.get(pid)
-            if ds is None:
-                return None
-            if not ds.decided:
-                ds.state = "failed"
-                ds.error_kind = "system"
-                ds.error = reason
-                ds.message = None
-                ds.decided_at = self.clock()
-            return ds
-
-        try:
-            _, ds = await self.jobs.change(job_id, fail)
-        except LookupError:
-            return
-        if ds is None:
-            return
-        log.warning("dataset.retrieval_failed", dataset=pid, reason=ds.error)
+    async def _discard_copies(self, job_id: str, ds: DatasetProgress) -> None:
+        """Unverified copies this job made go; verified ones stay for reuse."""
         for block in ds.datablocks.values():
-            # Unverified copies this job made go; verified ones stay for reuse.
-            await self._drop_copy(job_id, block.archive_id, retrieval_key(pid, block.archive_id))
-        await self._announce_dataset(job_id, ds)
+            await self._drop_copy(job_id, block.archive_id, retrieval_key(ds.pid, block.archive_id))
 
-    async def _announce_dataset(self, job_id: str, ds: DatasetProgress) -> None:
-        occurred_at = ds.decided_at or self.clock()
+    def _decided_lifecycle(self, ds: DatasetProgress) -> LifecyclePatch | None:
         if ds.state == "succeeded":
-            lifecycle = LifecyclePatch(
+            return LifecyclePatch(
                 retrieve_status_message="datasetRetrieved", retrieve_integrity_check=True
             )
-            log.info("dataset.retrieved", dataset=ds.pid, bytes=ds.bytes_total)
-        elif ds.state == "failed":
-            lifecycle = LifecyclePatch(
-                retrieve_status_message="datasetRetrievalFailed",
-                retrieve_return_message=ds.error,
+        if ds.state == "failed":
+            return LifecyclePatch(
+                retrieve_status_message="datasetRetrievalFailed", retrieve_return_message=ds.error
             )
-        else:
-            return
-        await self.emit(
-            subjects.DATASET_LIFECYCLE,
-            DatasetLifecycleChanged(
-                occurred_at=occurred_at, pid=ds.pid, job_id=job_id, lifecycle=lifecycle
-            ),
-        )
-
-    async def _finish_if_decided(self, job_id: str) -> None:
-        def finish(rec: JobRecord) -> None:
-            if rec.finished or not rec.all_decided:
-                return
-            rec.status, rec.status_message = _job_outcome(rec)
-            rec.finished_at = self.clock()
-
-        try:
-            record, _ = await self.jobs.change(job_id, finish)
-        except LookupError:
-            return
-        if record.finished:
-            await self._announce_job(record)
-
-    async def _announce_job(self, record: JobRecord) -> None:
-        await self.emit(
-            subjects.JOB_STATUS,
-            JobStatusChanged(
-                occurred_at=record.finished_at or self.clock(),
-                job_id=record.job_id,
-                status_code=record.status,
-                status_message=record.status_message,
-                job_result_object=await self._result_object(record),
-            ),
-        )
-        log.info("job.finished", job_id=record.job_id, status=record.status)
+        return None
 
     async def _result_object(self, record: JobRecord) -> dict[str, Any]:
         """SciCat's `jobResultObject`: a presigned URL per verified datablock, and the script."""
@@ -529,72 +395,7 @@ class Retriever:
         remaining = copy.expires_at - self.clock()
         return max(min(self.policy.url_expiry, remaining), timedelta(seconds=1))
 
-    # -- small steps ----------------------------------------------------------------
-
-    async def _announce_moved(self, job_id: str, pid: str, block: Datablock, attempt: int) -> None:
-        await self.emit(
-            subjects.LTS_MOVED,
-            LtsMoved(
-                occurred_at=self.clock(),
-                job_id=job_id,
-                job_type="retrieve",
-                pid=pid,
-                datablock=block,
-                location=retrieval_key(pid, block.archive_id),
-                attempt=attempt,
-            ),
-        )
-
-    async def _set_block(
-        self,
-        job_id: str,
-        pid: str,
-        archive_id: str,
-        state: Literal["copying", "moved"],
-        attempt: int,
-        copied: bool | None = None,
-    ) -> tuple[JobRecord, None]:
-        def update(rec: JobRecord) -> None:
-            block = rec.datasets[pid].datablocks[archive_id]
-            if block.state in ("verified", "failed"):
-                return
-            block.state = state
-            block.attempt = attempt
-            if copied is not None:
-                block.copied = copied
-
-        return await self.jobs.change(job_id, update)
-
-    async def _set_dataset_state(
-        self,
-        job_id: str,
-        pid: str,
-        state: Literal["inProgress", "waitingForRecall"],
-        message: str | None,
-    ) -> None:
-        def update(rec: JobRecord) -> None:
-            ds = rec.datasets[pid]
-            if not ds.decided:
-                ds.state = state
-                ds.message = message
-
-        await self.jobs.change(job_id, update)
-
 
 def _dataset_dir(pid: str) -> str:
     slug = pid.replace("/", "-")
     return slug if slug not in (".", "..") else f"dataset-{slug}"
-
-
-def _job_outcome(record: JobRecord) -> tuple[JobStatusCode, str]:
-    total = len(record.datasets)
-    failed = [d for d in record.datasets.values() if d.state == "failed"]
-    retrieved = total - len(failed)
-    message = f"{retrieved} of {total} dataset(s) retrieved"
-    if failed:
-        message += "; failed: " + "; ".join(f"{d.pid}: {d.error}" for d in failed)
-    if not failed:
-        return "finishedSuccessful", message
-    if retrieved:
-        return "finishedWithDatasetErrors", message
-    return "finishedUnsuccessful", message

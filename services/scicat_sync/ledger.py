@@ -14,28 +14,24 @@ from datetime import datetime
 from typing import Any
 
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from contracts import kv
+from runtime.kvstore import open_bucket
 
 # Conflicts resolve in one or two rounds; more means something is badly wrong.
 _MAX_CAS_ROUNDS = 20
 
 
-async def open_ledger(js: JetStreamContext) -> "AppliedLedger":
+async def open_ledger(js: JetStreamContext, replicas: int = 1) -> "AppliedLedger":
     """The ledger on the `scicat_sync_applied` bucket, created if missing."""
-    try:
-        bucket = await js.key_value(kv.SCICAT_SYNC_APPLIED)
-    except BucketNotFoundError:
-        bucket = await js.create_key_value(
-            KeyValueConfig(
-                bucket=kv.SCICAT_SYNC_APPLIED,
-                description="scicat_sync: newest update applied per SciCat target and field",
-                history=1,
-            )
-        )
+    bucket = await open_bucket(
+        js,
+        kv.SCICAT_SYNC_APPLIED,
+        replicas,
+        description="scicat_sync: newest update applied per SciCat target and field",
+    )
     return AppliedLedger(bucket)
 
 

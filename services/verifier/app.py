@@ -12,9 +12,8 @@ from contracts.events import LtsMoved, LtsVerified
 from runtime.broker import Bus, create_broker, durable_subscriber
 from runtime.bus import publish_event
 from runtime.lts import LtsBackend, create_lts
-from runtime.objectstore import s3_client
+from runtime.objectstore import BucketReader, s3_client
 from services.verifier import verifying
-from services.verifier.retrieval import RetrievalBucket
 from services.verifier.settings import VerifierSettings
 
 log = structlog.get_logger(__name__)
@@ -26,7 +25,7 @@ def create_app(settings: VerifierSettings, *, lts: LtsBackend | None = None) -> 
     bus = Bus(broker, settings.nats)
     s3 = s3_client(settings.s3)
     backend = lts or create_lts(settings.lts, s3)
-    retrieved = RetrievalBucket(s3, settings.s3.retrieval_bucket)
+    retrieved = BucketReader(s3, settings.s3.retrieval_bucket, "retrieval")
 
     @durable_subscriber(broker, streams.VERIFIER_LTS_MOVED)
     async def on_lts_moved(msg: NatsMessage) -> None:

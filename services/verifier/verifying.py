@@ -7,9 +7,10 @@ import tarfile
 from dataclasses import dataclass
 
 from contracts.events import Datablock
-from runtime.lts import LtsBackend, LtsNotFound, Readable, await_readable
+from runtime.consuming import PermanentError
+from runtime.lts import LtsBackend, LtsNotFound, LtsPathError, Readable, await_readable
 from runtime.lts import LtsRecallTimeout as NotReadableInTime
-from services.verifier.retrieval import CopyMissing, RetrievalBucket
+from runtime.objectstore import BucketReader, ObjectMissing
 
 CHUNK_BYTES = 4 * 1024**2
 MAX_NAMED = 10
@@ -97,13 +98,20 @@ def _names(names: list[str]) -> str:
 async def verify_datablock(
     lts: LtsBackend, datablock: Datablock, *, poll_s: float, timeout_s: float
 ) -> Verdict:
-    """The verdict on the LTS copy of one datablock."""
+    """The verdict on the LTS copy of one datablock.
+
+    An archive id that would leave the LTS root cannot come from a datablock we
+    made: PermanentError (dead-lettered), never retried.
+    """
     try:
         await await_readable(lts, datablock.archive_id, poll_s=poll_s, timeout_s=timeout_s)
     except NotReadableInTime as exc:
         return Verdict(False, str(exc), 0)
     except LtsNotFound as exc:
         return Verdict(False, f"no copy in LTS: {exc}", 0)
+    except LtsPathError as exc:
+        reason = f"Datablock archive id {datablock.archive_id!r} is not a path inside LTS"
+        raise PermanentError(reason, str(exc)) from exc
 
     def read_all() -> Verdict:
         with lts.open_read(datablock.archive_id) as stream:
@@ -115,7 +123,7 @@ async def verify_datablock(
         return Verdict(False, f"no copy in LTS: {exc}", 0)
 
 
-async def verify_retrieved(bucket: RetrievalBucket, key: str, datablock: Datablock) -> Verdict:
+async def verify_retrieved(bucket: BucketReader, key: str, datablock: Datablock) -> Verdict:
     """The verdict on a datablock's copy in the retrieval bucket (read once, streamed)."""
 
     def read_all() -> Verdict:
@@ -124,5 +132,5 @@ async def verify_retrieved(bucket: RetrievalBucket, key: str, datablock: Datablo
 
     try:
         return await asyncio.to_thread(read_all)
-    except CopyMissing as exc:
+    except ObjectMissing as exc:
         return Verdict(False, f"no retrieved copy: {exc}", 0)

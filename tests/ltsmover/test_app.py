@@ -1,188 +1,42 @@
 """ltsmover and verifier in this process, on the real nats-server and moto S3, posix LTS."""
 
 import asyncio
-import hashlib
 import io
-import json
-import tarfile
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from datetime import UTC, datetime
-from pathlib import Path
 
-import pytest
 from minio import Minio
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 
-from contracts import kv, subjects
-from contracts.events import (
-    Datablock,
-    DatablocksCreated,
-    DataFile,
-    JobDataset,
-    JobRequested,
-)
-from contracts.jobs import JobRecord
+from contracts import subjects
+from contracts.events import JobRequested
 from runtime.bus import publish_event
-from runtime.provisioning import provision
-from runtime.settings import LtsSettings, NatsSettings, S3Settings
 from services.ltsmover.app import create_app as create_ltsmover
-from services.ltsmover.settings import LtsMoverSettings
 from services.verifier.app import create_app as create_verifier
-from services.verifier.settings import VerifierSettings
-
-
-def s3_settings(s3_server) -> S3Settings:
-    return S3Settings(
-        endpoint=s3_server.endpoint,
-        access_key=s3_server.access_key,
-        secret_key=s3_server.secret_key,
-    )
-
-
-@asynccontextmanager
-async def running(app) -> AsyncIterator[None]:
-    await app.start()
-    try:
-        yield
-    finally:
-        await app.stop()
-
-
-async def open_kv(js: JetStreamContext, bucket: str):
-    try:
-        return await js.key_value(bucket)
-    except BucketNotFoundError:
-        return await js.create_key_value(KeyValueConfig(bucket=bucket))
+from tests.ltsmover.service_fixtures import (
+    events,
+    finished,
+    job_record,
+    job_request,
+    mover_settings,
+    record_datablocks,
+    running,
+    until,
+    verifier_settings,
+)
 
 
 async def pack(js: JetStreamContext, s3: Minio, pid: str, contents: list[bytes]) -> list[bytes]:
     """Put real tars in the archival bucket and their record in KV, as the datablocker does."""
-    slug = pid.replace("/", "-")
-    blocks, raws = [], []
-    for n, data in enumerate(contents):
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            info = tarfile.TarInfo(f"file{n}.dat")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-        raw = buffer.getvalue()
-        archive_id = f"openem-network/datasets/{pid}/datablocks/{slug}_{n}.tar"
+
+    def store(archive_id: str, raw: bytes) -> None:
         s3.put_object("archival", archive_id, io.BytesIO(raw), len(raw))
-        blocks.append(
-            Datablock(
-                archive_id=archive_id,
-                size=len(data),
-                packed_size=len(raw),
-                tar_sha256=hashlib.sha256(raw).hexdigest(),
-                data_file_list=(
-                    DataFile(
-                        path=f"file{n}.dat",
-                        size=len(data),
-                        time=datetime.now(UTC),
-                        chk=hashlib.sha256(data).hexdigest(),
-                    ),
-                ),
-            )
-        )
-        raws.append(raw)
-    created = DatablocksCreated(
-        occurred_at=datetime.now(UTC),
-        pid=pid,
-        datablocks=tuple(blocks),
-        create_archiving_job=False,
-        owner_group="group1",
-    )
-    bucket = await open_kv(js, kv.DATABLOCKS)
-    await bucket.put(kv.id_key(pid), created.model_dump_json().encode())
-    return raws
+
+    blocks = [{f"file{n}.dat": data} for n, data in enumerate(contents)]
+    return await record_datablocks(js, pid, blocks, store)
 
 
 def archive_job(job_id: str, *pids: str) -> JobRequested:
-    return JobRequested(
-        occurred_at=datetime.now(UTC),
-        job_id=job_id,
-        job_type="archive",
-        datasets=tuple(JobDataset(pid=p) for p in pids),
-        scicat_api="v4",
-    )
-
-
-async def job_record(js: JetStreamContext, job_id: str) -> JobRecord | None:
-    bucket = await open_kv(js, kv.JOBS)
-    try:
-        entry = await bucket.get(kv.id_key(job_id))
-    except KeyNotFoundError:
-        return None
-    return JobRecord.model_validate_json(entry.value)
-
-
-async def until(check: Callable[[], object], timeout_s: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError
-        await asyncio.sleep(0.05)
-
-
-async def finished(js: JetStreamContext, job_id: str) -> JobRecord:
-    async def done() -> bool:
-        record = await job_record(js, job_id)
-        return record is not None and record.finished
-
-    await until(done)
-    record = await job_record(js, job_id)
-    assert record is not None
-    return record
-
-
-async def events(js: JetStreamContext, job_id: str) -> list[tuple[str, dict]]:
-    """(subject, body) of the ARCHIVER stream's messages about one job, in order."""
-    info = await js.stream_info("ARCHIVER")
-    found = []
-    for seq in range(info.state.first_seq, info.state.last_seq + 1):
-        raw = await js.get_msg("ARCHIVER", seq)
-        body = json.loads(raw.data)
-        if body.get("job_id") == job_id:
-            found.append((raw.subject, body))
-    return found
-
-
-@pytest.fixture
-async def world(clean_js: JetStreamContext, s3_server, tmp_path: Path):
-    await provision(clean_js)
-    s3 = Minio(
-        s3_server.endpoint.removeprefix("http://"),
-        access_key=s3_server.access_key,
-        secret_key=s3_server.secret_key,
-        secure=False,
-    )
-    root = tmp_path / "lts"
-    root.mkdir()
-    return clean_js, s3, root
-
-
-def mover_settings(nats_url: str, s3_server, root: Path) -> LtsMoverSettings:
-    return LtsMoverSettings(
-        nats=NatsSettings(url=nats_url),
-        s3=s3_settings(s3_server),
-        lts=LtsSettings(backend="posix", root=root),
-        min_free_percent=0,
-        free_space_poll_s=0.05,
-    )
-
-
-def verifier_settings(nats_url: str, s3_server, root: Path) -> VerifierSettings:
-    return VerifierSettings(
-        nats=NatsSettings(url=nats_url),
-        s3=s3_settings(s3_server),
-        lts=LtsSettings(backend="posix", root=root),
-        recall_poll_s=0.05,
-        recall_timeout_s=2.0,
-    )
+    return job_request("archive", job_id, *pids)
 
 
 async def test_a_job_with_one_unpacked_dataset_ends_with_dataset_errors(

@@ -2,14 +2,10 @@
 
 import asyncio
 import base64
-import hashlib
 import io
-import json
 import subprocess
-import tarfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,24 +14,30 @@ import httpx
 import pytest
 from minio import Minio
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 
 from contracts import kv, subjects
-from contracts.events import Datablock, DatablocksCreated, DataFile, JobDataset, JobRequested
-from contracts.jobs import JobRecord
+from contracts.events import JobRequested
 from contracts.retrievals import RetrievalCopy
 from runtime.bus import publish_event
+from runtime.kvstore import open_bucket
 from runtime.lts import LtsBackend, PosixLts, S3ColdLts
-from runtime.provisioning import provision
-from runtime.settings import LtsSettings, NatsSettings, S3Settings
 from services.ltsmover.app import create_app as create_ltsmover
 from services.ltsmover.retrieval_bucket import RetrievalBucket
 from services.ltsmover.retrieval_copies import RetrievalCopies
-from services.ltsmover.settings import LtsMoverSettings
 from services.ltsmover.sweeping import sweep_expired
 from services.verifier.app import create_app as create_verifier
-from services.verifier.settings import VerifierSettings
+from tests.ltsmover.service_fixtures import (
+    build_tar,
+    events,
+    finished,
+    job_record,
+    job_request,
+    mover_settings,
+    record_datablocks,
+    running,
+    until,
+    verifier_settings,
+)
 
 FILES = {
     "raw/a.dat": b"A" * 3000,
@@ -44,133 +46,23 @@ FILES = {
 }
 
 
-def s3_settings(s3_server) -> S3Settings:
-    return S3Settings(
-        endpoint=s3_server.endpoint,
-        access_key=s3_server.access_key,
-        secret_key=s3_server.secret_key,
-    )
-
-
-@asynccontextmanager
-async def running(app) -> AsyncIterator[None]:
-    await app.start()
-    try:
-        yield
-    finally:
-        await app.stop()
-
-
-async def open_kv(js: JetStreamContext, bucket: str):
-    try:
-        return await js.key_value(bucket)
-    except BucketNotFoundError:
-        return await js.create_key_value(KeyValueConfig(bucket=bucket))
-
-
-def build_tar(members: dict[str, bytes]) -> tuple[bytes, tuple[DataFile, ...]]:
-    buffer = io.BytesIO()
-    files = []
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mtime = 1_700_000_000
-            tar.addfile(info, io.BytesIO(data))
-            files.append(
-                DataFile(
-                    path=name,
-                    size=len(data),
-                    time=datetime.fromtimestamp(1_700_000_000, UTC),
-                    chk=hashlib.sha256(data).hexdigest(),
-                )
-            )
-    return buffer.getvalue(), tuple(files)
-
-
 async def archived(
     js: JetStreamContext, lts: LtsBackend, pid: str, blocks: list[dict[str, bytes]]
 ) -> list[bytes]:
     """Tars in LTS and their record in KV, as an archive job leaves them."""
-    slug = pid.replace("/", "-")
-    records, raws = [], []
-    for n, members in enumerate(blocks):
-        raw, files = build_tar(members)
-        archive_id = f"openem-network/datasets/{pid}/datablocks/{slug}_{n}.tar"
-        await asyncio.to_thread(lts.write, archive_id, io.BytesIO(raw), len(raw))
-        records.append(
-            Datablock(
-                archive_id=archive_id,
-                size=sum(len(d) for d in members.values()),
-                packed_size=len(raw),
-                tar_sha256=hashlib.sha256(raw).hexdigest(),
-                data_file_list=files,
-            )
-        )
-        raws.append(raw)
-    created = DatablocksCreated(
-        occurred_at=datetime.now(UTC),
-        pid=pid,
-        datablocks=tuple(records),
-        create_archiving_job=False,
-        owner_group="group1",
-    )
-    bucket = await open_kv(js, kv.DATABLOCKS)
-    await bucket.put(kv.id_key(pid), created.model_dump_json().encode())
-    return raws
+
+    def store(archive_id: str, raw: bytes) -> None:
+        lts.write(archive_id, io.BytesIO(raw), len(raw))
+
+    return await record_datablocks(js, pid, blocks, store)
 
 
 def retrieve_job(job_id: str, *pids: str) -> JobRequested:
-    return JobRequested(
-        occurred_at=datetime.now(UTC),
-        job_id=job_id,
-        job_type="retrieve",
-        datasets=tuple(JobDataset(pid=p) for p in pids),
-        scicat_api="v4",
-    )
+    return job_request("retrieve", job_id, *pids)
 
 
 async def request(js: JetStreamContext, job: JobRequested) -> None:
     await publish_event(js, subjects.JOB_REQUESTED_RETRIEVE, job, msg_id=job.dedup_id())
-
-
-async def job_record(js: JetStreamContext, job_id: str) -> JobRecord | None:
-    bucket = await open_kv(js, kv.JOBS)
-    try:
-        entry = await bucket.get(kv.id_key(job_id))
-    except KeyNotFoundError:
-        return None
-    return JobRecord.model_validate_json(entry.value)
-
-
-async def until(check: Callable[[], object], timeout_s: float = 15.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError
-        await asyncio.sleep(0.05)
-
-
-async def finished(js: JetStreamContext, job_id: str) -> JobRecord:
-    async def done() -> bool:
-        record = await job_record(js, job_id)
-        return record is not None and record.finished
-
-    await until(done)
-    record = await job_record(js, job_id)
-    assert record is not None
-    return record
-
-
-async def events(js: JetStreamContext, job_id: str) -> list[tuple[str, dict]]:
-    info = await js.stream_info("ARCHIVER")
-    found = []
-    for seq in range(info.state.first_seq, info.state.last_seq + 1):
-        raw = await js.get_msg("ARCHIVER", seq)
-        body = json.loads(raw.data)
-        if body.get("job_id") == job_id:
-            found.append((raw.subject, body))
-    return found
 
 
 async def final_result(js: JetStreamContext, job_id: str) -> dict:
@@ -181,43 +73,6 @@ async def final_result(js: JetStreamContext, job_id: str) -> dict:
 def retrieved_keys(s3: Minio, pid: str) -> list[str]:
     prefix = f"openem-network/datasets/{pid}/retrieved/"
     return [o.object_name for o in s3.list_objects("retrieval", prefix=prefix, recursive=True)]
-
-
-@pytest.fixture
-async def world(clean_js: JetStreamContext, s3_server, tmp_path: Path):
-    await provision(clean_js)
-    s3 = Minio(
-        s3_server.endpoint.removeprefix("http://"),
-        access_key=s3_server.access_key,
-        secret_key=s3_server.secret_key,
-        secure=False,
-    )
-    root = tmp_path / "lts"
-    root.mkdir()
-    return clean_js, s3, root
-
-
-def mover_settings(nats_url: str, s3_server, root: Path, **extra) -> LtsMoverSettings:
-    values = {
-        "min_free_percent": 0,
-        "recall_poll_s": 0.1,
-        "recall_timeout_s": 10.0,
-        **extra,
-    }
-    return LtsMoverSettings(
-        nats=NatsSettings(url=nats_url),
-        s3=s3_settings(s3_server),
-        lts=LtsSettings(backend="posix", root=root),
-        **values,
-    )
-
-
-def verifier_settings(nats_url: str, s3_server, root: Path) -> VerifierSettings:
-    return VerifierSettings(
-        nats=NatsSettings(url=nats_url),
-        s3=s3_settings(s3_server),
-        lts=LtsSettings(backend="posix", root=root),
-    )
 
 
 @asynccontextmanager
@@ -338,6 +193,7 @@ async def test_a_tape_offline_for_a_second_delays_the_retrieval_but_it_completes
 
     async with services(nats_server_process.url, s3_server, root, lts):
         started = time.monotonic()
+        tape.online_at = started + 1.0  # a second from now, however long start-up took
         await request(js, retrieve_job(job_id, pid))
 
         async def recalling() -> bool:
@@ -445,7 +301,7 @@ async def test_two_retrieve_jobs_for_one_dataset_make_one_copy_and_both_get_urls
 async def test_the_sweeper_removes_an_expired_copy_and_keeps_a_fresh_one(world) -> None:
     """Past expires_at record and object go; a copy valid for a day stays."""
     js, s3, _ = world
-    copies = RetrievalCopies(await open_kv(js, kv.RETRIEVALS))
+    copies = RetrievalCopies(await open_bucket(js, kv.RETRIEVALS))
     bucket = RetrievalBucket(s3, "retrieval")
     tag = uuid.uuid4().hex[:8]
     now = datetime.now(UTC)

@@ -5,19 +5,19 @@ import uuid
 
 from minio import Minio
 
-from services.verifier.retrieval import RetrievalBucket
+from runtime.objectstore import BucketReader
 from services.verifier.verifying import verify_retrieved
 from tests.verifier.test_verifying import MEMBERS, build_tar
 
 
-def _bucket(s3_server) -> RetrievalBucket:
+def _bucket(s3_server) -> BucketReader:
     client = Minio(
         s3_server.endpoint.removeprefix("http://"),
         access_key=s3_server.access_key,
         secret_key=s3_server.secret_key,
         secure=False,
     )
-    return RetrievalBucket(client, "retrieval")
+    return BucketReader(client, "retrieval", "retrieval")
 
 
 async def test_a_good_retrieved_copy_verifies_and_a_changed_one_does_not(s3_server) -> None:
