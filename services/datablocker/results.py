@@ -3,13 +3,13 @@
 from typing import Literal
 
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from contracts import kv
 from contracts.events import ArchiveId, DatablocksCreated, JobId, Pid
+from runtime.kvstore import open_bucket
 
 
 class CleanedDataset(BaseModel):
@@ -26,12 +26,7 @@ class CleanedDataset(BaseModel):
 
 
 async def _open(js: JetStreamContext, bucket: str, description: str, replicas: int) -> KeyValue:
-    try:
-        return await js.key_value(bucket)
-    except BucketNotFoundError:
-        return await js.create_key_value(
-            KeyValueConfig(bucket=bucket, description=description, history=1, replicas=replicas)
-        )
+    return await open_bucket(js, bucket, replicas, description=description)
 
 
 class PackedResults:

@@ -14,11 +14,11 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from contracts import kv as kv_names
+from runtime.kvstore import open_bucket
 
 T = TypeVar("T")
 
@@ -155,14 +155,9 @@ def _encode(ledger: dict[str, Reservation]) -> bytes:
 
 async def open_reservations(js: JetStreamContext, replicas: int = 1) -> KeyValue:
     """The reservations bucket, created on first use."""
-    try:
-        return await js.key_value(kv_names.UPLOAD_RESERVATIONS)
-    except BucketNotFoundError:
-        return await js.create_key_value(
-            KeyValueConfig(
-                bucket=kv_names.UPLOAD_RESERVATIONS,
-                description="gateway: landing-zone space reserved per dataset upload",
-                history=1,
-                replicas=replicas,
-            )
-        )
+    return await open_bucket(
+        js,
+        kv_names.UPLOAD_RESERVATIONS,
+        replicas,
+        description="gateway: landing-zone space reserved per dataset upload",
+    )

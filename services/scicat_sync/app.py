@@ -71,7 +71,7 @@ def create_app(settings: ScicatSyncSettings) -> FastStream:
                 wait_jitter_s=settings.retry_wait_jitter_s,
             ),
         )
-        parts.ledger = await open_ledger(bus.js)
+        parts.ledger = await open_ledger(bus.js, settings.nats.stream_replicas)
 
     async def close_collaborators() -> None:
         if parts.http is not None:
