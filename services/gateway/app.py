@@ -6,14 +6,13 @@ notification consumer) starts and stops with the FastAPI lifespan.
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import structlog
-from fastapi import APIRouter, FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, FastAPI
 from faststream.nats import NatsMessage
 
 from contracts import kv as kv_names
@@ -27,8 +26,10 @@ from runtime.objectstore import s3_client
 from services.gateway import notifications
 from services.gateway.admission import Admission, open_reservations
 from services.gateway.catalog import Catalog, DatasetOwner, Identity, TtlCache
-from services.gateway.errors import GatewayError, NotAuthenticated, NotFound
-from services.gateway.health import check_readiness
+from services.gateway.correlation import install_correlation_ids
+from services.gateway.error_responses import install_error_handlers
+from services.gateway.errors import NotFound
+from services.gateway.health import build_health_router
 from services.gateway.job_routes import JobCallerCheck, build_job_router
 from services.gateway.jobs import JobIntake
 from services.gateway.landing import LandingZone
@@ -172,30 +173,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         response = await scicat_http.get("v3/health")
         response.raise_for_status()
 
-    health = APIRouter(prefix="/health", tags=["health"])
-
-    @health.get("/livez")
-    async def livez() -> dict[str, str]:
-        """The process is up (no dependency checked)."""
-        return {"status": "ok"}
-
-    @health.get("/readyz", responses={503: {"description": "A dependency is down"}})
-    async def readyz() -> JSONResponse:
-        """NATS, S3 and SciCat answer; a 503 names the ones that do not."""
-        readiness = await check_readiness(
-            {"nats": nats_probe, "s3": s3_probe, "scicat": scicat_probe}
-        )
-        if readiness.ready:
-            return JSONResponse({"status": "ok"})
-        failing = ", ".join(sorted(readiness.failing))
-        return JSONResponse(
-            {
-                "status": "unavailable",
-                "detail": f"Not ready: {failing} unreachable",
-                "failing": readiness.failing,
-            },
-            status_code=503,
-        )
+    health = build_health_router({"nats": nats_probe, "s3": s3_probe, "scicat": scicat_probe})
 
     api = APIRouter(prefix=settings.root_path)
     api.include_router(health)
@@ -219,42 +197,3 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     install_error_handlers(app)
     install_correlation_ids(app)
     return app
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    """Domain errors -> their status and a `detail` sentence; never an internal message."""
-
-    @app.exception_handler(GatewayError)
-    async def on_gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
-        headers = (
-            {"WWW-Authenticate": getattr(exc, "challenge", "Bearer")}
-            if isinstance(exc, NotAuthenticated)
-            else None
-        )
-        if exc.status_code == 422:
-            # FastAPI's validation shape: the Ingestor reads detail[].msg on a 422.
-            body: dict = {"detail": [{"loc": ["body"], "msg": exc.detail, "type": "value_error"}]}
-        else:
-            body = {"detail": exc.detail, **exc.extra}
-            if exc.status_code == 507:
-                body["message"] = exc.detail  # the reference's UploadRequestUnsuccessfulResp
-        log.info(
-            "request.refused", status=exc.status_code, detail=exc.detail, path=request.url.path
-        )
-        return JSONResponse(body, status_code=exc.status_code, headers=headers)
-
-
-def install_correlation_ids(app: FastAPI) -> None:
-    """Accept or create `X-Correlation-ID`, bind it to log lines, echo it back."""
-
-    @app.middleware("http")
-    async def correlate(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        given = request.headers.get(CORRELATION_HEADER, "")
-        correlation_id = given if 0 < len(given) <= 128 and given.isprintable() else None
-        request.state.correlation_id = correlation_id or str(uuid.uuid4())
-        with structlog.contextvars.bound_contextvars(correlation_id=request.state.correlation_id):
-            response = await call_next(request)
-        response.headers[CORRELATION_HEADER] = request.state.correlation_id
-        return response

@@ -4,6 +4,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import httpx
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 
 Probe = Callable[[], Awaitable[None]]
 
@@ -22,3 +24,31 @@ async def check_readiness(probes: Mapping[str, Probe]) -> Readiness:
         except (OSError, httpx.HTTPError, TimeoutError, RuntimeError) as exc:
             failing[name] = f"{type(exc).__name__}: {exc}"[:300]
     return Readiness(ready=not failing, failing=failing)
+
+
+def build_health_router(probes: Mapping[str, Probe]) -> APIRouter:
+    """`/health/livez` (the process is up) and `/health/readyz` (every probe answers)."""
+    health = APIRouter(prefix="/health", tags=["health"])
+
+    @health.get("/livez")
+    async def livez() -> dict[str, str]:
+        """The process is up (no dependency checked)."""
+        return {"status": "ok"}
+
+    @health.get("/readyz", responses={503: {"description": "A dependency is down"}})
+    async def readyz() -> JSONResponse:
+        """NATS, S3 and SciCat answer; a 503 names the ones that do not."""
+        readiness = await check_readiness(probes)
+        if readiness.ready:
+            return JSONResponse({"status": "ok"})
+        failing = ", ".join(sorted(readiness.failing))
+        return JSONResponse(
+            {
+                "status": "unavailable",
+                "detail": f"Not ready: {failing} unreachable",
+                "failing": readiness.failing,
+            },
+            status_code=503,
+        )
+
+    return health
