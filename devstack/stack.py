@@ -149,6 +149,10 @@ class DevStack:
             "GATEWAY_JOB_PASSWORD": self.secrets.job_password,
             "GATEWAY_TOKEN_SECRET": self.secrets.token_secret,
             "LOG_FORMAT": "json",
+            # moto restores GLACIER objects at once and the LTS dir never goes
+            # offline: poll for recalls every second instead of the production 10 s.
+            "VERIFIER_RECALL_POLL_S": "1",
+            "LTSMOVER_RECALL_POLL_S": "1",
             # moto has no real credentials; keep boto-style lookups from reaching out.
             "AWS_EC2_METADATA_DISABLED": "true",
         }
