@@ -80,8 +80,18 @@ class LogSettings(BaseSettings):
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 
-def load(settings_class: type[SettingsT]) -> SettingsT:
-    """Build a settings object from the environment and, if mounted, the secrets dir."""
-    if SECRETS_DIR.is_dir():
-        return settings_class(_secrets_dir=SECRETS_DIR)  # type: ignore[call-arg]
-    return settings_class()
+def load(settings_class: type[SettingsT], secrets_dir: Path = SECRETS_DIR) -> SettingsT:
+    """Build a settings object from the environment and, if mounted, the secrets dir.
+
+    A secret file is named like its variable in lower case (`s3_secret_key`).
+    Nested settings (NATS, S3, SciCat, ...) read the secrets dir too: pydantic-
+    settings would otherwise apply it only to the outer class.
+    """
+    if not secrets_dir.is_dir():
+        return settings_class()
+    nested = {
+        name: field.annotation(_secrets_dir=secrets_dir)  # type: ignore[call-arg, misc]
+        for name, field in settings_class.model_fields.items()
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseSettings)
+    }
+    return settings_class(_secrets_dir=secrets_dir, **nested)  # type: ignore[call-arg]
