@@ -4,6 +4,7 @@ archiving."""
 import time
 from collections.abc import Awaitable, Callable
 
+import httpx
 import structlog
 from faststream import FastStream
 from faststream.nats import NatsMessage
@@ -15,6 +16,7 @@ from contracts.streams import ConsumerSpec
 from runtime.broker import Bus, create_broker, durable_subscriber
 from runtime.bus import publish_event
 from runtime.objectstore import s3_client
+from services.datablocker.catalog import RetryBudget, ScicatReader
 from services.datablocker.cleanup import clean_archived_dataset
 from services.datablocker.packing import AlreadyCleaned, Buckets, PackingLimits, pack_upload
 from services.datablocker.results import PackedResults
@@ -56,11 +58,35 @@ def create_app(
     limits = packing_limits(settings)
     results: list[PackedResults] = []
     connection: list[NatsClient] = []
+    catalogs: list[ScicatReader] = []
+    scicat_http: list[httpx.AsyncClient] = []
 
     async def start() -> None:
         await bus.start()
         connection.append(await broker.connect())
         results.append(PackedResults(bus.js, replicas=settings.nats.stream_replicas))
+        # SciCat's API base ends in /api; the reader's paths are below it ("v3/...").
+        http = httpx.AsyncClient(
+            base_url=str(settings.scicat.url).rstrip("/") + "/",
+            timeout=settings.scicat.timeout_s,
+        )
+        scicat_http.append(http)
+        catalogs.append(
+            ScicatReader(
+                http,
+                username=settings.scicat.username,
+                password=settings.scicat.password,
+                retry=RetryBudget(
+                    timeout_s=settings.scicat_retry_timeout_s,
+                    attempts=settings.scicat_retry_attempts,
+                ),
+            )
+        )
+
+    async def stop() -> None:
+        catalogs.clear()
+        while scicat_http:
+            await scicat_http.pop().aclose()
 
     async def on_upload_finished(msg: NatsMessage) -> None:
         async def handle(event: UploadFinished) -> None:
@@ -74,6 +100,8 @@ def create_app(
                     buckets,
                     limits,
                     results[0],
+                    catalog=catalogs[0],
+                    completion_marker=settings.completion_marker,
                     # Read per message: a reconnect may land on a server with another limit.
                     max_payload=connection[0].max_payload,
                 )
@@ -137,4 +165,4 @@ def create_app(
 
         await bus.settle(archived_spec, msg, DatasetArchived, handle)
 
-    return FastStream(broker, on_startup=[start])
+    return FastStream(broker, on_startup=[start], on_shutdown=[stop])

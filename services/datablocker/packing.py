@@ -5,11 +5,12 @@ import json
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
+import structlog
 from minio import Minio
 
 from contracts.events import (
@@ -29,6 +30,14 @@ from services.datablocker.landing import (
     restore_cold_objects,
 )
 from services.datablocker.planning import LandingFile, plan_datablocks
+from services.datablocker.registration import (
+    Catalog,
+    DatasetNotInCatalog,
+    RegisteredFile,
+    RegistrationMismatch,
+    named,
+    reconcile,
+)
 from services.datablocker.results import CleanedDataset
 from services.datablocker.tarball import (
     BlockMember,
@@ -37,6 +46,8 @@ from services.datablocker.tarball import (
     StreamLimits,
     stream_datablock,
 )
+
+log = structlog.get_logger(__name__)
 
 MAX_PARTS = 9_000
 """Below S3's 10,000-part limit, with room for a size estimate that ran short."""
@@ -120,14 +131,39 @@ def pack_dataset(
     stop: threading.Event | None = None,
     sleep: Callable[[float], None] = time.sleep,
     max_payload: int | None = None,
+    registered: Sequence[RegisteredFile] | None = (),
+    completion_marker: str | None = None,
 ) -> tuple[Datablock, ...]:
     """List, restore, plan and stream one dataset's datablocks; blocking (run it in a thread).
+
+    `registered` is what SciCat's origdatablocks list (empty: nothing to compare
+    with; None: SciCat knows no such dataset, a user error unless there is
+    nothing to pack anyway). The landing zone must hold each registered file at
+    its size, with its SHA-256 where SciCat has one; a member's mtime is
+    SciCat's `time` where given. The `completion_marker` object is not packed
+    unless SciCat lists it.
 
     Raises DatasetRejected for a dataset that cannot be packed (nothing of it is
     left in the archival bucket), including one with more files than a
     `max_payload`-byte message can list; S3 trouble propagates for a later retry.
     """
-    files = list_dataset(s3, buckets.landing, pid)
+    try:
+        reconciled = reconcile(
+            pid,
+            list_dataset(s3, buckets.landing, pid),
+            registered,
+            completion_marker=completion_marker,
+        )
+    except RegistrationMismatch as exc:
+        clear_datablocks(s3, buckets.archival, pid)
+        raise DatasetRejected("user", str(exc)) from exc
+    if reconciled.unregistered:
+        log.warning(
+            "landing.unregistered_files_packed",
+            files=len(reconciled.unregistered),
+            paths=named(reconciled.unregistered),
+        )
+    files = reconciled.files
     if not files:
         raise DatasetRejected("user", f"dataset {pid} has no files in the landing zone")
     for landing_file in files:
@@ -151,7 +187,15 @@ def pack_dataset(
             sleep=_interruptible(stop, sleep),
         )
         return tuple(
-            _pack_block(s3, buckets, layout.archive_id(pid, index), block, limits, stop)
+            _pack_block(
+                s3,
+                buckets,
+                layout.archive_id(pid, index),
+                block,
+                limits,
+                stop,
+                reconciled.registered,
+            )
             for index, block in enumerate(plan_datablocks(files, limits.target_size_bytes))
         )
     except RestoreTimedOut as exc:
@@ -168,13 +212,24 @@ def _pack_block(
     block: tuple,
     limits: PackingLimits,
     stop: threading.Event | None,
+    registered: dict[str, RegisteredFile],
 ) -> Datablock:
     members = []
     for landing_file in block:
         if stop is not None and stop.is_set():
             raise PackingCancelled
         stored = inspect_object(s3, buckets.landing, landing_file)
-        members.append(BlockMember(landing_file, landing_file.relative_path, stored))
+        entry = registered.get(landing_file.relative_path)
+        if entry is not None and entry.time is not None:
+            stored = replace(stored, mtime=entry.time)
+        members.append(
+            BlockMember(
+                landing_file,
+                landing_file.relative_path,
+                stored,
+                registered_sha256=entry.sha256 if entry is not None else None,
+            )
+        )
     # Tar adds a header (and PAX record) per member and padding; 3 KiB each is generous.
     estimated = sum(m.stored.size + 3072 for m in members) + 10240
     part_size = max(limits.stream.part_size_bytes, math.ceil(estimated / MAX_PARTS))
@@ -208,10 +263,16 @@ async def pack_upload(
     limits: PackingLimits,
     results: ResultStore,
     *,
+    catalog: Catalog | None = None,
+    completion_marker: str | None = None,
     max_payload: int | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> DatablocksCreated | DatasetPackingFailed | AlreadyCleaned:
     """The outcome of one `upload.finished`: the datablocks made (or made before), or why not.
+
+    `catalog` says which files the dataset registered in SciCat (None: nothing
+    is compared, as for a dataset that registered none); a dataset SciCat does
+    not know fails (kind "user"); SciCat trouble raises.
 
     `max_payload` is the bus's message limit: a result that would not fit in one
     message fails the dataset (kind "system") and leaves no datablock of it.
@@ -225,10 +286,24 @@ async def pack_upload(
         datablocks_exist, s3, buckets.archival, previous.datablocks
     ):
         return await _unless_oversized(previous, s3, buckets, max_payload, now)
+    registered: tuple[RegisteredFile, ...] | None = ()
+    if catalog is not None:
+        try:
+            registered = await catalog.registered_files(event.pid)
+        except DatasetNotInCatalog:
+            registered = None
     stop = threading.Event()
     try:
         blocks = await asyncio.to_thread(
-            pack_dataset, s3, buckets, event.pid, limits, stop=stop, max_payload=max_payload
+            pack_dataset,
+            s3,
+            buckets,
+            event.pid,
+            limits,
+            stop=stop,
+            max_payload=max_payload,
+            registered=registered,
+            completion_marker=completion_marker,
         )
     except DatasetRejected as exc:
         return _failed(event, exc.kind, exc.reason, now)

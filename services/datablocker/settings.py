@@ -1,7 +1,7 @@
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from runtime.settings import LogSettings, NatsSettings, S3Settings
+from runtime.settings import LogSettings, NatsSettings, S3Settings, ScicatSettings
 
 MiB = 1024**2
 GiB = 1024**3
@@ -29,7 +29,17 @@ class DatablockerSettings(BaseSettings):
     """How long cold (GLACIER) landing objects may take to be restored before a system failure."""
     restore_poll_s: float = Field(60.0, gt=0)
     """How often restores are checked while waiting."""
+    completion_marker: str = ".archiver-upload-complete"
+    """Object name (below raw_files/) that announces a finished upload; not packed unless the
+    dataset registered a file of that name in SciCat. Keep it equal to the gateway's."""
+    scicat_retry_timeout_s: float = Field(30.0, gt=0)
+    """In-process retry time of one SciCat read (connection trouble, 5xx) before the message
+    is nak-ed for later."""
+    scicat_retry_attempts: int = Field(5, ge=1)
+    """At most this many tries of one SciCat read within `scicat_retry_timeout_s`."""
 
     nats: NatsSettings = Field(default_factory=NatsSettings)
     s3: S3Settings = Field(default_factory=S3Settings)  # type: ignore[arg-type]
+    scicat: ScicatSettings = Field(default_factory=ScicatSettings)  # type: ignore[arg-type]
+    """Read only: the files each dataset registered (origdatablocks)."""
     log: LogSettings = Field(default_factory=LogSettings)

@@ -27,11 +27,13 @@ _POLL_S = 0.5
 
 
 class ChecksumMismatch(Exception):
-    """A file's bytes do not hash to the checksum the client uploaded."""
+    """A file's bytes do not hash to the checksum the client uploaded (or SciCat registered)."""
 
-    def __init__(self, relative_path: str, expected: str, computed: str) -> None:
+    def __init__(
+        self, relative_path: str, expected: str, computed: str, against: str = "the uploaded"
+    ) -> None:
         super().__init__(
-            f"file {relative_path!r}: SHA-256 {computed} does not match the uploaded {expected}"
+            f"file {relative_path!r}: SHA-256 {computed} does not match {against} {expected}"
         )
         self.relative_path = relative_path
 
@@ -56,6 +58,8 @@ class BlockMember:
     landing_file: LandingFile
     member_path: str
     stored: StoredObject
+    registered_sha256: str | None = None
+    """Hex SHA-256 SciCat's origdatablock holds for the file, compared like the stored one."""
 
 
 class _Aborted(Exception):
@@ -250,6 +254,13 @@ def _add_member(
     computed = reader.sha256.hexdigest()
     if stored.sha256 is not None and stored.sha256 != computed:
         raise ChecksumMismatch(landing_file.relative_path, stored.sha256, computed)
+    if member.registered_sha256 is not None and member.registered_sha256 != computed:
+        raise ChecksumMismatch(
+            landing_file.relative_path,
+            member.registered_sha256,
+            computed,
+            against="the one registered in SciCat,",
+        )
     return DataFile(
         path=info.name,
         size=stored.size,

@@ -21,6 +21,7 @@ from runtime.settings import NatsSettings, S3Settings
 from services.datablocker.app import create_app
 from services.datablocker.settings import DatablockerSettings
 from tests.datablocker.landing_fixtures import minio_client, new_pid, put_file
+from tests.datablocker.scicat_standin import ScicatStandin
 
 
 async def last_on(js: JetStreamContext, subject: str, timeout_s: float = 10.0) -> bytes:
@@ -46,22 +47,16 @@ def upload_finished(pid: str) -> UploadFinished:
 
 
 async def test_upload_finished_is_packed_and_datablocks_created_published(
-    clean_js: JetStreamContext, nats_server_process, s3_server
+    clean_js: JetStreamContext, nats_server_process, s3_server, scicat_standin: ScicatStandin
 ) -> None:
     """upload.finished in, datablocks.created out (stored in KV too); an empty dataset fails."""
     await provision(clean_js)
     s3 = minio_client(s3_server)
     pid, empty_pid = new_pid(), new_pid()
     put_file(s3, pid, "data/a.txt", b"hello world")
-    settings = DatablockerSettings(
-        nats=NatsSettings(url=nats_server_process.url),
-        s3=S3Settings(
-            endpoint=s3_server.endpoint,
-            access_key=SecretStr(s3_server.access_key),
-            secret_key=SecretStr(s3_server.secret_key),
-        ),
-    )
-    app = create_app(settings)
+    scicat_standin.register(pid)
+    scicat_standin.register(empty_pid)
+    app = create_app(settings_for(nats_server_process.url, s3_server, scicat_standin))
     await app.start()
     try:
         event = upload_finished(pid)
@@ -94,7 +89,9 @@ async def test_upload_finished_is_packed_and_datablocks_created_published(
     assert consumer.num_pending == 0
 
 
-def settings_for(nats_url: str, s3_server, **overrides) -> DatablockerSettings:
+def settings_for(
+    nats_url: str, s3_server, scicat: ScicatStandin, **overrides
+) -> DatablockerSettings:
     return DatablockerSettings(
         nats=NatsSettings(url=nats_url),
         s3=S3Settings(
@@ -102,6 +99,7 @@ def settings_for(nats_url: str, s3_server, **overrides) -> DatablockerSettings:
             access_key=SecretStr(s3_server.access_key),
             secret_key=SecretStr(s3_server.secret_key),
         ),
+        scicat=scicat.settings(),
         **overrides,
     )
 
@@ -130,7 +128,7 @@ def archival_keys(s3, pid: str) -> list[str]:
 
 
 async def test_dataset_archived_cleans_up_once_and_a_later_upload_finished_packs_nothing(
-    clean_js: JetStreamContext, nats_server_process, s3_server
+    clean_js: JetStreamContext, nats_server_process, s3_server, scicat_standin: ScicatStandin
 ) -> None:
     """Landing and archival copies go, KV record kept; repeats are harmless; foreign refused."""
     await provision(clean_js)
@@ -138,7 +136,9 @@ async def test_dataset_archived_cleans_up_once_and_a_later_upload_finished_packs
     pid, other = new_pid(), new_pid()
     put_file(s3, pid, "data/a.txt", b"hello world")
     put_file(s3, other, "data/b.txt", b"other")
-    app = create_app(settings_for(nats_server_process.url, s3_server))
+    scicat_standin.register(pid)
+    scicat_standin.register(other)
+    app = create_app(settings_for(nats_server_process.url, s3_server, scicat_standin))
     await app.start()
     try:
         for dataset in (pid, other):

@@ -16,6 +16,7 @@ from services.datablocker.app import create_app
 from services.datablocker.packing import pack_upload
 from services.datablocker.settings import DatablockerSettings
 from tests.datablocker.landing_fixtures import minio_client, new_pid, put_file
+from tests.datablocker.scicat_standin import ScicatStandin
 
 ACK_WAIT = timedelta(seconds=1)
 PACK_DELAY_S = 1.6
@@ -32,7 +33,7 @@ ARCHIVED_SPEC = replace(
 
 
 async def test_two_datasets_pack_in_parallel_and_a_waiting_one_is_not_redelivered(
-    clean_js: JetStreamContext, nats_server_process, s3_server
+    clean_js: JetStreamContext, nats_server_process, s3_server, scicat_standin: ScicatStandin
 ) -> None:
     """3 slow packs, 2 at a time, 1 s ack wait: first two overlap, each dataset packed once."""
     await provision(clean_js, consumers=(*streams.CONSUMERS, UPLOAD_SPEC, ARCHIVED_SPEC))
@@ -40,6 +41,7 @@ async def test_two_datasets_pack_in_parallel_and_a_waiting_one_is_not_redelivere
     pids = [new_pid() for _ in range(3)]
     for pid in pids:
         put_file(s3, pid, "a.txt", b"hello world")
+        scicat_standin.register(pid)
     loop = asyncio.get_running_loop()
     runs: list[tuple[str, float, float]] = []
 
@@ -57,6 +59,7 @@ async def test_two_datasets_pack_in_parallel_and_a_waiting_one_is_not_redelivere
             access_key=SecretStr(s3_server.access_key),
             secret_key=SecretStr(s3_server.secret_key),
         ),
+        scicat=scicat_standin.settings(),
         max_parallel_datasets=2,
     )
     app = create_app(settings, upload_spec=UPLOAD_SPEC, archived_spec=ARCHIVED_SPEC, pack=slow_pack)

@@ -16,6 +16,7 @@ from runtime.settings import NatsSettings, S3Settings
 from services.datablocker.app import create_app
 from services.datablocker.settings import DatablockerSettings
 from tests.datablocker.landing_fixtures import minio_client, new_pid, put_file
+from tests.datablocker.scicat_standin import ScicatStandin
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,7 @@ async def small_client(small_nats: str) -> AsyncIterator[NatsClient]:
 
 
 async def test_a_dataset_too_large_for_one_message_fails_as_system_with_no_datablocks(
-    small_nats: str, small_client: NatsClient, s3_server
+    small_nats: str, small_client: NatsClient, s3_server, scicat_standin: ScicatStandin
 ) -> None:
     """40 files cannot be listed in 8 KiB: packing_failed "system" naming both; no tar left."""
     js = small_client.jetstream()
@@ -63,6 +64,7 @@ async def test_a_dataset_too_large_for_one_message_fails_as_system_with_no_datab
     pid = new_pid()
     for n in range(40):
         put_file(s3, pid, f"frames/frame_{n:04d}.tif", b"x")
+    scicat_standin.register(pid)
     settings = DatablockerSettings(
         nats=NatsSettings(url=small_nats),
         s3=S3Settings(
@@ -70,6 +72,7 @@ async def test_a_dataset_too_large_for_one_message_fails_as_system_with_no_datab
             access_key=SecretStr(s3_server.access_key),
             secret_key=SecretStr(s3_server.secret_key),
         ),
+        scicat=scicat_standin.settings(),
     )
     app = create_app(settings)
     await app.start()

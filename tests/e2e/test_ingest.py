@@ -9,8 +9,6 @@ import os
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from devstack.processes import tool_path
 from tests.e2e.datasets import MiB, pattern, small_folder, write_folder
 from tests.e2e.outcomes import packing_outcome
@@ -109,16 +107,6 @@ def test_file_not_matching_its_uploaded_checksum_is_missing_files_error(
     assert ingest_stack.scicat.datablocks(staged.pid) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: services/datablocker/packing.py pack_dataset packs whatever list_dataset() finds"
-        " below raw_files/, and services/gateway/uploads.py finalize only checks that some object"
-        " exists; nothing compares the landing zone with the files registered in SciCat"
-        " (origdatablocks), so a dataset missing a file is packed without it and SciCat"
-        " says datasetCreated instead of missingFilesError"
-    ),
-)
 def test_object_deleted_before_finalize_is_missing_files_error(
     ingest_stack: StackClients, tmp_path: Path
 ) -> None:
