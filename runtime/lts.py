@@ -8,16 +8,25 @@ A copy that exists but cannot be read yet is reported as `LtsNotReadable`:
 on tape, a read that fails (EAGAIN, EBUSY, ETIMEDOUT, ...) while the file is
 being recalled; in a cold bucket, an object whose restore has not finished.
 `prepare_read` starts the recall or restore; callers poll it with a bounded wait.
+
+A posix write goes to one temp file per archive id (`.<name>.part`), held under
+an exclusive lock while it is written, then renamed. A writer that died leaves
+that file behind, unlocked: the next writer of the same archive id takes it
+over and truncates it, so nothing accumulates and a partial file is never read
+as a copy. A live writer's lock makes a second writer fail with `LtsBusy`.
 """
 
 import asyncio
 import base64
 import contextlib
 import errno
+import fcntl
+import glob
 import hashlib
 import os
+import re
+import threading
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Protocol
@@ -55,6 +64,10 @@ class LtsNotReadable(LtsError):
 
 class LtsWriteError(LtsError):
     """The source ended before (or after) the expected number of bytes; nothing was kept."""
+
+
+class LtsBusy(LtsError):
+    """Another writer is copying this archive id right now; try again later."""
 
 
 class Readable(Protocol):
@@ -122,6 +135,16 @@ def _statvfs_free_fraction(root: Path) -> float:
     return stats.f_bavail / stats.f_blocks if stats.f_blocks else 0.0
 
 
+TEMP_TAKEOVER_TRIES = 3
+_LEGACY_TEMP = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{32}\.part")
+"""Temp files of earlier versions (`.<name>.<uuid4 hex>.part`), one per write, never reused."""
+
+
+def temp_path_of(path: Path) -> Path:
+    """The one temp file a copy at `path` is written to before it is renamed into place."""
+    return path.with_name(f".{path.name}.part")
+
+
 class PosixLts:
     """An LTS share mounted as a directory (NFS in front of tape)."""
 
@@ -139,6 +162,10 @@ class PosixLts:
         self._free_fraction_reader = free_fraction_reader or (
             lambda: _statvfs_free_fraction(self.root)
         )
+        # flock keeps other processes out; threads of this one are kept out here, since
+        # on NFS Linux emulates flock with per-process POSIX locks.
+        self._writing: set[Path] = set()
+        self._writing_guard = threading.Lock()
 
     def path_of(self, archive_id: str) -> Path:
         path = (self.root / checked_archive_id(archive_id)).resolve()
@@ -153,25 +180,39 @@ class PosixLts:
     def write(self, archive_id: str, source: Readable, size: int) -> None:
         path = self.path_of(archive_id)
         path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with self._writing_guard:
+            if path in self._writing:
+                msg = f"{archive_id}: another writer is copying it now"
+                raise LtsBusy(msg)
+            self._writing.add(path)
         try:
-            written = 0
-            with os.fdopen(fd, "wb", closefd=True) as out:
+            self._write_locked(archive_id, path, source, size)
+        finally:
+            with self._writing_guard:
+                self._writing.discard(path)
+
+    def _write_locked(self, archive_id: str, path: Path, source: Readable, size: int) -> None:
+        temp = temp_path_of(path)
+        fd = _claim_temp(temp, archive_id)
+        # The lock lives as long as the descriptor: it is closed only after the rename.
+        with os.fdopen(fd, "wb", closefd=True) as out:
+            try:
+                _remove_legacy_temps(path)
+                written = 0
                 while chunk := source.read(CHUNK_BYTES):
                     written += len(chunk)
                     if written > size:
                         break
                     out.write(chunk)
+                if written != size:
+                    msg = f"{archive_id}: expected {size} bytes from the source, got {written}"
+                    raise LtsWriteError(msg)
                 out.flush()
                 os.fsync(out.fileno())
-            if written != size:
-                msg = f"{archive_id}: expected {size} bytes from the source, got {written}"
-                raise LtsWriteError(msg)
-            os.replace(temp, path)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
+                os.replace(temp, path)
+            except BaseException:
+                temp.unlink(missing_ok=True)
+                raise
         _fsync_dir(path.parent)
 
     @contextlib.contextmanager
@@ -215,6 +256,45 @@ class PosixLts:
 
     def free_fraction(self) -> float | None:
         return self._free_fraction_reader()
+
+
+def _claim_temp(temp: Path, archive_id: str) -> int:
+    """A descriptor of `temp`, created or taken over from a dead writer, locked and empty.
+
+    A live writer holds its lock until it has renamed the file into place; a dead
+    writer's lock went with its process. After locking, the name must still point at
+    the locked file: otherwise the previous holder renamed or removed it, and the
+    lock is on a published copy (or nothing), so the name is opened again.
+    """
+    for _ in range(TEMP_TAKEOVER_TRIES):
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            os.close(fd)
+            msg = f"{archive_id}: another writer is copying it now ({temp.name} is locked)"
+            raise LtsBusy(msg) from exc
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            current = os.stat(temp, follow_symlinks=False)
+        except FileNotFoundError:
+            current = None
+        if current is not None and os.path.samestat(os.fstat(fd), current):
+            os.ftruncate(fd, 0)  # a dead writer's bytes never become part of a copy
+            return fd
+        os.close(fd)
+    msg = f"{archive_id}: {temp.name} kept changing under other writers"
+    raise LtsBusy(msg)
+
+
+def _remove_legacy_temps(path: Path) -> None:
+    """Remove what writers of earlier versions, killed mid-copy, left beside `path`."""
+    for sibling in path.parent.glob(f".{glob.escape(path.name)}.*.part"):
+        match = _LEGACY_TEMP.fullmatch(sibling.name)
+        if match and match["name"] == path.name:
+            sibling.unlink(missing_ok=True)
 
 
 def _fsync_dir(directory: Path) -> None:

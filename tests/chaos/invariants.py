@@ -92,7 +92,7 @@ async def check_archived(
 
 
 def lts_temp_files(lts_root: Path, pid: str) -> list[str]:
-    """Unfinished copies (`.<name>.<uuid>.part`) in the dataset's LTS folder."""
+    """Unfinished copies (`.<name>.part`; `.<name>.<uuid>.part` once) in a dataset's LTS folder."""
     folder = lts_root / DATASETS_PREFIX / pid
     return sorted(str(p.relative_to(lts_root)) for p in folder.rglob(".*.part"))
 

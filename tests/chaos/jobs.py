@@ -237,14 +237,18 @@ class ChaosStack:
 async def wait_for(
     probe: Callable[[], Awaitable[T | None]], timeout_s: float, what: str, poll_s: float = 0.25
 ) -> T:
-    """Poll `probe` until it returns something; fail with `what` after `timeout_s`."""
+    """Poll `probe` until it returns something truthy; fail with `what` after `timeout_s`.
+
+    None, False and an empty list all mean "not yet": a probe listing events
+    returns `[]` until the first one is stored, and that must not end the wait.
+    """
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             found = await probe()
         except (NatsError, httpx.HTTPError):
             found = None  # a server failing over or restarting: look again
-        if found is not None and found is not False:
+        if found:
             return found
         if time.monotonic() > deadline:
             msg = f"after {timeout_s:.0f} s: {what}"

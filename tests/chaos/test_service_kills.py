@@ -71,14 +71,6 @@ async def test_ltsmover_killed_mid_copy_copies_again(world: ChaosStack, tmp_path
     _KILLED_COPIES.append(dataset.pid)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "runtime/lts.py PosixLts.write: a writer killed mid-copy leaves its "
-        "`.<name>.<uuid>.part` temp file in the LTS folder; the retry writes under a new "
-        "uuid and nothing ever removes the old one (garbage on the LTS share per crash)"
-    ),
-)
 async def test_ltsmover_killed_mid_copy_leaves_no_partial_file(world: ChaosStack) -> None:
     """After the killed copy was redone, no unfinished copy remains on the LTS share."""
     if not _KILLED_COPIES:

@@ -1,6 +1,10 @@
 """Both LTS backends against real storage: a temp dir and the moto S3 server."""
 
 import io
+import signal
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +13,7 @@ from minio import Minio
 
 from runtime.lts import (
     LtsBackend,
+    LtsBusy,
     LtsNotFound,
     LtsNotReadable,
     LtsPathError,
@@ -147,3 +152,120 @@ def test_s3_cold_copy_needs_a_restore_before_reading(s3_server) -> None:
     with lts.open_read(archive_id) as stream:
         assert stream.read() == b"cold bytes"
     lts.delete(archive_id)
+
+
+TEMP_NAME = ".20.500-abc_0.tar.part"
+
+_WRITER = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+os.write(fd, b"half of a copy from a writer that dies")
+print("writing", flush=True)
+time.sleep(60)
+"""
+
+
+def _start_writer(temp: Path) -> subprocess.Popen[str]:
+    """Another process in the middle of writing `temp`, holding its lock."""
+    temp.parent.mkdir(parents=True, exist_ok=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(temp)], stdout=subprocess.PIPE, text=True
+    )
+    assert writer.stdout is not None
+    assert writer.stdout.readline() == "writing\n"
+    return writer
+
+
+def _files_below(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def test_posix_takes_over_the_temp_file_of_a_killed_writer(tmp_path: Path) -> None:
+    """A writer killed mid-copy leaves its temp file; the next write reuses and renames it,
+    its bytes gone, so nothing accumulates on the share."""
+    lts = PosixLts(tmp_path)
+    temp = (tmp_path / ARCHIVE_ID).with_name(TEMP_NAME)
+    writer = _start_writer(temp)
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    assert _files_below(tmp_path) == [str(temp.relative_to(tmp_path))]
+
+    lts.write(ARCHIVE_ID, io.BytesIO(b"the copy"), 8)
+
+    assert _files_below(tmp_path) == [ARCHIVE_ID]
+    assert (tmp_path / ARCHIVE_ID).read_bytes() == b"the copy"
+
+
+def test_posix_partial_file_is_never_a_copy(tmp_path: Path) -> None:
+    """While only a dead writer's temp file exists, there is no copy to size or read."""
+    lts = PosixLts(tmp_path)
+    writer = _start_writer((tmp_path / ARCHIVE_ID).with_name(TEMP_NAME))
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+
+    assert lts.size(ARCHIVE_ID) is None
+    with pytest.raises(LtsNotFound):
+        lts.prepare_read(ARCHIVE_ID)
+
+
+def test_posix_refuses_a_second_writer_while_another_process_writes(tmp_path: Path) -> None:
+    """A live writer's temp file is left alone: the second writer gets LtsBusy, no copy."""
+    lts = PosixLts(tmp_path)
+    temp = (tmp_path / ARCHIVE_ID).with_name(TEMP_NAME)
+    writer = _start_writer(temp)
+    try:
+        with pytest.raises(LtsBusy):
+            lts.write(ARCHIVE_ID, io.BytesIO(b"the copy"), 8)
+        assert temp.read_bytes() == b"half of a copy from a writer that dies"
+        assert lts.size(ARCHIVE_ID) is None
+    finally:
+        writer.kill()
+        writer.wait()
+
+
+class _GatedSource:
+    """A source that blocks its first read until the test opens the gate."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+        self.reading = threading.Event()
+        self.gate = threading.Event()
+
+    def read(self, size: int = -1, /) -> bytes:
+        self.reading.set()
+        assert self.gate.wait(10)
+        return self._data.read(size)
+
+
+def test_posix_refuses_a_second_writer_in_the_same_process(tmp_path: Path) -> None:
+    """Two threads writing one archive id: the second gets LtsBusy, the first completes."""
+    lts = PosixLts(tmp_path)
+    source = _GatedSource(b"first")
+    first = threading.Thread(target=lts.write, args=(ARCHIVE_ID, source, 5))
+    first.start()
+    try:
+        assert source.reading.wait(10)
+        with pytest.raises(LtsBusy):
+            lts.write(ARCHIVE_ID, io.BytesIO(b"second"), 6)
+    finally:
+        source.gate.set()
+        first.join(10)
+
+    assert (tmp_path / ARCHIVE_ID).read_bytes() == b"first"
+    assert _files_below(tmp_path) == [ARCHIVE_ID]
+
+
+def test_posix_removes_temp_files_of_earlier_versions_only_for_its_copy(tmp_path: Path) -> None:
+    """Per-write uuid temp files left by earlier versions go; another datablock's stay."""
+    lts = PosixLts(tmp_path)
+    folder = (tmp_path / ARCHIVE_ID).parent
+    folder.mkdir(parents=True)
+    mine = folder / ".20.500-abc_0.tar.0123456789abcdef0123456789abcdef.part"
+    other = folder / ".20.500-abc_1.tar.0123456789abcdef0123456789abcdef.part"
+    mine.write_bytes(b"dead")
+    other.write_bytes(b"dead")
+
+    lts.write(ARCHIVE_ID, io.BytesIO(b"the copy"), 8)
+
+    assert sorted(p.name for p in folder.iterdir()) == [other.name, "20.500-abc_0.tar"]
