@@ -6,10 +6,13 @@ loopback port with its state in a temporary directory.
 
 import contextlib
 import os
+import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 import stamina
 from nats.aio.client import Client as NatsClient
@@ -20,6 +23,7 @@ from contracts.streams import STREAMS
 from devstack.natsserver import nats_server
 from devstack.processes import ManagedProcess, free_port, port_open
 from devstack.s3server import create_buckets, moto_ready, moto_server
+from devstack.scicat.config import default_accounts
 from runtime.bus import connect
 from runtime.settings import NatsSettings
 
@@ -128,3 +132,97 @@ def service_env(nats_url: str, s3: S3Server | None = None, **extra: str) -> dict
     }
     env.update(extra)
     return env
+
+
+SCICAT_PASSWORDS = {
+    name: account.password.get_secret_value() for name, account in default_accounts().items()
+}
+"""The stand-in's default accounts (admin, archiveManager, ingestor, user1, user2)."""
+
+
+def raw_dataset(owner_group: str = "group1", **overrides: Any) -> dict[str, Any]:
+    """A valid v3 raw dataset body, as the Go Ingestor sends it."""
+    body = {
+        "type": "raw",
+        "owner": "User One",
+        "ownerGroup": owner_group,
+        "accessGroups": [],
+        "contactEmail": "user1@example.org",
+        "sourceFolder": "/data/run42/",
+        "creationTime": "2024-05-01T12:00:00Z",
+        "datasetName": "run 42",
+        "principalInvestigator": "pi@example.org",
+        "creationLocation": "/PSI/SLS/TOMCAT",
+    }
+    body.update(overrides)
+    return body
+
+
+@dataclass
+class ScicatApi:
+    """Arranging and checking state through a SciCat (stand-in) API as its test users."""
+
+    url: str
+    """SciCat's API base; ends in /api."""
+
+    def login(self, username: str, password: str | None = None) -> str:
+        """A SciCat token for `username` (password: the stand-in's default for that account)."""
+        reply = httpx.post(
+            f"{self.url}/v3/auth/login",
+            json={"username": username, "password": password or SCICAT_PASSWORDS[username]},
+            timeout=10,
+        )
+        reply.raise_for_status()
+        return reply.json()["access_token"]
+
+    @contextlib.contextmanager
+    def client(self, username: str, password: str | None = None) -> Iterator[httpx.Client]:
+        """A synchronous client logged in as `username`."""
+        headers = {"Authorization": f"Bearer {self.login(username, password)}"}
+        with httpx.Client(base_url=self.url, headers=headers, timeout=10) as http:
+            yield http
+
+    def create_dataset(
+        self, owner_group: str = "group1", *, username: str = "ingestor", **overrides: Any
+    ) -> str:
+        """Register a raw dataset (`raw_dataset` with `overrides`) and return its pid."""
+        with self.client(username) as http:
+            reply = http.post("/v3/Datasets", json=raw_dataset(owner_group, **overrides))
+        assert reply.status_code == 201, reply.text
+        return reply.json()["pid"]
+
+
+class ScicatStandin(ScicatApi):
+    """The SciCat stand-in (`python -m devstack.scicat`) as a child process on a free port.
+
+    Its state lives in `state_dir`, so `stop()` then `start()` keeps every
+    dataset and job. `job_config` (YAML text) replaces the packaged example.
+    """
+
+    def __init__(self, base: Path, job_config: str | None = None) -> None:
+        self.port = free_port()
+        super().__init__(f"http://127.0.0.1:{self.port}/api")
+        self.state_dir = base / "state"
+        command = [sys.executable, "-m", "devstack.scicat", "--port", str(self.port)]
+        command += ["--state-dir", str(self.state_dir)]
+        if job_config is not None:
+            config = base / "jobconfig.yaml"
+            config.write_text(job_config)
+            command += ["--job-config", str(config)]
+        self.process = ManagedProcess("scicat-standin", command, base / "standin.log")
+
+    def start(self) -> None:
+        self.process.start()
+        self.process.wait_ready(lambda: port_open(self.port), 20)
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+@pytest.fixture(scope="session")
+def scicat_standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScicatStandin]:
+    """One stand-in with the packaged job config for the session; tests make their own datasets."""
+    standin = ScicatStandin(tmp_path_factory.mktemp("scicat-standin"))
+    standin.start()
+    yield standin
+    standin.stop()

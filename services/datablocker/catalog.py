@@ -1,10 +1,11 @@
 """What the datablocker reads from SciCat: the files a dataset registered (its origdatablocks).
 
 Reads only (only scicat_sync writes SciCat), with the service account over the
-process's one `httpx.AsyncClient`, whose base URL is SciCat's `.../api/`. The
-token is cached, renewed before expiry and once on 401/403 (SciCat answers 403
-for an expired token). Connection trouble and 5xx are retried in-process
-within a bounded budget, then raised, so the message is nak-ed for later.
+process's one `httpx.AsyncClient`, whose base URL is SciCat's `.../api/`,
+through a `runtime.scicat_session.ScicatSession` (token cached, renewed before
+expiry and once on 401/403: SciCat answers 403 for an expired token).
+Connection trouble and 5xx are retried in-process within a bounded budget,
+then raised, so the message is nak-ed for later.
 """
 
 import re
@@ -17,14 +18,10 @@ from urllib.parse import quote
 
 import httpx
 import stamina
-import structlog
 from pydantic import SecretStr
 
+from runtime.scicat_session import ScicatLoginFailed, ScicatSession
 from services.datablocker.registration import DatasetNotInCatalog, RegisteredFile
-
-log = structlog.get_logger(__name__)
-
-LOGIN_PATH = "v3/auth/login"
 
 _SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
 _SHA256_NAMES = frozenset({"sha256", "sha-256"})
@@ -58,12 +55,6 @@ class RetryBudget:
     wait_max_s: float = 5.0
 
 
-@dataclass
-class _Token:
-    value: str
-    renew_at: float
-
-
 class ScicatReader:
     """Reads a dataset's registered files; one per process."""
 
@@ -76,12 +67,9 @@ class ScicatReader:
         retry: RetryBudget,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._http = http
+        self._session = ScicatSession(http, username=username, password=password, clock=clock)
         self._username = username
-        self._password = password
         self._retry = retry
-        self._clock = clock
-        self._token: _Token | None = None
 
     async def registered_files(self, pid: str) -> tuple[RegisteredFile, ...]:
         """Every file of `pid`'s origdatablocks (none: the dataset registered no files).
@@ -116,40 +104,21 @@ class ScicatReader:
         return registered_files_of(_json(response))
 
     async def _get(self, path: str) -> httpx.Response:
-        response = await self._http.get(path, headers=await self._auth())
-        if response.status_code in (401, 403):
-            self._token = None
-            response = await self._http.get(path, headers=await self._auth())
+        try:
+            response = await self._session.request("GET", path)
+        except ScicatLoginFailed as exc:
+            if exc.transient:
+                raise ScicatUnavailable(exc.status_code) from exc
+            if exc.problem == "unreadable":
+                raise ScicatUnavailable(exc.status_code, " with a body that is not JSON") from exc
+            if exc.problem == "no_token":
+                msg = "SciCat's login answer held no token"
+            else:
+                msg = f"SciCat refused the login of {self._username} with {exc.status_code}"
+            raise ScicatRefused(msg) from exc
         if response.status_code >= 500 or response.status_code == 429:
             raise ScicatUnavailable(response.status_code)
         return response
-
-    async def _auth(self) -> dict[str, str]:
-        if self._token is None or self._clock() >= self._token.renew_at:
-            self._token = await self._login()
-        return {"Authorization": f"Bearer {self._token.value}"}
-
-    async def _login(self) -> _Token:
-        response = await self._http.post(
-            LOGIN_PATH,
-            json={"username": self._username, "password": self._password.get_secret_value()},
-        )
-        if response.status_code >= 500 or response.status_code == 429:
-            raise ScicatUnavailable(response.status_code)
-        if response.status_code >= 400:
-            msg = f"SciCat refused the login of {self._username} with {response.status_code}"
-            raise ScicatRefused(msg)
-        body = _json(response)
-        token = (body.get("access_token") or body.get("id")) if isinstance(body, dict) else None
-        if not isinstance(token, str) or not token:
-            msg = "SciCat's login answer held no token"
-            raise ScicatRefused(msg)
-        expires_in = body.get("expires_in") or body.get("ttl")
-        lifetime = float(expires_in) if isinstance(expires_in, int | float) else 900.0
-        # Renew well before expiry: a tenth of the lifetime, at most a minute.
-        margin = min(60.0, lifetime / 10)
-        log.info("scicat.logged_in", username=self._username, expires_in=lifetime)
-        return _Token(token, self._clock() + lifetime - margin)
 
 
 def registered_files_of(answer: object) -> tuple[RegisteredFile, ...]:

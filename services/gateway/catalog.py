@@ -1,26 +1,27 @@
 """What the gateway reads from SciCat: a user's access groups and a dataset's owner.
 
 Reads only (the gateway never writes SciCat). A user's identity is read with the
-user's own SciCat token; datasets with the gateway's service account, whose
-token is cached and renewed before expiry and once on 401/403. Both answers
-are cached briefly, so an upload's many calls cost SciCat one read each.
+user's own SciCat token; datasets with the gateway's service account through a
+`runtime.scicat_session.ScicatSession` (token cached, renewed before expiry and
+once on 401/403). Both answers are cached briefly, so an upload's many calls
+cost SciCat one read each.
 """
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 from urllib.parse import quote
 
 import httpx
+from pydantic import SecretStr
 
 from contracts.events import JobDataset
+from runtime.scicat_session import ScicatLoginFailed, ScicatSession
 from services.gateway.errors import DependencyDown, InvalidRequest, NotAuthenticated, NotFound
 
 ValueT = TypeVar("ValueT")
-
-_RENEW_MARGIN_S = 60.0
 
 
 class TtlCache(Generic[ValueT]):
@@ -78,13 +79,11 @@ class Catalog:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._http = http
-        self._username = username
-        self._password = password
+        self._session = ScicatSession(
+            http, username=username, password=SecretStr(password), clock=clock
+        )
         self._identities = identity_cache
         self._datasets = dataset_cache
-        self._clock = clock
-        self._service_token: str | None = None
-        self._service_token_renew_at = 0.0
 
     async def identity(self, user_token: str) -> Identity:
         """The user behind a SciCat token; NotAuthenticated if SciCat refuses it."""
@@ -92,7 +91,11 @@ class Catalog:
         cached = self._identities.get(key)
         if cached is not None:
             return cached
-        response = await self._get("v3/users/my/identity", user_token)
+        response = await self._guarded(
+            self._http.get(
+                "v3/users/my/identity", headers={"Authorization": f"Bearer {user_token}"}
+            )
+        )
         if response.status_code in (401, 403):
             msg = "SciCat did not accept your token; log in to SciCat again and retry"
             raise NotAuthenticated(msg)
@@ -110,10 +113,7 @@ class Catalog:
         if cached is not None:
             return cached
         path = f"v3/Datasets/{quote(pid, safe='')}"
-        response = await self._get(path, await self._token())
-        if response.status_code in (401, 403):
-            self._service_token = None
-            response = await self._get(path, await self._token())
+        response = await self._read(path)
         missing = response.status_code in (400, 404) or (
             response.status_code == 200 and response.content.strip() in (b"", b"null", b"{}")
         )
@@ -140,10 +140,7 @@ class Catalog:
     async def datasets_of_job(self, job_id: str) -> tuple[JobDataset, ...]:
         """The datasets of a SciCat job that was POSTed to us as just `{"id","type"}`."""
         path = f"v4/jobs/{quote(job_id, safe='')}"
-        response = await self._get(path, await self._token())
-        if response.status_code in (401, 403):
-            self._service_token = None
-            response = await self._get(path, await self._token())
+        response = await self._read(path)
         if response.status_code in (400, 404):
             msg = f"SciCat knows no job {job_id}; send the whole job or create it in SciCat first"
             raise InvalidRequest(msg)
@@ -156,33 +153,22 @@ class Catalog:
             raise InvalidRequest(msg)
         return tuple(JobDataset(pid=pid) for pid in pids)
 
-    async def _token(self) -> str:
-        if self._service_token and self._clock() < self._service_token_renew_at:
-            return self._service_token
+    async def _read(self, path: str) -> httpx.Response:
+        """GET with the service account; a login SciCat refuses is the operators' problem."""
         try:
-            response = await self._http.post(
-                "v3/auth/login", json={"username": self._username, "password": self._password}
-            )
-        except httpx.HTTPError as exc:
-            msg = "SciCat is unreachable; try again later"
+            return await self._guarded(self._session.request("GET", path))
+        except ScicatLoginFailed as exc:
+            if exc.problem == "unreadable":
+                msg = f"SciCat gave an unexpected login answer ({exc.status_code}); try again later"
+            elif exc.problem == "no_token":
+                msg = "SciCat's login answer held no token; tell the operators"
+            else:
+                msg = "The archiver cannot log in to SciCat; tell the operators"
             raise DependencyDown(msg) from exc
-        if response.status_code >= 400:
-            msg = "The archiver cannot log in to SciCat; tell the operators"
-            raise DependencyDown(msg)
-        body = _json_object(response, "login")
-        token = body.get("access_token") or body.get("id")
-        if not isinstance(token, str):
-            msg = "SciCat's login answer held no token; tell the operators"
-            raise DependencyDown(msg)
-        expires_in = body.get("expires_in")
-        lifetime = float(expires_in) if isinstance(expires_in, int | float) else 900.0
-        self._service_token = token
-        self._service_token_renew_at = self._clock() + max(lifetime - _RENEW_MARGIN_S, 1.0)
-        return token
 
-    async def _get(self, path: str, token: str) -> httpx.Response:
+    async def _guarded(self, sending: Awaitable[httpx.Response]) -> httpx.Response:
         try:
-            response = await self._http.get(path, headers={"Authorization": f"Bearer {token}"})
+            response = await sending
         except httpx.HTTPError as exc:
             msg = "SciCat is unreachable; try again later"
             raise DependencyDown(msg) from exc

@@ -1,10 +1,12 @@
 """SciCat over HTTP: service-account login, token reuse, bounded retries, error classes.
 
-One `ScicatClient` per process wraps the process's `httpx.AsyncClient`. Every
-call goes through `retrying`, which repeats the unit of work on the errors
-named in `RETRYABLE` (connection trouble, 5xx) with exponential backoff and
-jitter, for at most the configured budget; then the last error propagates and
-the Settler naks the message for later. A 4xx that a fresh token cannot fix
+One `ScicatClient` per process wraps the process's `httpx.AsyncClient` in a
+`runtime.scicat_session.ScicatSession` (login, token reuse, renewal before
+expiry and once on 401/403). Every call goes through `retrying`, which
+repeats the unit of work on the errors named in `RETRYABLE` (connection
+trouble, 5xx) with exponential backoff and jitter, for at most the configured
+budget; then the last error propagates and the Settler naks the message for
+later. A 4xx that a fresh token cannot fix
 raises `ScicatRejected`, a `PermanentError`, carrying SciCat's answer.
 """
 
@@ -16,16 +18,13 @@ from urllib.parse import quote
 
 import httpx
 import stamina
-import structlog
 from pydantic import SecretStr
 
 from runtime.consuming import PermanentError
-
-log = structlog.get_logger(__name__)
+from runtime.scicat_session import ScicatLoginFailed as SessionLoginFailed
+from runtime.scicat_session import ScicatSession
 
 T = TypeVar("T")
-
-LOGIN_PATH = "/v3/auth/login"
 
 
 class ScicatUnavailable(Exception):
@@ -71,12 +70,6 @@ class RetryPolicy:
     wait_jitter_s: float = 0.5
 
 
-@dataclass
-class _Token:
-    value: str
-    renew_at: float
-
-
 class ScicatClient:
     """The archiver's SciCat account; reuse one per process."""
 
@@ -89,12 +82,9 @@ class ScicatClient:
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._http = http
+        self._session = ScicatSession(http, username=username, password=password, clock=clock)
         self._username = username
-        self._password = password
         self._retry = retry
-        self._clock = clock
-        self._token: _Token | None = None
 
     async def retrying(self, work: Callable[[], Awaitable[T]]) -> T:
         """Run `work` until it succeeds, raises something not retryable, or the budget is spent."""
@@ -117,13 +107,10 @@ class ScicatClient:
 
     async def send(self, method: str, path: str, body: Any = None, params: Any = None) -> Any:
         """One request, not retried; renews the token once if SciCat refuses it."""
-        token = await self._valid_token()
-        response = await self._request(method, path, token, body, params)
-        if response.status_code in (401, 403):
-            # SciCat answers 403 for an expired token: log in again, once.
-            self._token = None
-            token = await self._valid_token()
-            response = await self._request(method, path, token, body, params)
+        try:
+            response = await self._session.request(method, path, json=body, params=params)
+        except SessionLoginFailed as exc:
+            raise self._login_error(exc) from exc
         _raise_for_status(method, path, response)
         if not response.content:
             return None
@@ -133,38 +120,20 @@ class ScicatClient:
         """Make sure a valid token is cached (retried like any call)."""
         await self.retrying(self._valid_token)
 
-    async def _request(
-        self, method: str, path: str, token: str, body: Any, params: Any
-    ) -> httpx.Response:
-        return await self._http.request(
-            method,
-            path,
-            json=body,
-            params=params,
-            headers={"Authorization": f"Bearer {token}"},
-        )
-
     async def _valid_token(self) -> str:
-        if self._token is None or self._clock() >= self._token.renew_at:
-            self._token = await self._login()
-        return self._token.value
+        try:
+            return await self._session.token()
+        except SessionLoginFailed as exc:
+            raise self._login_error(exc) from exc
 
-    async def _login(self) -> _Token:
-        response = await self._http.post(
-            LOGIN_PATH,
-            json={"username": self._username, "password": self._password.get_secret_value()},
-        )
-        if response.status_code >= 500 or response.status_code == 429:
-            raise ScicatUnavailable(response.status_code, _detail(response))
-        if response.status_code >= 400:
-            msg = f"SciCat refused the login of {self._username} with {response.status_code}"
-            raise ScicatLoginFailed(msg)
-        answer = response.json()
-        expires_in = float(answer.get("expires_in") or answer.get("ttl") or 3600)
-        # Renew well before expiry: a tenth of the lifetime, at most a minute.
-        margin = min(60.0, expires_in / 10)
-        log.info("scicat.logged_in", username=self._username, expires_in=expires_in)
-        return _Token(answer["access_token"], self._clock() + expires_in - margin)
+    def _login_error(self, exc: SessionLoginFailed) -> Exception:
+        if exc.transient:
+            return ScicatUnavailable(exc.status_code, exc.detail)
+        if exc.problem == "refused":
+            msg = f"SciCat refused the login of {self._username} with {exc.status_code}"
+        else:
+            msg = f"SciCat's login answer held no token ({exc.problem})"
+        return ScicatLoginFailed(msg)
 
 
 def _raise_for_status(method: str, path: str, response: httpx.Response) -> None:

@@ -1,13 +1,12 @@
 """The gateway in-process (lifespan run) against real nats-server, moto S3 and the SciCat stand-in.
 
-The stand-in runs as a subprocess (`python -m devstack.scicat`), once per session;
-each test creates its own datasets. The gateway is built per test on a clean
-JetStream (streams and the reservation ledger deleted).
+The stand-in is the session's `scicat_standin` (tests/conftest.py); each test
+creates its own datasets. The gateway is built per test on a clean JetStream
+(streams and the reservation ledger deleted).
 """
 
 import contextlib
-import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,68 +16,21 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from contracts import kv as kv_names
-from devstack.processes import ManagedProcess, free_port, port_open
 from runtime.settings import NatsSettings, S3Settings, ScicatSettings
 from services.gateway.app import create_app
 from services.gateway.settings import GatewaySettings
+from tests.conftest import ScicatApi, ScicatStandin
 
 ROOT = "/archiver/api/v1"
 GiB = 1024**3
-PASSWORDS = {
-    "archiveManager": "aman",
-    "ingestor": "aman",
-    "user1": "a609316768619f154ef58db4d847b75e",
-    "user2": "f522d1d715970073a6413474ca0e0f63",
-}
 
-
-@dataclass(frozen=True)
-class Scicat:
-    url: str  # ends in /api
-
-    def login(self, username: str) -> str:
-        reply = httpx.post(
-            f"{self.url}/v3/auth/login",
-            json={"username": username, "password": PASSWORDS[username]},
-        )
-        reply.raise_for_status()
-        return reply.json()["access_token"]
-
-    def create_dataset(self, owner_group: str = "group1") -> str:
-        body = {
-            "type": "raw",
-            "owner": "User One",
-            "ownerGroup": owner_group,
-            "accessGroups": [],
-            "contactEmail": "user1@example.org",
-            "sourceFolder": "/data/run42/",
-            "creationTime": "2024-05-01T12:00:00Z",
-            "datasetName": "run 42",
-            "principalInvestigator": "pi@example.org",
-            "creationLocation": "/PSI/SLS/TOMCAT",
-        }
-        reply = httpx.post(
-            f"{self.url}/v3/Datasets",
-            json=body,
-            headers={"Authorization": f"Bearer {self.login('ingestor')}"},
-        )
-        assert reply.status_code == 201, reply.text
-        return reply.json()["pid"]
+Scicat = ScicatApi
+"""A SciCat API by its URL (ends in /api): `login(username)`, `create_dataset(owner_group)`."""
 
 
 @pytest.fixture(scope="session")
-def scicat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scicat]:
-    base = tmp_path_factory.mktemp("gateway-scicat")
-    port = free_port()
-    process = ManagedProcess(
-        "scicat",
-        [sys.executable, "-m", "devstack.scicat", "--port", str(port), "--state-dir", str(base)],
-        base / "scicat.log",
-    )
-    process.start()
-    process.wait_ready(lambda: port_open(port), 20)
-    yield Scicat(f"http://127.0.0.1:{port}/api")
-    process.stop()
+def scicat(scicat_standin: ScicatStandin) -> Scicat:
+    return scicat_standin
 
 
 def gateway_settings(

@@ -1,10 +1,10 @@
 """scicat_sync fixtures: a recording fake SciCat (MockTransport), the ledger on the
-real nats-server, and the real SciCat stand-in as a subprocess that a test may stop."""
+real nats-server, and the real SciCat stand-in as a subprocess that a test may stop
+(its own, not the session's `scicat_standin`: it runs a job config without url
+actions, and a stop would disturb other tests)."""
 
 import json
-import sys
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,13 +16,12 @@ from nats.js import JetStreamContext
 from pydantic import SecretStr
 
 from contracts import kv
-from devstack.processes import ManagedProcess, free_port, port_open
 from services.scicat_sync.ledger import AppliedLedger, open_ledger
 from services.scicat_sync.scicat_client import RetryPolicy, ScicatClient
+from tests.conftest import SCICAT_PASSWORDS, ScicatStandin
 
-ADMIN = ("admin", "2jf70TPNZsS")
-ARCHIVER = ("archiveManager", "aman")
-INGESTOR = ("ingestor", "aman")
+ADMIN = ("admin", SCICAT_PASSWORDS["admin"])
+ARCHIVER = ("archiveManager", SCICAT_PASSWORDS["archiveManager"])
 
 # A job config without url actions: no archiver gateway runs in these tests.
 JOB_CONFIG = """\
@@ -125,72 +124,14 @@ async def ledger(clean_js: JetStreamContext) -> AppliedLedger:
     return await open_ledger(clean_js)
 
 
-class Standin:
-    """The SciCat stand-in as a child process on a fixed port and state dir."""
+class Standin(ScicatStandin):
+    """The session-independent SciCat stand-in with `JOB_CONFIG`, which a test may stop."""
 
     def __init__(self, base: Path) -> None:
-        self.port = free_port()
-        self.state_dir = base / "state"
-        config = base / "jobconfig.yaml"
-        config.write_text(JOB_CONFIG)
-        self.process = ManagedProcess(
-            "scicat-standin",
-            [
-                sys.executable,
-                "-m",
-                "devstack.scicat",
-                "--port",
-                str(self.port),
-                "--state-dir",
-                str(self.state_dir),
-                "--job-config",
-                str(config),
-            ],
-            base / "standin.log",
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/api"
-
-    def start(self) -> None:
-        self.process.start()
-        self.process.wait_ready(lambda: port_open(self.port), 20)
-
-    def stop(self) -> None:
-        self.process.stop()
-
-    @contextmanager
-    def client(self, account: tuple[str, str]) -> Iterator[httpx.Client]:
-        """A logged-in synchronous client for arranging and checking state."""
-        with httpx.Client(base_url=self.url, timeout=10) as http:
-            login = {"username": account[0], "password": account[1]}
-            answer = http.post("/v3/auth/login", json=login)
-            answer.raise_for_status()
-            http.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"
-            yield http
-
-    def create_dataset(self, owner_group: str = "group1") -> str:
-        with self.client(INGESTOR) as http:
-            answer = http.post(
-                "/v3/Datasets",
-                json={
-                    "type": "raw",
-                    "datasetName": "scicat_sync test",
-                    "owner": "Someone",
-                    "contactEmail": "someone@example.org",
-                    "sourceFolder": "/data/x",
-                    "creationTime": "2025-01-01T00:00:00Z",
-                    "ownerGroup": owner_group,
-                    "principalInvestigator": "pi@example.org",
-                    "creationLocation": "lab",
-                },
-            )
-            answer.raise_for_status()
-            return answer.json()["pid"]
+        super().__init__(base, JOB_CONFIG)
 
     def create_job(self, pid: str, job_type: str = "retrieve") -> str:
-        with self.client(ADMIN) as http:
+        with self.client(*ADMIN) as http:
             answer = http.post(
                 "/v4/jobs",
                 json={
@@ -203,7 +144,7 @@ class Standin:
             return answer.json()["id"]
 
     def get(self, path: str) -> Any:
-        with self.client(ADMIN) as http:
+        with self.client(*ADMIN) as http:
             answer = http.get(path)
             answer.raise_for_status()
             return answer.json()
