@@ -2,7 +2,9 @@
 
 Every change is written at once with a temp file + `os.replace`, so a crash
 never leaves a half-written file and a restart on the same directory sees
-every dataset, datablock, job and history entry that was acknowledged.
+every dataset, datablock, job and history entry that was acknowledged. The
+write history only grows, so it is an append-only JSON-lines file: rewriting
+it whole on every write made each SciCat call slower than the last.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ class StateStore:
         self.origdatablocks: dict[str, dict[str, Any]] = self._load("origdatablocks", {})
         self.datablocks: dict[str, dict[str, Any]] = self._load("datablocks", {})
         self.jobs: dict[str, dict[str, Any]] = self._load("jobs", {})
-        self.history: list[dict[str, Any]] = self._load("history", [])
+        self.history: list[dict[str, Any]] = self._load_history()
 
     def _path(self, name: str) -> Path:
         return self._dir / f"{name}.json"
@@ -37,9 +39,23 @@ class StateStore:
             return empty
         return json.loads(path.read_text(encoding="utf-8"))
 
+    def _load_history(self) -> list[dict[str, Any]]:
+        path = self._dir / "history.jsonl"
+        if not path.exists():
+            return []
+        entries = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError:
+                # A crash mid-append leaves at most one torn last line: that write
+                # was never acknowledged, so it is not part of the history.
+                break
+        return entries
+
     def save(self, *names: str) -> None:
         """Persist the named collections atomically (all when none are named)."""
-        for name in names or (*_DOCUMENT_COLLECTIONS, "history"):
+        for name in names or _DOCUMENT_COLLECTIONS:
             data = getattr(self, name)
             fd, tmp = tempfile.mkstemp(dir=self._dir, prefix=f".{name}.", suffix=".tmp")
             try:
@@ -55,6 +71,9 @@ class StateStore:
     def append_history(self, entry: dict[str, Any]) -> int:
         """Append one write record and persist it; returns its index."""
         entry = {"index": len(self.history), **entry}
+        with (self._dir / "history.jsonl").open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
         self.history.append(entry)
-        self.save("history")
         return entry["index"]
