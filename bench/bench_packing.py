@@ -16,10 +16,8 @@ import base64
 import hashlib
 import json
 import os
-import platform
 import random
 import resource
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -31,6 +29,7 @@ from pathlib import Path
 import httpx
 from minio import Minio
 
+from bench.report import Goal, Section, command_line
 from devstack.natsserver import start_nats
 from devstack.processes import free_port
 from devstack.s3server import create_buckets, start_moto
@@ -184,16 +183,44 @@ def _vm_hwm_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def machine() -> str:
-    free = shutil.disk_usage(tempfile.gettempdir()).free / GiB
-    return (
-        f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, "
-        f"{free:.0f} GiB free on {tempfile.gettempdir()}"
+def measure(size_gib: float) -> list[Section]:
+    """The packing benchmark as a report section (a failure is reported in it)."""
+    section = Section(
+        title=f"Packing, {size_gib:g} GiB",
+        command=command_line("bench.bench_packing", ["--size-gib", f"{size_gib:g}"]),
+        header=["dataset", "files", "baseline MiB/s", "datablocker MiB/s", "ratio",
+                "datablocker peak RSS MB", "datablocks"],
+    )  # fmt: skip
+    try:
+        size, files, base_s, packed = _run(size_gib)
+    except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as exc:
+        section.failed = f"{type(exc).__name__}: {exc}"
+        return [section]
+    base_mibs = size / MiB / base_s
+    pack_mibs = size / MiB / packed["seconds"]
+    ratio = pack_mibs / base_mibs
+    section.rows.append(
+        [f"{size / GiB:.2f} GiB", str(files), f"{base_mibs:.1f}", f"{pack_mibs:.1f}",
+         f"{ratio:.2f}", f"{packed['peak_rss_mb']:.0f}", f"{packed['blocks']:.0f}"]
+    )  # fmt: skip
+    section.goals += [
+        Goal("packing throughput vs baseline", ratio, 0.8, at_least=True),
+        Goal("datablocker peak RSS", packed["peak_rss_mb"], 300, at_least=False, unit=" MB"),
+    ]
+    section.notes.append(
+        f"Own moto S3 server and nats-server (no other services running). Baseline: download, "
+        f"tar on local disk, sha256, upload (16 MiB parts), {base_s:.1f} s; datablocker: "
+        f"`pack_upload` with the service's default settings, {packed['seconds']:.1f} s. Peak RSS "
+        f"is the packing child's VmHWM; `RUSAGE_CHILDREN` ru_maxrss: "
+        f"{packed['children_maxrss_mb']:.0f} MB."
     )
+    return [section]
 
 
-def run(size_gib: float, write: Path | None) -> str:
-    with tempfile.TemporaryDirectory(prefix="bench-packing-") as tmp:
+def _run(size_gib: float) -> tuple[int, int, float, dict[str, float]]:
+    bench_root = Path("var/bench")
+    bench_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="packing-", dir=bench_root) as tmp:
         scratch = Path(tmp)
         s3_port, nats_port = free_port(), free_port()
         moto = start_moto(s3_port, scratch / "s3.log")
@@ -213,30 +240,11 @@ def run(size_gib: float, write: Path | None) -> str:
                 packer.wait()
             nats.stop()
             moto.stop()
-    base_mibs = size / MiB / base_s
-    pack_mibs = size / MiB / packed["seconds"]
-    ratio = pack_mibs / base_mibs
-    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    block = "\n".join(
-        [
-            f"### Packing, {size / GiB:.2f} GiB in {files} files ({when})",
-            "",
-            f"`{' '.join(['.venv/bin/python -m bench.bench_packing', *sys.argv[1:]])}`  ",
-            f"Machine: {machine()}",
-            "",
-            "| dataset | files | baseline MiB/s | datablocker MiB/s | ratio (goal ≥ 0.8) "
-            "| datablocker peak RSS MB (goal ≤ 300) | datablocks |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
-            f"| {size / GiB:.2f} GiB | {files} | {base_mibs:.1f} | {pack_mibs:.1f} | {ratio:.2f} "
-            f"| {packed['peak_rss_mb']:.0f} | {packed['blocks']:.0f} |",
-            "",
-            f"Peak RSS is the packing child's VmHWM; `RUSAGE_CHILDREN` ru_maxrss: "
-            f"{packed['children_maxrss_mb']:.0f} MB. Baseline: download, tar on local disk, "
-            "sha256, upload (16 MiB parts); datablocker: `pack_upload` with the service's "
-            "default settings.",
-            "",
-        ]
-    )
+    return size, files, base_s, packed
+
+
+def run(size_gib: float, write: Path | None) -> str:
+    block = "\n".join(section.render() for section in measure(size_gib))
     print(block)
     if write is not None:
         with write.open("a") as handle:
@@ -247,13 +255,14 @@ def run(size_gib: float, write: Path | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-gib", type=float, default=2.0)
+    parser.add_argument("--quick", action="store_true", help="0.25 GiB")
     parser.add_argument("--write", type=Path, default=None, help="append the result to this file")
     parser.add_argument("--child-pack", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_pack:
         child_pack()
         return
-    run(args.size_gib, args.write)
+    run(0.25 if args.quick else args.size_gib, args.write)
 
 
 if __name__ == "__main__":
