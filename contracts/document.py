@@ -67,7 +67,7 @@ def render_subjects_markdown() -> str:
         "## Durable consumers",
         "",
         "Pull consumers, explicit acks. A failing handler is nak-ed with the delays",
-        "below; a vanished one is redelivered after the ack wait (then the backoff).",
+        "below; a vanished one (process killed) is redelivered after the ack wait.",
         "",
         "| durable | service | stream | filter | ack wait | max deliver | nak delays | purpose |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",

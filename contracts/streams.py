@@ -31,8 +31,9 @@ class ConsumerSpec:
     """A durable pull consumer with explicit acks.
 
     `ack_wait` must outlast the gap between two heartbeats (`msg.in_progress()`)
-    of the slowest handler; the server uses `backoff[0]` as the ack wait when a
-    backoff is set, so `backoff[0] == ack_wait` here by construction.
+    of the slowest handler. `backoff` is supported but unused (see `_ACK_WAIT`
+    below): if set, the server uses `backoff[0]` as the ack wait, so it must
+    equal `ack_wait`.
     """
 
     durable: str
