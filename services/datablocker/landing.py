@@ -4,6 +4,7 @@ import base64
 import binascii
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -23,6 +24,9 @@ _RESTORE_BODY = (
     b"<Days>2</Days><GlacierJobParameters><Tier>Standard</Tier></GlacierJobParameters>"
     b"</RestoreRequest>"
 )
+
+_RESTORE_CONNECTIONS = 16
+"""Kept-alive connections for restore requests (at least the packing pool's threads)."""
 
 
 class FileMissing(Exception):
@@ -67,6 +71,7 @@ def list_dataset(s3: Minio, bucket: str, pid: str) -> list[LandingFile]:
                 relative_path=key.removeprefix(prefix),
                 size=obj.size or 0,
                 last_modified=obj.last_modified or datetime.now(UTC),
+                storage_class=obj.storage_class.upper() if obj.storage_class else None,
             )
         )
     return sorted(files, key=lambda f: f.key)
@@ -109,22 +114,37 @@ def restore_cold_objects(
     bucket: str,
     files: Sequence[LandingFile],
     *,
+    pool: Executor,
     timeout_s: float,
     poll_s: float,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
-) -> int:
-    """Request a restore of every cold, unrestored object and wait (bounded) until all are readable.
+) -> dict[str, StoredObject]:
+    """Restore every cold object and wait (bounded) until all are readable.
 
-    Returns how many objects needed a restore; raises RestoreTimedOut past `timeout_s`.
+    The listing says which objects are cold: their restores are all requested
+    up front, then only they are polled. An object the listing gives no class
+    is asked with a HEAD first. Requests run on `pool`, so their round trips
+    overlap. Returns the HEAD of every object already asked (by key), so
+    packing need not ask again; raises RestoreTimedOut past `timeout_s`.
     """
-    pending = [f for f in files if _needs_restore(inspect_object(s3, bucket, f))]
-    for landing_file in pending:
-        _request_restore(s3, bucket, landing_file)
+    unknown = [f for f in files if f.storage_class is None]
+    heads = dict(
+        zip((f.key for f in unknown), pool.map(_inspector(s3, bucket), unknown), strict=True)
+    )
+    waiting = [f for f in files if f.storage_class in COLD_STORAGE_CLASSES]
+    waiting += [f for f in unknown if _needs_restore(heads[f.key])]
+    if waiting:
+        # Restores go through presigned URLs on a pool of their own, sized for `pool`'s threads.
+        with urllib3.PoolManager(maxsize=_RESTORE_CONNECTIONS) as http:
+            list(pool.map(lambda f: _request_restore(s3, http, bucket, f), waiting))
     deadline = clock() + timeout_s
-    waiting = list(pending)
     while waiting:
-        waiting = [f for f in waiting if _needs_restore(inspect_object(s3, bucket, f))]
+        polled = dict(
+            zip((f.key for f in waiting), pool.map(_inspector(s3, bucket), waiting), strict=True)
+        )
+        heads.update(polled)
+        waiting = [f for f in waiting if _needs_restore(polled[f.key])]
         if not waiting:
             break
         if clock() >= deadline:
@@ -134,14 +154,20 @@ def restore_cold_objects(
             )
             raise RestoreTimedOut(msg)
         sleep(poll_s)
-    return len(pending)
+    return heads
+
+
+def _inspector(s3: Minio, bucket: str) -> Callable[[LandingFile], StoredObject]:
+    return lambda landing_file: inspect_object(s3, bucket, landing_file)
 
 
 def _needs_restore(stored: StoredObject) -> bool:
     return stored.cold and not stored.restored
 
 
-def _request_restore(s3: Minio, bucket: str, landing_file: LandingFile) -> None:
+def _request_restore(
+    s3: Minio, http: urllib3.PoolManager, bucket: str, landing_file: LandingFile
+) -> None:
     # minio-py has no RestoreObject call and treats S3's 202 answer as an error,
     # so the request goes through a presigned URL (the body is not signed).
     url = s3.get_presigned_url(
@@ -151,7 +177,7 @@ def _request_restore(s3: Minio, bucket: str, landing_file: LandingFile) -> None:
         expires=timedelta(minutes=5),
         extra_query_params={"restore": ""},
     )
-    response = urllib3.request("POST", url, body=_RESTORE_BODY, timeout=30.0, retries=False)
+    response = http.request("POST", url, body=_RESTORE_BODY, timeout=30.0, retries=False)
     # 200: already restored; 202: accepted; 409: a restore is already in progress.
     if response.status in (200, 202, 409):
         return

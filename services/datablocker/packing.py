@@ -6,6 +6,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal, Protocol
@@ -25,6 +26,7 @@ from services.datablocker.archival import clear_datablocks, datablocks_exist
 from services.datablocker.landing import (
     FileMissing,
     RestoreTimedOut,
+    StoredObject,
     inspect_object,
     list_dataset,
     restore_cold_objects,
@@ -177,11 +179,14 @@ def pack_dataset(
         if floor > max_payload - HEADERS_ALLOWANCE:
             reason = oversized_reason(pid, len(files), floor, max_payload, floor=True)
             raise DatasetRejected("system", reason)
+    # HEADs and restore requests of many small files overlap their round trips here.
+    pool = ThreadPoolExecutor(limits.stream.prefetch_workers, thread_name_prefix="inspect")
     try:
-        restore_cold_objects(
+        heads = restore_cold_objects(
             s3,
             buckets.landing,
             files,
+            pool=pool,
             timeout_s=limits.restore_timeout_s,
             poll_s=limits.restore_poll_s,
             sleep=_interruptible(stop, sleep),
@@ -191,10 +196,11 @@ def pack_dataset(
                 s3,
                 buckets,
                 layout.archive_id(pid, index),
-                block,
+                _block_members(
+                    s3, buckets.landing, block, heads, reconciled.registered, pool, stop
+                ),
                 limits,
                 stop,
-                reconciled.registered,
             )
             for index, block in enumerate(plan_datablocks(files, limits.target_size_bytes))
         )
@@ -203,22 +209,31 @@ def pack_dataset(
     except (ChecksumMismatch, FileMissing, FileChanged, layout.InvalidMemberPath) as exc:
         clear_datablocks(s3, buckets.archival, pid)
         raise DatasetRejected("user", str(exc)) from exc
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _pack_block(
+def _block_members(
     s3: Minio,
-    buckets: Buckets,
-    archive_id: str,
-    block: tuple,
-    limits: PackingLimits,
-    stop: threading.Event | None,
+    bucket: str,
+    block: tuple[LandingFile, ...],
+    heads: dict[str, StoredObject],
     registered: dict[str, RegisteredFile],
-) -> Datablock:
-    members = []
-    for landing_file in block:
+    pool: Executor,
+    stop: threading.Event | None,
+) -> list[BlockMember]:
+    """The block's files with what S3 stores of each: one HEAD per file not asked before."""
+
+    def head(landing_file: LandingFile) -> StoredObject:
+        known = heads.get(landing_file.key)
+        if known is not None:
+            return known
         if stop is not None and stop.is_set():
             raise PackingCancelled
-        stored = inspect_object(s3, buckets.landing, landing_file)
+        return inspect_object(s3, bucket, landing_file)
+
+    members = []
+    for landing_file, stored in zip(block, pool.map(head, block), strict=True):
         entry = registered.get(landing_file.relative_path)
         if entry is not None and entry.time is not None:
             stored = replace(stored, mtime=entry.time)
@@ -230,6 +245,17 @@ def _pack_block(
                 registered_sha256=entry.sha256 if entry is not None else None,
             )
         )
+    return members
+
+
+def _pack_block(
+    s3: Minio,
+    buckets: Buckets,
+    archive_id: str,
+    members: list[BlockMember],
+    limits: PackingLimits,
+    stop: threading.Event | None,
+) -> Datablock:
     # Tar adds a header (and PAX record) per member and padding; 3 KiB each is generous.
     estimated = sum(m.stored.size + 3072 for m in members) + 10240
     part_size = max(limits.stream.part_size_bytes, math.ceil(estimated / MAX_PARTS))

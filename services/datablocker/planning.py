@@ -14,6 +14,8 @@ class LandingFile:
     """The path below `raw_files/`: the tar member's name."""
     size: int
     last_modified: datetime
+    storage_class: str | None = None
+    """The listing's storage class (None when the server lists none): says which need a restore."""
 
 
 def plan_datablocks(

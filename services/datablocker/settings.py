@@ -25,6 +25,13 @@ class DatablockerSettings(BaseSettings):
     """Chunks buffered between the tar writer and the uploader (memory: chunks x buffer)."""
     parallel_part_uploads: int = Field(2, ge=1, le=8)
     """Parts of one datablock uploaded at once (memory: this many parts in flight)."""
+    s3_workers: int = Field(6, ge=1, le=16)
+    """S3 requests of small objects made at once per dataset (HEADs, restores, prefetching GETs),
+    so their round trips overlap; the S3 client keeps 10 connections per host."""
+    prefetch_object_bytes: int = Field(2 * MiB, ge=0)
+    """Objects up to this size are fetched whole ahead of the tar writer; larger ones stream."""
+    prefetch_bytes: int = Field(32 * MiB, ge=0)
+    """Prefetched bytes held per dataset at most (memory: this plus one object)."""
     restore_timeout_s: float = Field(6 * 3600, gt=0)
     """How long cold (GLACIER) landing objects may take to be restored before a system failure."""
     restore_poll_s: float = Field(60.0, gt=0)

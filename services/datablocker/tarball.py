@@ -1,22 +1,27 @@
 """Streaming one datablock: S3 objects -> tar -> bounded pipe -> multipart upload, all hashed.
 
-Two threads share the work so hashing overlaps the network: the calling thread
+Threads share the work so hashing overlaps the network: the calling thread
 reads each object, hashes it and writes tar records into a bounded pipe; an
 uploader thread reads the pipe in part-sized pieces, hashes the tar stream and
-uploads the parts. Memory is bounded by the pipe plus the parts in flight; no
-byte touches the local disk.
+uploads the parts. Small objects are fetched (and hashed) ahead by a small
+pool, so the tar writer does not wait a GET round trip per small file. Memory
+is bounded by the pipe, the parts in flight and the prefetch budget; no byte
+touches the local disk.
 """
 
 import hashlib
+import io
 import queue
 import tarfile
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
 from minio import Minio
 from minio.error import S3Error
+from urllib3 import BaseHTTPResponse
 
 from contracts.events import Datablock, DataFile
 from services.datablocker import layout
@@ -24,6 +29,8 @@ from services.datablocker.landing import FileMissing, StoredObject
 from services.datablocker.planning import LandingFile
 
 _POLL_S = 0.5
+_MAX_AHEAD = 256
+"""Prefetched members waiting at most (bounds the futures held for many empty files)."""
 
 
 class ChecksumMismatch(Exception):
@@ -51,6 +58,12 @@ class StreamLimits:
     pipe_chunks: int
     """Chunks the pipe holds before the tar writer waits for the uploader."""
     parallel_part_uploads: int = 2
+    prefetch_workers: int = 6
+    """Small objects fetched at once ahead of the tar writer."""
+    prefetch_object_bytes: int = 2 * 1024**2
+    """Objects up to this size are prefetched whole; larger ones are streamed in turn."""
+    prefetch_bytes: int = 32 * 1024**2
+    """Prefetched bytes held at most (one object more when it alone exceeds this)."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +159,96 @@ class _HashingReader:
         return data
 
 
+@dataclass(frozen=True)
+class _Fetched:
+    data: bytes
+    sha256: str
+
+
+class _Prefetcher:
+    """Fetches the small members of a block whole, in order, ahead of the tar writer."""
+
+    def __init__(
+        self,
+        s3: Minio,
+        bucket: str,
+        members: Sequence[BlockMember],
+        limits: StreamLimits,
+        stop: threading.Event | None,
+    ) -> None:
+        self._s3, self._bucket, self._members = s3, bucket, members
+        self._limits, self._stop = limits, stop
+        self._pool = ThreadPoolExecutor(limits.prefetch_workers, thread_name_prefix="prefetch")
+        self._pending: dict[int, Future[_Fetched]] = {}
+        self._next = 0
+        self._held = 0
+
+    def take(self, index: int) -> _Fetched | None:
+        """Member `index`'s bytes and SHA-256, or None for a member to stream (a large one)."""
+        self._fill()
+        future = self._pending.pop(index, None)
+        if future is None:
+            return None
+        try:
+            return future.result()
+        finally:
+            self._held -= self._members[index].stored.size
+            self._fill()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _fill(self) -> None:
+        while self._next < len(self._members) and len(self._pending) < _MAX_AHEAD:
+            member = self._members[self._next]
+            size = member.stored.size
+            if size > self._limits.prefetch_object_bytes:
+                self._next += 1
+                continue
+            if self._pending and self._held + size > self._limits.prefetch_bytes:
+                return
+            self._pending[self._next] = self._pool.submit(self._fetch, member)
+            self._held += size
+            self._next += 1
+
+    def _fetch(self, member: BlockMember) -> _Fetched:
+        if self._stop is not None and self._stop.is_set():
+            raise StreamStopped
+        response = _get(self._s3, self._bucket, member)
+        try:
+            data = response.read()
+        finally:
+            response.close()
+            response.release_conn()
+        if len(data) != member.stored.size:
+            raise FileChanged(_changed(member, len(data)))
+        return _Fetched(data, hashlib.sha256(data).hexdigest())
+
+
+def _get(s3: Minio, bucket: str, member: BlockMember) -> BaseHTTPResponse:
+    """The object's response, its length checked against the HEAD's; FileMissing if gone."""
+    landing_file = member.landing_file
+    try:
+        response = s3.get_object(bucket, landing_file.key)
+    except S3Error as exc:
+        if exc.code in ("NoSuchKey", "NoSuchObject"):
+            raise FileMissing(landing_file.relative_path) from exc
+        raise
+    length = int(response.headers.get("Content-Length", "-1"))
+    if length != member.stored.size:
+        response.close()
+        response.release_conn()
+        raise FileChanged(_changed(member, length))
+    return response
+
+
+def _changed(member: BlockMember, served: int) -> str:
+    return (
+        f"file {member.landing_file.relative_path!r} changed while being packed "
+        f"({member.stored.size} bytes listed, {served} served)"
+    )
+
+
 def stream_datablock(
     s3: Minio,
     *,
@@ -186,6 +289,7 @@ def stream_datablock(
     uploader = threading.Thread(target=upload, name=f"upload {archive_id}", daemon=True)
     uploader.start()
     files: list[DataFile] = []
+    prefetcher = _Prefetcher(s3, landing_bucket, members, limits, stop)
     try:
         with tarfile.open(
             fileobj=pipe,  # type: ignore[arg-type]
@@ -194,8 +298,11 @@ def stream_datablock(
             encoding="utf-8",
             copybufsize=limits.copy_buffer_bytes,
         ) as tar:
-            for member in members:
-                data_file = _add_member(s3, landing_bucket, tar, member, stop)
+            for index, member in enumerate(members):
+                if stop is not None and stop.is_set():
+                    raise StreamStopped
+                fetched = prefetcher.take(index)
+                data_file = _add_member(s3, landing_bucket, tar, member, fetched, stop)
                 files.append(data_file)
                 if on_file:
                     on_file(data_file)
@@ -206,6 +313,8 @@ def stream_datablock(
         pipe.failed.set()  # put_object sees the read fail and aborts its multipart upload
         uploader.join()
         raise
+    finally:
+        prefetcher.close()
     uploader.join()
     if upload_error:
         raise upload_error[0]
@@ -223,6 +332,7 @@ def _add_member(
     bucket: str,
     tar: tarfile.TarFile,
     member: BlockMember,
+    fetched: _Fetched | None,
     stop: threading.Event | None,
 ) -> DataFile:
     landing_file, stored = member.landing_file, member.stored
@@ -232,26 +342,18 @@ def _add_member(
     info.mode = 0o644
     info.uid = info.gid = 0
     info.uname = info.gname = ""
-    try:
-        response = s3.get_object(bucket, landing_file.key)
-    except S3Error as exc:
-        if exc.code in ("NoSuchKey", "NoSuchObject"):
-            raise FileMissing(landing_file.relative_path) from exc
-        raise
-    try:
-        length = int(response.headers.get("Content-Length", "-1"))
-        if length != stored.size:
-            msg = (
-                f"file {landing_file.relative_path!r} changed while being packed "
-                f"({stored.size} bytes listed, {length} served)"
-            )
-            raise FileChanged(msg)
-        reader = _HashingReader(response, stop)
-        tar.addfile(info, reader)  # type: ignore[arg-type]
-    finally:
-        response.close()
-        response.release_conn()
-    computed = reader.sha256.hexdigest()
+    if fetched is not None:
+        tar.addfile(info, io.BytesIO(fetched.data))
+        computed = fetched.sha256
+    else:
+        response = _get(s3, bucket, member)
+        try:
+            reader = _HashingReader(response, stop)
+            tar.addfile(info, reader)  # type: ignore[arg-type]
+        finally:
+            response.close()
+            response.release_conn()
+        computed = reader.sha256.hexdigest()
     if stored.sha256 is not None and stored.sha256 != computed:
         raise ChecksumMismatch(landing_file.relative_path, stored.sha256, computed)
     if member.registered_sha256 is not None and member.registered_sha256 != computed:

@@ -3,7 +3,11 @@
 import asyncio
 import hashlib
 import posixpath
+import queue
 import tarfile
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 from contracts.events import Datablock
@@ -12,8 +16,13 @@ from runtime.lts import LtsBackend, LtsNotFound, LtsPathError, Readable, await_r
 from runtime.lts import LtsRecallTimeout as NotReadableInTime
 from runtime.objectstore import BucketReader, ObjectMissing
 
-CHUNK_BYTES = 4 * 1024**2
+CHUNK_BYTES = 1024**2
+"""Read and hand-off size: small enough that the queued chunks stay a few MiB."""
 MAX_NAMED = 10
+QUEUE_CHUNKS = 8
+"""Chunks waiting for a hasher thread before the reader waits (memory: this x CHUNK_BYTES)."""
+INLINE_HASH_BYTES = 1024**2
+"""Members below this size are hashed by the reading thread (a hand-off costs more)."""
 
 
 @dataclass(frozen=True)
@@ -23,57 +32,131 @@ class Verdict:
     bytes_read: int
 
 
-class _HashingReader:
-    """Hashes every byte the tar reader pulls through it."""
+class _BackgroundHasher:
+    """SHA-256 in a thread of its own, fed through a bounded queue.
 
-    def __init__(self, source: Readable) -> None:
+    hashlib releases the GIL on large buffers, so hashing here overlaps the
+    reading (and the other hasher) on a second core. `feed` blocks when the
+    queue is full: memory stays at `depth` chunks. `finish(None)` ends a digest:
+    the returned future holds its hex value, and the next bytes start a new one.
+    """
+
+    def __init__(self, name: str, depth: int = QUEUE_CHUNKS) -> None:
+        self._queue: queue.Queue[bytes | Future[str] | None] = queue.Queue(maxsize=depth)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        digest = hashlib.sha256()
+        while (item := self._queue.get()) is not None:
+            if isinstance(item, Future):
+                item.set_result(digest.hexdigest())
+                digest = hashlib.sha256()
+            else:
+                digest.update(item)
+
+    def feed(self, chunk: bytes) -> None:
+        self._queue.put(chunk)
+
+    def finish(self) -> "Future[str]":
+        """The digest of everything fed since the last `finish`."""
+        result: Future[str] = Future()
+        self._queue.put(result)
+        return result
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+
+class _HashingReader:
+    """Counts every byte the tar reader pulls through it and hands it to a hasher thread."""
+
+    def __init__(self, source: Readable, hasher: _BackgroundHasher) -> None:
         self._source = source
-        self.digest = hashlib.sha256()
+        self._hasher = hasher
         self.count = 0
 
     def read(self, size: int = -1, /) -> bytes:
         chunk = self._source.read(size)
-        self.digest.update(chunk)
-        self.count += len(chunk)
+        if chunk:
+            self._hasher.feed(bytes(chunk))
+            self.count += len(chunk)
         return chunk
+
+
+@dataclass(frozen=True)
+class _MemberRead:
+    name: str
+    size: int
+    digest: "Future[str]"
 
 
 def _member_name(name: str) -> str:
     return posixpath.normpath(name).lstrip("/")
 
 
+def _read_members(tar: tarfile.TarFile, member_hasher: _BackgroundHasher) -> Iterator[_MemberRead]:
+    """Every regular member's name, size and (future) SHA-256, read in tar order.
+
+    A small member is hashed here; a large one's chunks go to `member_hasher`,
+    so its hashing overlaps reading the next chunk.
+    """
+    for member in tar:
+        if not member.isfile():
+            continue
+        handle = tar.extractfile(member)
+        size = 0
+        if member.size >= INLINE_HASH_BYTES and handle is not None:
+            while chunk := handle.read(CHUNK_BYTES):
+                member_hasher.feed(chunk)
+                size += len(chunk)
+            digest = member_hasher.finish()
+        else:
+            inline = hashlib.sha256()
+            if handle is not None:
+                while chunk := handle.read(CHUNK_BYTES):
+                    inline.update(chunk)
+                    size += len(chunk)
+            digest = Future()
+            digest.set_result(inline.hexdigest())
+        yield _MemberRead(_member_name(member.name), size, digest)
+
+
 def check_tar_stream(stream: Readable, datablock: Datablock) -> Verdict:
-    """Read a tar once: its SHA-256 and size, and each member's SHA-256 and size."""
-    reader = _HashingReader(stream)
+    """Read a tar once: its SHA-256 and size, and each member's SHA-256 and size.
+
+    Three threads share the work: this one reads, one hashes the whole tar, one
+    hashes large members (DESIGN: two cores help only if hashing and I/O overlap).
+    """
+    tar_hasher = _BackgroundHasher("verify tar sha256")
+    member_hasher = _BackgroundHasher("verify member sha256")
+    try:
+        reader = _HashingReader(stream, tar_hasher)
+        reads: list[_MemberRead] = []
+        problems: list[str] = []
+        try:
+            with tarfile.open(fileobj=reader, mode="r|", bufsize=CHUNK_BYTES) as tar:  # type: ignore[call-overload]
+                reads.extend(_read_members(tar, member_hasher))
+        except (tarfile.TarError, EOFError) as exc:
+            problems.append(f"unreadable tar ({exc})")
+        while reader.read(CHUNK_BYTES):
+            pass
+        got = tar_hasher.finish().result()
+    finally:
+        tar_hasher.close()
+        member_hasher.close()
     expected = {_member_name(f.path): f for f in datablock.data_file_list}
     mismatched: list[str] = []
     unexpected: list[str] = []
     seen: set[str] = set()
-    problems: list[str] = []
-    try:
-        with tarfile.open(fileobj=reader, mode="r|", bufsize=CHUNK_BYTES) as tar:  # type: ignore[call-overload]
-            for member in tar:
-                if not member.isfile():
-                    continue
-                name = _member_name(member.name)
-                digest = hashlib.sha256()
-                handle = tar.extractfile(member)
-                size = 0
-                if handle is not None:
-                    while chunk := handle.read(CHUNK_BYTES):
-                        digest.update(chunk)
-                        size += len(chunk)
-                want = expected.get(name)
-                if want is None:
-                    unexpected.append(name)
-                elif want.chk != digest.hexdigest() or want.size != size:
-                    mismatched.append(name)
-                seen.add(name)
-    except (tarfile.TarError, EOFError) as exc:
-        problems.append(f"unreadable tar ({exc})")
-    while reader.read(CHUNK_BYTES):
-        pass
-    got = reader.digest.hexdigest()
+    for read in reads:
+        want = expected.get(read.name)
+        if want is None:
+            unexpected.append(read.name)
+        elif want.chk != read.digest.result() or want.size != read.size:
+            mismatched.append(read.name)
+        seen.add(read.name)
     if got != datablock.tar_sha256:
         problems.append(f"tar sha256 expected {datablock.tar_sha256}, got {got}")
     if reader.count != datablock.packed_size:

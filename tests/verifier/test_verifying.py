@@ -3,6 +3,7 @@
 import hashlib
 import io
 import tarfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +14,7 @@ from contracts.events import Datablock, DataFile
 from runtime.lts import PosixLts
 from services.verifier.verifying import (
     NotReadableInTime,
+    Verdict,
     await_readable,
     check_tar_stream,
     verify_datablock,
@@ -164,3 +166,53 @@ async def test_a_missing_copy_fails(tmp_path: Path) -> None:
 
     assert verdict.ok is False
     assert (verdict.reason or "").startswith("no copy in LTS")
+
+
+LARGE_MEMBERS = {"raw/small.dat": b"s" * 100, "raw/large.bin": bytes(range(256)) * 12_288}
+"""A 3 MiB member: hashed by the member-hashing thread, not the reading one."""
+
+
+def test_large_members_hashed_in_a_second_thread_verify() -> None:
+    """A tar with a multi-MiB member next to a small one verifies, every byte counted."""
+    raw, block = build_tar(LARGE_MEMBERS)
+
+    verdict = check_tar_stream(io.BytesIO(raw), block)
+
+    assert verdict == Verdict(True, None, len(raw))
+
+
+def test_a_flipped_byte_in_a_large_member_names_only_that_member() -> None:
+    """The member-hashing thread's digest is compared like an inline one."""
+    raw, block = build_tar(LARGE_MEMBERS)
+    offset = raw.index(bytes(range(256)) * 4) + 1_000_000
+    corrupted = raw[:offset] + bytes([raw[offset] ^ 0xFF]) + raw[offset + 1 :]
+
+    verdict = check_tar_stream(io.BytesIO(corrupted), block)
+
+    assert verdict.ok is False
+    assert (verdict.reason or "").endswith("member checksum mismatch: raw/large.bin")
+    assert f"tar sha256 expected {block.tar_sha256}, got " in (verdict.reason or "")
+
+
+class FailingSource:
+    """A stream that breaks after `good` bytes, as a connection lost mid-read."""
+
+    def __init__(self, raw: bytes, good: int) -> None:
+        self._stream = io.BytesIO(raw[:good])
+
+    def read(self, size: int = -1, /) -> bytes:
+        chunk = self._stream.read(size)
+        if not chunk:
+            raise ConnectionResetError("connection lost")
+        return chunk
+
+
+def test_a_read_error_propagates_and_leaves_no_hashing_thread() -> None:
+    """Transient trouble is raised (for a retry); the hasher threads are stopped."""
+    raw, block = build_tar(LARGE_MEMBERS)
+    before = threading.active_count()
+
+    with pytest.raises(ConnectionResetError):
+        check_tar_stream(FailingSource(raw, 2_000_000), block)
+
+    assert threading.active_count() == before
