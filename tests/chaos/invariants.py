@@ -79,7 +79,14 @@ async def check_archived(
     blocks = await recorded_datablocks(world, dataset.pid)
     check_lts(world.lts_root, dataset.pid, blocks, temp_files_ok=lts_temp_files_ok)
     await check_scicat_datablocks(world, dataset, blocks)
-    lifecycle = (await world.dataset(dataset.pid))["datasetlifecycle"]
+
+    # Job status and dataset lifecycle reach SciCat through two consumers: after
+    # an outage either may land first (measured: 230 ms apart). Both must land.
+    async def archived_lifecycle() -> dict | None:
+        found = (await world.dataset(dataset.pid))["datasetlifecycle"]
+        return found if found["archiveStatusMessage"] == "datasetOnArchiveDisk" else None
+
+    lifecycle = await wait_for(archived_lifecycle, 30, "lifecycle datasetOnArchiveDisk")
     assert lifecycle["archiveStatusMessage"] == "datasetOnArchiveDisk", lifecycle
     assert lifecycle["archivable"] is False, lifecycle
     assert lifecycle["retrievable"] is True, lifecycle
