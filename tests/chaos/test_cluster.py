@@ -11,7 +11,8 @@ from tests.chaos.cluster import NatsCluster
 from tests.chaos.invariants import check_archived
 from tests.chaos.jobs import ChaosStack, small_dataset
 
-pytestmark = pytest.mark.chaos
+# A fault plus the 30 s ack wait of a killed handler: more than the default 120 s.
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")

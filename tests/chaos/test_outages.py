@@ -22,7 +22,8 @@ from tests.chaos.faults import corrupt_in_place, read_only
 from tests.chaos.invariants import check_archived, sha256_of
 from tests.chaos.jobs import ChaosStack, small_dataset, wait_for
 
-pytestmark = pytest.mark.chaos
+# A fault plus the 30 s ack wait of a killed handler: more than the default 120 s.
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 
 SCICAT_DOWN_S = 60.0
 READ_ONLY_AFTER_FIRST_FAILURE_S = 6.0

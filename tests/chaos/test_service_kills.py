@@ -19,7 +19,8 @@ from tests.chaos.faults import freeze_when, kill_and_restart, open_files_below
 from tests.chaos.invariants import check_archived, lts_temp_files
 from tests.chaos.jobs import ChaosStack, Dataset, small_dataset, wait_for
 
-pytestmark = pytest.mark.chaos
+# A fault plus the 30 s ack wait of a killed handler: more than the default 120 s.
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 
 _KILLED_COPIES: list[str] = []
 """Pids whose LTS copy was killed mid-write (checked again for leftovers)."""
