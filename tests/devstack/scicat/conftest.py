@@ -24,6 +24,7 @@ from fastapi import FastAPI, Request, Response
 from devstack.scicat.app import create_app
 from devstack.scicat.config import StandinConfig
 from devstack.scicat.jobconfig import parse_job_config
+from tests.conftest import raw_dataset
 
 PASSWORDS = {
     "admin": "2jf70TPNZsS",
@@ -164,24 +165,6 @@ def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standin]:
         config = StandinConfig(state_dir=state_dir, job_config=job_config)
         with ThreadedServer(create_app(config)) as server:
             yield Standin(f"http://127.0.0.1:{server.port}/api", state_dir, archiver)
-
-
-def raw_dataset(owner_group: str = "group1", **overrides: Any) -> dict[str, Any]:
-    """A valid v3 raw dataset body, as the Go Ingestor sends it."""
-    body = {
-        "type": "raw",
-        "owner": "User One",
-        "ownerGroup": owner_group,
-        "accessGroups": [],
-        "contactEmail": "user1@example.org",
-        "sourceFolder": "/data/run42/",
-        "creationTime": "2024-05-01T12:00:00Z",
-        "datasetName": "run 42",
-        "principalInvestigator": "pi@example.org",
-        "creationLocation": "/PSI/SLS/TOMCAT",
-    }
-    body.update(overrides)
-    return body
 
 
 def create_dataset(client: httpx.Client, **overrides: Any) -> dict[str, Any]:
