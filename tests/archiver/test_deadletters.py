@@ -3,15 +3,14 @@
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 
 import nats.errors
 from click.testing import Result
-from faststream.nats import NatsMessage
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 from rich.console import Console
@@ -22,11 +21,11 @@ from archiver.deadletters import ADVISORY_REASON, Letter, letter_from, list_lett
 from archiver.operator_bus import StoredMessage
 from contracts import streams, subjects
 from contracts.events import DeadLetter, UploadFinished
-from runtime.broker import Bus, create_broker, durable_subscriber
+from runtime.broker import Bus
 from runtime.bus import publish_event
 from runtime.consuming import PermanentError
 from runtime.provisioning import consumer_config, provision
-from runtime.settings import NatsSettings
+from tests import inprocess_consumer
 
 SPEC = replace(
     streams.DATABLOCKER_UPLOAD_FINISHED,
@@ -49,25 +48,11 @@ def upload_finished(pid: str) -> UploadFinished:
     )
 
 
-@asynccontextmanager
-async def consuming(
+def consuming(
     url: str, handle: Callable[[UploadFinished], Awaitable[None]]
-) -> AsyncIterator[Bus]:
+) -> AbstractAsyncContextManager[Bus]:
     """The test consumer running in this process, as a service would run it."""
-    settings = NatsSettings(url=url)
-    broker = create_broker(settings, "dlqtest")
-    bus = Bus(broker, settings)
-
-    @durable_subscriber(broker, SPEC)
-    async def on_upload_finished(msg: NatsMessage) -> None:
-        await bus.settle(SPEC, msg, UploadFinished, handle)
-
-    await bus.start()
-    await broker.start()
-    try:
-        yield bus
-    finally:
-        await broker.stop()
+    return inprocess_consumer.consuming(url, SPEC, UploadFinished, handle)
 
 
 async def until(condition: Callable[[], Awaitable[bool]], timeout_s: float = 5.0) -> None:

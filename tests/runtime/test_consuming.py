@@ -2,21 +2,20 @@
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from faststream.nats import NatsMessage
 from nats.js import JetStreamContext
 
 from contracts import streams, subjects
 from contracts.events import DeadLetter, UploadFinished
-from runtime.broker import Bus, create_broker, durable_subscriber
+from runtime.broker import Bus
 from runtime.bus import publish_event
 from runtime.consuming import PermanentError
 from runtime.provisioning import consumer_config, provision
-from runtime.settings import NatsSettings
+from tests import inprocess_consumer
 
 SPEC = replace(
     streams.DATABLOCKER_UPLOAD_FINISHED,
@@ -38,25 +37,11 @@ def upload_finished(pid: str) -> UploadFinished:
     )
 
 
-@asynccontextmanager
-async def consuming(
+def consuming(
     url: str, handle: Callable[[UploadFinished], Awaitable[None]]
-) -> AsyncIterator[Bus]:
+) -> AbstractAsyncContextManager[Bus]:
     """The test consumer running in this process, as a service would run it."""
-    settings = NatsSettings(url=url)
-    broker = create_broker(settings, "testsvc")
-    bus = Bus(broker, settings)
-
-    @durable_subscriber(broker, SPEC)
-    async def on_upload_finished(msg: NatsMessage) -> None:
-        await bus.settle(SPEC, msg, UploadFinished, handle)
-
-    await bus.start()
-    await broker.start()
-    try:
-        yield bus
-    finally:
-        await broker.stop()
+    return inprocess_consumer.consuming(url, SPEC, UploadFinished, handle)
 
 
 async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
@@ -209,28 +194,19 @@ async def test_a_handler_longer_than_the_ack_wait_runs_once(
     await provision(clean_js)
     await clean_js.add_consumer(SHORT_ACK_WAIT.stream, consumer_config(SHORT_ACK_WAIT))
     runs: list[str] = []
-    settings = NatsSettings(url=nats_server_process.url)
-    broker = create_broker(settings, "testsvc")
-    bus = Bus(broker, settings)
 
     async def slow(event: UploadFinished) -> None:
         runs.append(event.pid)
         await asyncio.sleep(3)
 
-    @durable_subscriber(broker, SHORT_ACK_WAIT)
-    async def on_upload_finished(msg: NatsMessage) -> None:
-        await bus.settle(SHORT_ACK_WAIT, msg, UploadFinished, slow)
-
-    await bus.start()
-    await broker.start()
-    try:
+    async with inprocess_consumer.consuming(
+        nats_server_process.url, SHORT_ACK_WAIT, UploadFinished, slow
+    ):
         await publish_event(
             clean_js, subjects.UPLOAD_FINISHED, upload_finished("p/slow"), msg_id="s"
         )
         await until(lambda: runs == ["p/slow"])
         await asyncio.sleep(4.5)
-    finally:
-        await broker.stop()
     info = await clean_js.consumer_info(SHORT_ACK_WAIT.stream, SHORT_ACK_WAIT.durable)
 
     assert runs == ["p/slow"]
