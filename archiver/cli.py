@@ -42,6 +42,19 @@ def dev(
     raise typer.Exit(run_dev_stack(state_dir.resolve(), ports=ports, check_only=check))
 
 
+# Options shared by the client commands (ingest, retrieve).
+ScicatUrl = Annotated[
+    str | None, typer.Option(help="SciCat API base, e.g. https://scicat.example.org/api.")
+]
+ScicatUser = Annotated[
+    str | None, typer.Option(envvar="ARCHIVER_SCICAT_USERNAME", help="SciCat user.")
+]
+ScicatPassword = Annotated[
+    str | None,
+    typer.Option(envvar="ARCHIVER_SCICAT_PASSWORD", help="SciCat password (or the env var)."),
+]
+
+
 @app.command()
 def ingest(
     folder: Annotated[Path, typer.Argument(help="The dataset's folder (every file below it).")],
@@ -49,19 +62,12 @@ def ingest(
     stack: Annotated[
         Path | None, typer.Option(help="A dev stack's stack.json: URLs and the ingestor user.")
     ] = None,
-    scicat_url: Annotated[
-        str | None, typer.Option(help="SciCat API base, e.g. https://scicat.example.org/api.")
-    ] = None,
+    scicat_url: ScicatUrl = None,
     gateway_url: Annotated[
         str | None, typer.Option(help="Archiver API base, e.g. https://host/archiver/api/v1.")
     ] = None,
-    username: Annotated[
-        str | None, typer.Option(envvar="ARCHIVER_SCICAT_USERNAME", help="SciCat user.")
-    ] = None,
-    password: Annotated[
-        str | None,
-        typer.Option(envvar="ARCHIVER_SCICAT_PASSWORD", help="SciCat password (or the env var)."),
-    ] = None,
+    username: ScicatUser = None,
+    password: ScicatPassword = None,
     archive: Annotated[
         bool, typer.Option("--archive", help="Ask for the archive job when finalizing.")
     ] = False,
@@ -100,19 +106,12 @@ def retrieve(
     stack: Annotated[
         Path | None, typer.Option(help="A dev stack's stack.json: URLs and accounts.")
     ] = None,
-    scicat_url: Annotated[
-        str | None, typer.Option(help="SciCat API base, e.g. https://scicat.example.org/api.")
-    ] = None,
+    scicat_url: ScicatUrl = None,
     gateway_url: Annotated[
         str | None, typer.Option(help="Archiver API base, for per-dataset progress.")
     ] = None,
-    username: Annotated[
-        str | None, typer.Option(envvar="ARCHIVER_SCICAT_USERNAME", help="SciCat user.")
-    ] = None,
-    password: Annotated[
-        str | None,
-        typer.Option(envvar="ARCHIVER_SCICAT_PASSWORD", help="SciCat password (or the env var)."),
-    ] = None,
+    username: ScicatUser = None,
+    password: ScicatPassword = None,
     job_user: Annotated[
         str | None, typer.Option(envvar="ARCHIVER_JOB_USER", help="Gateway job user (optional).")
     ] = None,
