@@ -1,6 +1,6 @@
 """The datablocker's KV records: packed results, and datasets cleaned up after archiving."""
 
-from typing import Literal
+from typing import Literal, TypeVar
 
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError
@@ -10,6 +10,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict
 from contracts import kv
 from contracts.events import ArchiveId, DatablocksCreated, JobId, Pid
 from runtime.kvstore import open_bucket
+
+RecordT = TypeVar("RecordT", bound=BaseModel)
 
 
 class CleanedDataset(BaseModel):
@@ -62,29 +64,26 @@ class PackedResults:
         return self._cleaned
 
     async def get(self, pid: str) -> DatablocksCreated | None:
-        bucket = await self._packed_kv()
-        try:
-            entry = await bucket.get(kv.id_key(pid))
-        except KeyNotFoundError:
-            return None
-        if not entry.value:
-            return None
-        return DatablocksCreated.model_validate_json(entry.value)
+        return await _read(await self._packed_kv(), pid, DatablocksCreated)
 
     async def put(self, event: DatablocksCreated) -> None:
         bucket = await self._packed_kv()
         await bucket.put(kv.id_key(event.pid), event.model_dump_json().encode())
 
     async def cleaned(self, pid: str) -> CleanedDataset | None:
-        bucket = await self._cleaned_kv()
-        try:
-            entry = await bucket.get(kv.id_key(pid))
-        except KeyNotFoundError:
-            return None
-        if not entry.value:
-            return None
-        return CleanedDataset.model_validate_json(entry.value)
+        return await _read(await self._cleaned_kv(), pid, CleanedDataset)
 
     async def mark_cleaned(self, record: CleanedDataset) -> None:
         bucket = await self._cleaned_kv()
         await bucket.put(kv.id_key(record.pid), record.model_dump_json().encode())
+
+
+async def _read(bucket: KeyValue, pid: str, model: type[RecordT]) -> RecordT | None:
+    """The dataset's record in `bucket`, or None (a deleted key reads as an empty value)."""
+    try:
+        entry = await bucket.get(kv.id_key(pid))
+    except KeyNotFoundError:
+        return None
+    if not entry.value:
+        return None
+    return model.model_validate_json(entry.value)
