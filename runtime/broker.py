@@ -38,12 +38,14 @@ def create_broker(settings: NatsSettings, name: str) -> NatsBroker:
 
 
 def durable_subscriber(
-    broker: NatsBroker, spec: ConsumerSpec, *, max_workers: int = 1
+    broker: NatsBroker, spec: ConsumerSpec
 ) -> Callable[[Callable[..., Awaitable[None]]], Any]:
     """Decorator binding a handler to the provisioned durable consumer of `spec`.
 
-    `max_workers` > 1 runs that many handlers at once (FastStream then buffers
-    up to `max_workers` fetched messages that wait for a free worker).
+    One message at a time. For parallel work, bind several subscribers to the
+    same durable (see the datablocker): FastStream's `max_workers` prefetches
+    messages that then wait without heartbeats and are redelivered after the
+    ack wait, so the same work runs twice.
     """
     return broker.subscriber(
         spec.filter_subject,
@@ -53,7 +55,6 @@ def durable_subscriber(
         # instances of one service then share messages one by one.
         pull_sub=PullSub(batch_size=1, timeout=5.0),
         ack_policy=AckPolicy.MANUAL,
-        max_workers=max_workers,
     )
 
 
