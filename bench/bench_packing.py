@@ -108,6 +108,10 @@ def start_packer(endpoint: str, nats_url: str) -> subprocess.Popen[str]:
         "S3_ENDPOINT": endpoint,
         "S3_ACCESS_KEY": ACCESS_KEY,
         "S3_SECRET_KEY": SECRET_KEY,
+        # Required by the service's settings; this child packs without reading SciCat.
+        "SCICAT_URL": "http://127.0.0.1:9/api",
+        "SCICAT_USERNAME": "bench",
+        "SCICAT_PASSWORD": "unused",
     }
     return subprocess.Popen(
         [sys.executable, "-m", "bench.bench_packing", "--child-pack"],
