@@ -22,7 +22,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from runtime.bus import MSG_ID_HEADER
+from runtime.publishing import MSG_ID_HEADER
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 DEV_STACK_FILE = Path("var/dev/stack.json")

@@ -136,9 +136,9 @@ def pack_in_child(packer: subprocess.Popen[str], pid: str) -> dict[str, float]:
 def child_pack() -> None:
     """The child: the service's own settings, S3 client, KV results and packing logic."""
     from contracts.events import DatablocksCreated, UploadFinished
-    from runtime.bus import connect
+    from runtime.nats_connection import connect
     from runtime.objectstore import s3_client
-    from services.datablocker.app import packing_limits
+    from services.datablocker.bootstrap import packing_limits
     from services.datablocker.packing import Buckets, pack_upload
     from services.datablocker.results import PackedResults
     from services.datablocker.settings import DatablockerSettings

@@ -5,6 +5,7 @@ contract fails loudly at the consumer (and is dead-lettered) instead of being
 half-understood. `schema_version` lets a consumer tell an old shape from a new one.
 """
 
+from abc import abstractmethod
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NonNegativeInt, StringConstraints
@@ -27,6 +28,10 @@ class Event(BaseModel):
     occurred_at: AwareDatetime
     """When the producer observed the change; consumers order updates of one target by it."""
     correlation_id: str | None = None
+
+    @abstractmethod
+    def dedup_id(self) -> str:
+        """The `Nats-Msg-Id` that makes a repeat of this event a no-op on the stream."""
 
 
 class UploadFinished(Event):

@@ -24,7 +24,7 @@ from devstack.natsserver import nats_server
 from devstack.processes import ManagedProcess, free_port, port_open
 from devstack.s3server import create_buckets, moto_ready, moto_server
 from devstack.scicat.config import default_accounts
-from runtime.bus import connect
+from runtime.nats_connection import connect
 from runtime.settings import NatsSettings
 
 S3_ACCESS_KEY = "testing"

@@ -1,14 +1,13 @@
-"""Run one durable consumer in the test's process, wired exactly as a service wires it."""
+"""Run one durable consumer in the test's process, bound exactly as a service binds it."""
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
-from faststream.nats import NatsMessage
 from pydantic import BaseModel
 
 from contracts.streams import ConsumerSpec
-from runtime.broker import Bus, create_broker, durable_subscriber
+from runtime.service_bus import Bus, ServiceBus
 from runtime.settings import NatsSettings
 
 EventT = TypeVar("EventT", bound=BaseModel)
@@ -22,17 +21,15 @@ async def consuming(
     handle: Callable[[EventT], Awaitable[None]],
 ) -> AsyncIterator[Bus]:
     """`handle` receives every decoded event of `spec`'s durable until the block ends."""
-    settings = NatsSettings(url=url)
-    broker = create_broker(settings, spec.service)
-    bus = Bus(broker, settings)
+    service_bus = ServiceBus(NatsSettings(url=url), spec.service)
+    bus = await service_bus.connect()
 
-    @durable_subscriber(broker, spec)
-    async def on_message(msg: NatsMessage) -> None:
-        await bus.settle(spec, msg, model, handle)
+    async def on_event(event: model) -> None:  # type: ignore[valid-type]
+        await handle(event)
 
-    await bus.start()
-    await broker.start()
+    bus.consumes(spec)(on_event)
+    await service_bus.broker.start()
     try:
         yield bus
     finally:
-        await broker.stop()
+        await service_bus.broker.stop()

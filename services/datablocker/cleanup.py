@@ -10,19 +10,23 @@ packed datablocks stays: retrieval needs their checksums.
 
 import asyncio
 import re
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+import structlog
 from minio import Minio
 from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
 
 from contracts.events import DatasetArchived
-from runtime.consuming import PermanentError
+from runtime.settling import PermanentError
 from services.datablocker import layout
 from services.datablocker.packing import Buckets
 from services.datablocker.results import CleanedDataset
+
+log = structlog.get_logger(__name__)
 
 _MAX_ABORT_ROUNDS = 100
 """ListMultipartUploads pages hold 1,000 uploads; aborted ones drop out of the next listing."""
@@ -84,7 +88,18 @@ async def clean_archived_dataset(
             archive_ids=event.archive_ids,
         )
     )
-    return await asyncio.to_thread(_remove_copies, s3, buckets, event.pid, event.archive_ids)
+    started = time.monotonic()
+    report = await asyncio.to_thread(_remove_copies, s3, buckets, event.pid, event.archive_ids)
+    log.info(
+        "dataset.cleaned",
+        objects=report.objects,
+        bytes=report.bytes,
+        landing_objects=report.landing_objects,
+        uploads_aborted=report.uploads_aborted,
+        datablocks=report.datablocks,
+        ms=round((time.monotonic() - started) * 1000),
+    )
+    return report
 
 
 def _remove_copies(

@@ -106,6 +106,22 @@ class AlreadyCleaned:
 class ResultStore(Protocol):
     async def get(self, pid: str) -> DatablocksCreated | None: ...
     async def put(self, event: DatablocksCreated) -> None: ...
+
+
+PackingOutcome = DatablocksCreated | DatasetPackingFailed | AlreadyCleaned
+
+
+@dataclass(frozen=True)
+class Packer:
+    """What packing a dataset works with: S3, the buckets, limits, results and SciCat's files."""
+
+    s3: Minio
+    buckets: Buckets
+    limits: PackingLimits
+    results: ResultStore
+    catalog: Catalog | None
+    completion_marker: str | None
+
     async def cleaned(self, pid: str) -> CleanedDataset | None: ...
 
 
@@ -280,6 +296,41 @@ def _interruptible(
             raise PackingCancelled
 
     return wait
+
+
+async def pack_finished_upload(
+    event: UploadFinished, packer: Packer, *, max_payload: int | None
+) -> PackingOutcome:
+    """Pack the dataset `event` announces, and log the outcome."""
+    started = time.monotonic()
+    outcome = await pack_upload(
+        event,
+        packer.s3,
+        packer.buckets,
+        packer.limits,
+        packer.results,
+        catalog=packer.catalog,
+        completion_marker=packer.completion_marker,
+        max_payload=max_payload,
+    )
+    ms = round((time.monotonic() - started) * 1000)
+    match outcome:
+        case DatablocksCreated(datablocks=blocks):
+            log.info(
+                "datablocks.created",
+                blocks=len(blocks),
+                bytes=sum(b.size for b in blocks),
+                ms=ms,
+            )
+        case DatasetPackingFailed(kind=kind, reason=reason):
+            log.warning("dataset.packing_failed", kind=kind, reason=reason)
+        case AlreadyCleaned(record=record):
+            log.warning(
+                "upload.ignored_already_archived",
+                job_id=record.job_id,
+                archived_at=record.archived_at.isoformat(),
+            )
+    return outcome
 
 
 async def pack_upload(

@@ -14,15 +14,15 @@ import httpx
 import structlog
 from fastapi import APIRouter, FastAPI
 from faststream.nats import NatsMessage
+from runtime.broker import Bus, create_broker, durable_subscriber
 
 from contracts import kv as kv_names
 from contracts import streams, subjects
 from contracts.events import JobRequested, MinioNotification, UploadFinished
-from runtime.broker import Bus, create_broker, durable_subscriber
-from runtime.bus import CORRELATION_HEADER, publish_event
-from runtime.consuming import PermanentError
 from runtime.kvstore import open_bucket
 from runtime.objectstore import s3_client
+from runtime.publishing import CORRELATION_HEADER, publish_event
+from runtime.settling import PermanentError
 from services.gateway import notifications
 from services.gateway.admission import Admission, open_reservations
 from services.gateway.catalog import Catalog, DatasetOwner, Identity, TtlCache

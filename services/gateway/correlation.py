@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from fastapi import FastAPI, Request, Response
 
-from runtime.bus import CORRELATION_HEADER
+from runtime.publishing import CORRELATION_HEADER
 
 
 def install_correlation_ids(app: FastAPI) -> None:

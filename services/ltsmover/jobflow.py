@@ -32,7 +32,7 @@ from contracts.events import (
 )
 from contracts.jobs import DatablockProgress, DatasetProgress, JobRecord
 from contracts.scicat import JobStatusCode, LifecyclePatch
-from runtime.consuming import PermanentError
+from runtime.settling import PermanentError
 from services.ltsmover.jobstate import DatablockCatalog, JobStore
 
 log = structlog.get_logger(__name__)

@@ -7,6 +7,7 @@ import httpx
 import structlog
 from faststream import FastStream
 from faststream.nats import NatsMessage
+from runtime.broker import Bus, create_broker, durable_subscriber
 
 from contracts import streams
 from contracts.events import (
@@ -16,7 +17,6 @@ from contracts.events import (
     JobStatusChanged,
 )
 from contracts.streams import ConsumerSpec
-from runtime.broker import Bus, create_broker, durable_subscriber
 from services.scicat_sync import syncing
 from services.scicat_sync.ledger import AppliedLedger, open_ledger
 from services.scicat_sync.scicat_client import RetryPolicy, ScicatClient

@@ -20,9 +20,9 @@ import httpx
 import stamina
 from pydantic import SecretStr
 
-from runtime.consuming import PermanentError
 from runtime.scicat_session import ScicatLoginFailed as SessionLoginFailed
 from runtime.scicat_session import ScicatSession
+from runtime.settling import PermanentError
 
 T = TypeVar("T")
 

@@ -23,7 +23,7 @@ from contracts.events import (
 )
 from contracts.kv import id_key
 from contracts.scicat import DatablockPayload, DataFilePayload, LifecyclePatch
-from runtime.consuming import PermanentError
+from runtime.settling import PermanentError
 from services.scicat_sync.ledger import AppliedLedger
 from services.scicat_sync.scicat_client import (
     ScicatClient,

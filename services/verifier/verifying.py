@@ -6,15 +6,21 @@ import posixpath
 import queue
 import tarfile
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from contracts.events import Datablock
-from runtime.consuming import PermanentError
+import structlog
+
+from contracts.events import Datablock, LtsMoved, LtsVerified
 from runtime.lts import LtsBackend, LtsNotFound, LtsPathError, Readable, await_readable
 from runtime.lts import LtsRecallTimeout as NotReadableInTime
 from runtime.objectstore import BucketReader, ObjectMissing
+from runtime.settling import PermanentError
+
+log = structlog.get_logger(__name__)
 
 CHUNK_BYTES = 1024**2
 """Read and hand-off size: small enough that the queued chunks stay a few MiB."""
@@ -217,3 +223,45 @@ async def verify_retrieved(bucket: BucketReader, key: str, datablock: Datablock)
         return await asyncio.to_thread(read_all)
     except ObjectMissing as exc:
         return Verdict(False, f"no retrieved copy: {exc}", 0)
+
+
+@dataclass(frozen=True)
+class CopiesToVerify:
+    """Where the verifier reads copies: LTS (archive jobs) and the retrieval bucket."""
+
+    lts: LtsBackend
+    retrieved: BucketReader
+    recall_poll_s: float
+    recall_timeout_s: float
+
+
+async def verify_moved_copy(event: LtsMoved, copies: CopiesToVerify) -> LtsVerified:
+    """The verdict on the copy `event` announces, as the `lts.verified` event to publish."""
+    block = event.datablock
+    started = time.monotonic()
+    if event.job_type == "retrieve":
+        verdict = await verify_retrieved(copies.retrieved, event.location, block)
+    else:
+        verdict = await verify_datablock(
+            copies.lts, block, poll_s=copies.recall_poll_s, timeout_s=copies.recall_timeout_s
+        )
+    log.info(
+        "datablock.verified" if verdict.ok else "datablock.verification_failed",
+        archive_id=block.archive_id,
+        attempt=event.attempt,
+        bytes=verdict.bytes_read,
+        ms=round((time.monotonic() - started) * 1000),
+        reason=verdict.reason,
+    )
+    return LtsVerified(
+        occurred_at=datetime.now(UTC),
+        correlation_id=event.correlation_id,
+        job_id=event.job_id,
+        job_type=event.job_type,
+        pid=event.pid,
+        archive_id=block.archive_id,
+        location=event.location,
+        attempt=event.attempt,
+        ok=verdict.ok,
+        reason=verdict.reason,
+    )

@@ -21,10 +21,10 @@ from archiver.deadletters import ADVISORY_REASON, Letter, letter_from, list_lett
 from archiver.operator_bus import StoredMessage
 from contracts import streams, subjects
 from contracts.events import DeadLetter, UploadFinished
-from runtime.broker import Bus
-from runtime.bus import publish_event
-from runtime.consuming import PermanentError
 from runtime.provisioning import consumer_config, provision
+from runtime.publishing import publish_event
+from runtime.service_bus import Bus
+from runtime.settling import PermanentError
 from tests import inprocess_consumer
 
 SPEC = replace(

@@ -21,8 +21,8 @@ from contracts.events import (
     LtsVerified,
     UploadFinished,
 )
-from runtime.bus import publish_event
 from runtime.provisioning import provision
+from runtime.publishing import publish_event
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -34,7 +34,7 @@ from contracts.events import (
 from contracts.scicat import LifecyclePatch
 from devstack.processes import tool_path
 from devstack.stack import DevStack
-from runtime.bus import publish_event
+from runtime.publishing import publish_event
 from tests.badinput.stack_helpers import Scicat, dead_letters, eventually, jetstream
 
 SHA = "ab" * 32

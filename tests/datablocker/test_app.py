@@ -15,8 +15,8 @@ from contracts.events import (
     DeadLetter,
     UploadFinished,
 )
-from runtime.bus import publish_event
 from runtime.provisioning import provision
+from runtime.publishing import publish_event
 from runtime.settings import NatsSettings, S3Settings
 from services.datablocker.app import create_app
 from services.datablocker.settings import DatablockerSettings

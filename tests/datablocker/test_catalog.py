@@ -9,7 +9,7 @@ import pytest
 import stamina
 from pydantic import SecretStr
 
-from runtime.consuming import PermanentError
+from runtime.settling import PermanentError
 from services.datablocker.catalog import (
     RetryBudget,
     ScicatReader,

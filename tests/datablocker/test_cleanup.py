@@ -6,7 +6,7 @@ import pytest
 from minio import Minio
 
 from contracts.events import DatasetArchived
-from runtime.consuming import PermanentError
+from runtime.settling import PermanentError
 from services.datablocker.cleanup import CleanupReport, clean_archived_dataset, foreign_archive_ids
 from services.datablocker.packing import Buckets, PackingLimits, pack_dataset
 from services.datablocker.results import CleanedDataset

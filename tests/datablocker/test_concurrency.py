@@ -9,11 +9,11 @@ from pydantic import SecretStr
 
 from contracts import streams, subjects
 from contracts.events import UploadFinished
-from runtime.bus import publish_event
 from runtime.provisioning import provision
+from runtime.publishing import publish_event
 from runtime.settings import NatsSettings, S3Settings
 from services.datablocker.app import create_app
-from services.datablocker.packing import pack_upload
+from services.datablocker.packing import Packer, pack_finished_upload
 from services.datablocker.settings import DatablockerSettings
 from tests.datablocker.landing_fixtures import minio_client, new_pid, put_file
 from tests.datablocker.scicat_standin import ScicatStandin
@@ -45,10 +45,10 @@ async def test_two_datasets_pack_in_parallel_and_a_waiting_one_is_not_redelivere
     loop = asyncio.get_running_loop()
     runs: list[tuple[str, float, float]] = []
 
-    async def slow_pack(event: UploadFinished, *args, **kwargs):
+    async def slow_pack(event: UploadFinished, packer: Packer, *, max_payload: int | None):
         started = loop.time()
         await asyncio.sleep(PACK_DELAY_S)
-        outcome = await pack_upload(event, *args, **kwargs)
+        outcome = await pack_finished_upload(event, packer, max_payload=max_payload)
         runs.append((event.pid, started, loop.time()))
         return outcome
 

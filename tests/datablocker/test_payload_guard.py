@@ -11,7 +11,8 @@ from pydantic import SecretStr
 from contracts import subjects
 from contracts.events import DatasetPackingFailed, UploadFinished
 from devstack.processes import ManagedProcess, free_port, port_open, tool_path
-from runtime.bus import connect, publish_event
+from runtime.nats_connection import connect
+from runtime.publishing import publish_event
 from runtime.settings import NatsSettings, S3Settings
 from services.datablocker.app import create_app
 from services.datablocker.settings import DatablockerSettings

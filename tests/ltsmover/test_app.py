@@ -9,7 +9,7 @@ from nats.js import JetStreamContext
 
 from contracts import subjects
 from contracts.events import JobRequested
-from runtime.bus import publish_event
+from runtime.publishing import publish_event
 from services.ltsmover.app import create_app as create_ltsmover
 from services.verifier.app import create_app as create_verifier
 from tests.ltsmover.service_fixtures import (

@@ -18,9 +18,9 @@ from nats.js import JetStreamContext
 from contracts import kv, subjects
 from contracts.events import JobRequested
 from contracts.retrievals import RetrievalCopy
-from runtime.bus import publish_event
 from runtime.kvstore import open_bucket
 from runtime.lts import LtsBackend, PosixLts, S3ColdLts
+from runtime.publishing import publish_event
 from services.ltsmover.app import create_app as create_ltsmover
 from services.ltsmover.retrieval_bucket import RetrievalBucket
 from services.ltsmover.retrieval_copies import RetrievalCopies

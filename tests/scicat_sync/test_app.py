@@ -20,7 +20,7 @@ from contracts.events import (
     JobStatusChanged,
 )
 from contracts.scicat import LifecyclePatch
-from runtime.bus import publish_event
+from runtime.publishing import publish_event
 from runtime.settings import NatsSettings, ScicatSettings
 from services.scicat_sync.app import create_app
 from services.scicat_sync.ledger import AppliedLedger

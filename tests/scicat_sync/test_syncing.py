@@ -14,7 +14,7 @@ from contracts.events import (
     JobStatusChanged,
 )
 from contracts.scicat import LifecyclePatch
-from runtime.consuming import PermanentError
+from runtime.settling import PermanentError
 from services.scicat_sync import syncing
 from services.scicat_sync.ledger import AppliedLedger
 from services.scicat_sync.scicat_client import ScicatClient, ScicatUnavailable

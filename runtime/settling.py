@@ -1,7 +1,8 @@
 """How a handled message is settled: ack, nak with a delay, or dead-letter and terminate.
 
-Every consumer goes through `Settler.settle`, so no service can drop a message
-by accident: a handler that raises is redelivered after the consumer's backoff,
+Every consumer (bound by `runtime.service_bus.Bus.consumes`) goes through
+`Settler.settle`, so no service can drop a message by accident: a handler that
+raises is redelivered after the consumer's backoff,
 never terminated, until its last allowed delivery; then (or at once, for poison
 and permanent errors) the message is published to the service's dead-letter
 subject with the reason and terminated. Long handlers are kept alive by a
@@ -22,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 from contracts import subjects
 from contracts.events import DeadLetter
 from contracts.streams import ConsumerSpec
-from runtime.bus import CORRELATION_HEADER, publish_event
+from runtime.publishing import CORRELATION_HEADER, publish_event
 
 log = structlog.get_logger(__name__)
 

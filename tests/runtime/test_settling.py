@@ -11,10 +11,10 @@ from nats.js import JetStreamContext
 
 from contracts import streams, subjects
 from contracts.events import DeadLetter, UploadFinished
-from runtime.broker import Bus
-from runtime.bus import publish_event
-from runtime.consuming import PermanentError
 from runtime.provisioning import consumer_config, provision
+from runtime.publishing import publish_event
+from runtime.service_bus import Bus
+from runtime.settling import PermanentError
 from tests import inprocess_consumer
 
 SPEC = replace(

@@ -1,44 +1,15 @@
-"""Connecting to NATS and publishing events with a dedup id."""
+"""Publishing events: every publish carries a dedup id (`Nats-Msg-Id`) and the correlation id."""
 
 from collections.abc import Mapping
 
-import nats
-import structlog
-from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from pydantic import BaseModel
 
-from runtime.settings import NatsSettings
-
-log = structlog.get_logger(__name__)
+from contracts.events import Event
 
 MSG_ID_HEADER = "Nats-Msg-Id"
 CORRELATION_HEADER = "X-Correlation-ID"
-
-
-async def connect(settings: NatsSettings, name: str) -> NatsClient:
-    """Connect with unbounded reconnects: a NATS restart must not end a service."""
-
-    async def on_disconnected() -> None:
-        log.warning("nats.disconnected")
-
-    async def on_reconnected() -> None:
-        log.info("nats.reconnected")
-
-    async def on_error(exc: Exception) -> None:
-        log.warning("nats.error", error=str(exc))
-
-    return await nats.connect(
-        servers=[s.strip() for s in settings.url.split(",")],
-        name=name,
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=1,
-        connect_timeout=5,
-        disconnected_cb=on_disconnected,
-        reconnected_cb=on_reconnected,
-        error_cb=on_error,
-    )
 
 
 def event_headers(msg_id: str, correlation_id: str | None = None) -> dict[str, str]:
@@ -60,8 +31,16 @@ async def publish_event(
     """Publish and wait for the stream's ack; a repeat `msg_id` is stored once.
 
     The PubAck's `duplicate` tells the caller whether this publish was a repeat.
+    For events, prefer `publish`, which takes both ids from the event itself.
     """
     headers = event_headers(msg_id, correlation_id)
     if extra_headers:
         headers.update(extra_headers)
     return await js.publish(subject, event.model_dump_json(by_alias=True).encode(), headers=headers)
+
+
+async def publish(js: JetStreamContext, subject: str, event: Event) -> PubAck:
+    """Publish `event` with its own dedup id and correlation id."""
+    return await publish_event(
+        js, subject, event, msg_id=event.dedup_id(), correlation_id=event.correlation_id
+    )

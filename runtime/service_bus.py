@@ -1,0 +1,157 @@
+"""A service's bus: its FastStream broker, typed consumers bound to provisioned durables, publish.
+
+A handler is a typed function, `async def on_lts_moved(event: LtsMoved) -> None`;
+`Bus.consumes(spec)` binds it to the durable consumer of `spec` (provisioned by
+`runtime.provisioning`, never declared by FastStream), reads the event model from
+the annotation, and lets `runtime.settling.Settler` validate the message, run the
+handler with heartbeats and decide the ack. Log lines inside a handler carry the
+consumer, subject, stream sequence, correlation id, and the event's dataset and
+job id.
+
+    bus = await ServiceBus(settings.nats, "verifier").connect()
+
+    @bus.consumes(streams.VERIFIER_LTS_MOVED)
+    async def on_lts_moved(event: LtsMoved) -> None:
+        await bus.publish(subjects.LTS_VERIFIED, await verify(event))
+"""
+
+import typing
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import structlog
+from faststream import AckPolicy, FastStream
+from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.api import PubAck
+from pydantic import BaseModel
+
+from contracts.events import Event
+from contracts.streams import ConsumerSpec
+from runtime.nats_connection import create_broker
+from runtime.provisioning import provision
+from runtime.publishing import publish
+from runtime.settings import NatsSettings
+from runtime.settling import Settler
+
+EventT = TypeVar("EventT", bound=BaseModel)
+Handler = Callable[[EventT], Awaitable[None]]
+
+
+class ServiceBus:
+    """The service's broker before it connects: nothing touches the network until `connect`."""
+
+    def __init__(self, settings: NatsSettings, service: str) -> None:
+        self.settings = settings
+        self.broker: NatsBroker = create_broker(settings, service)
+
+    async def connect(self) -> "Bus":
+        """Connect, and provision streams and consumers before any handler is bound."""
+        client = await self.broker.connect()
+        js = client.jetstream()
+        await provision(js, replicas=self.settings.stream_replicas)
+        return Bus(broker=self.broker, client=client, js=js)
+
+
+@dataclass
+class Bus:
+    """A connected service bus: bind handlers with `consumes`, send events with `publish`."""
+
+    broker: NatsBroker
+    client: NatsClient
+    js: JetStreamContext
+    _settlers: dict[str, Settler] = field(default_factory=dict)
+
+    async def publish(self, subject: str, event: Event) -> PubAck:
+        """Publish with the event's own dedup id and correlation id."""
+        return await publish(self.js, subject, event)
+
+    @property
+    def max_payload(self) -> int:
+        """The connected server's limit; read per use, a reconnect may land on another server."""
+        return self.client.max_payload
+
+    def consumes(
+        self, spec: ConsumerSpec, *, parallel: int = 1
+    ) -> Callable[[Handler[EventT]], Handler[EventT]]:
+        """Bind the decorated handler to `spec`'s durable; `parallel` handlers run at once.
+
+        Parallelism is one pull subscriber per handler slot, each fetching its next
+        message only when its handler is done: FastStream's `max_workers` prefetches
+        messages that then wait without heartbeats and are redelivered after the
+        ack wait, so the same work would run twice.
+        """
+
+        def bind(handler: Handler[EventT]) -> Handler[EventT]:
+            model = event_model(handler)
+            settler = self._settlers.setdefault(spec.durable, Settler(spec, self.js))
+
+            async def on_message(msg: NatsMessage) -> None:
+                await settler.settle(msg.raw_message, model, _with_event_context(handler))
+
+            for _ in range(parallel):
+                self.broker.subscriber(
+                    spec.filter_subject,
+                    stream=JStream(spec.stream, declare=False),
+                    durable=spec.durable,
+                    # batch 1: a fetch of more waits for the full batch, and two
+                    # instances of one service then share messages one by one.
+                    pull_sub=PullSub(batch_size=1, timeout=5.0),
+                    ack_policy=AckPolicy.MANUAL,
+                )(on_message)
+            return handler
+
+        return bind
+
+
+def event_model(handler: Callable[..., Any]) -> type[BaseModel]:
+    """The pydantic model in the annotation of the handler's first parameter."""
+    hints = typing.get_type_hints(handler)
+    hints.pop("return", None)
+    model = next(iter(hints.values()), None)
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        msg = f"{handler.__qualname__}: annotate its first parameter with the event model"
+        raise TypeError(msg)
+    return model
+
+
+def _with_event_context(handler: Handler[EventT]) -> Handler[EventT]:
+    """The handler, with the event's dataset and job id bound to its log lines."""
+
+    async def handle(event: EventT) -> None:
+        context = {
+            name: value
+            for name, attribute in (("dataset", "pid"), ("job_id", "job_id"))
+            if (value := getattr(event, attribute, None)) is not None
+        }
+        with structlog.contextvars.bound_contextvars(**context):
+            await handler(event)
+
+    return handle
+
+
+StartHandlers = Callable[[Bus, AsyncExitStack], Awaitable[None]]
+"""Builds a service's parts on the connected bus and binds its handlers to them.
+
+Resources to close at shutdown (HTTP clients, background tasks) go on the stack.
+"""
+
+
+def service_app(settings: NatsSettings, service: str, start: StartHandlers) -> FastStream:
+    """A bus service: at start-up connect, provision, then `start`; closed after the broker stops.
+
+    Handlers are bound at start-up, once their parts exist: no half-built object
+    is ever reachable from a handler, and nothing connects at import time.
+    """
+    service_bus = ServiceBus(settings, service)
+    resources = AsyncExitStack()
+
+    async def connect_and_start() -> None:
+        await start(await service_bus.connect(), resources)
+
+    return FastStream(
+        service_bus.broker, on_startup=[connect_and_start], after_shutdown=[resources.aclose]
+    )

@@ -1,0 +1,77 @@
+"""The datablocker's composition root: everything its handlers need, built once at start-up."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+from minio import Minio
+
+from runtime.objectstore import s3_client
+from runtime.service_bus import Bus
+from services.datablocker.catalog import RetryBudget, ScicatReader
+from services.datablocker.packing import Buckets, Packer, PackingLimits
+from services.datablocker.results import PackedResults
+from services.datablocker.settings import DatablockerSettings
+from services.datablocker.tarball import StreamLimits
+
+
+@dataclass(frozen=True)
+class Datablocker:
+    """The S3 client, buckets and records shared by packing and cleanup."""
+
+    s3: Minio
+    buckets: Buckets
+    results: PackedResults
+    packer: Packer
+
+
+def packing_limits(settings: DatablockerSettings) -> PackingLimits:
+    return PackingLimits(
+        target_size_bytes=settings.target_size_bytes,
+        stream=StreamLimits(
+            part_size_bytes=settings.part_size_bytes,
+            copy_buffer_bytes=settings.copy_buffer_bytes,
+            pipe_chunks=settings.pipe_chunks,
+            parallel_part_uploads=settings.parallel_part_uploads,
+            prefetch_workers=settings.s3_workers,
+            prefetch_object_bytes=settings.prefetch_object_bytes,
+            prefetch_bytes=settings.prefetch_bytes,
+        ),
+        restore_timeout_s=settings.restore_timeout_s,
+        restore_poll_s=settings.restore_poll_s,
+    )
+
+
+@asynccontextmanager
+async def build_datablocker(settings: DatablockerSettings, bus: Bus) -> AsyncIterator[Datablocker]:
+    """The datablocker's parts; the SciCat client closes when the block ends."""
+    s3 = s3_client(settings.s3)
+    buckets = Buckets(landing=settings.s3.landing_bucket, archival=settings.s3.archival_bucket)
+    results = PackedResults(bus.js, replicas=settings.nats.stream_replicas)
+    # SciCat's API base ends in /api; the reader's paths are below it ("v3/...").
+    async with httpx.AsyncClient(
+        base_url=str(settings.scicat.url).rstrip("/") + "/", timeout=settings.scicat.timeout_s
+    ) as scicat_http:
+        catalog = ScicatReader(
+            scicat_http,
+            username=settings.scicat.username,
+            password=settings.scicat.password,
+            retry=RetryBudget(
+                timeout_s=settings.scicat_retry_timeout_s,
+                attempts=settings.scicat_retry_attempts,
+            ),
+        )
+        yield Datablocker(
+            s3=s3,
+            buckets=buckets,
+            results=results,
+            packer=Packer(
+                s3=s3,
+                buckets=buckets,
+                limits=packing_limits(settings),
+                results=results,
+                catalog=catalog,
+                completion_marker=settings.completion_marker,
+            ),
+        )

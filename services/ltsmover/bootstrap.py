@@ -1,0 +1,124 @@
+"""The ltsmover's composition root: everything its handlers need, built once at start-up."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from minio.error import S3Error
+
+from contracts import kv
+from contracts.events import Event
+from runtime.kvstore import open_bucket
+from runtime.lts import LtsBackend, create_lts
+from runtime.objectstore import BucketReader, s3_client
+from runtime.service_bus import Bus
+from services.ltsmover.jobflow import JobFlow
+from services.ltsmover.jobstate import DatablockCatalog, JobStore
+from services.ltsmover.moving import MovePolicy, Mover
+from services.ltsmover.retrieval_bucket import RetrievalBucket
+from services.ltsmover.retrieval_copies import RetrievalCopies
+from services.ltsmover.retrieving import RetrievePolicy, Retriever
+from services.ltsmover.settings import LtsMoverSettings
+from services.ltsmover.sweeping import sweep_forever
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class JobFlows:
+    """The archive and the retrieve flow, chosen by a job's type."""
+
+    archive: JobFlow
+    retrieve: JobFlow
+
+    def of(self, job_type: str) -> JobFlow:
+        return self.archive if job_type == "archive" else self.retrieve
+
+
+def move_policy(settings: LtsMoverSettings) -> MovePolicy:
+    return MovePolicy(
+        min_free_fraction=settings.min_free_percent / 100,
+        free_space_timeout_s=settings.free_space_timeout_s,
+        free_space_poll_s=settings.free_space_poll_s,
+        max_copy_attempts=settings.max_copy_attempts,
+        max_parallel_writes=settings.max_parallel_writes,
+        max_parallel_datasets=settings.max_parallel_datasets,
+    )
+
+
+def retrieve_policy(settings: LtsMoverSettings) -> RetrievePolicy:
+    return RetrievePolicy(
+        recall_poll_s=settings.recall_poll_s,
+        recall_timeout_s=settings.recall_timeout_s,
+        max_copy_attempts=settings.max_copy_attempts,
+        max_parallel_copies=settings.max_parallel_copies,
+        max_parallel_datasets=settings.max_parallel_datasets,
+        url_expiry=timedelta(seconds=settings.retrieval_url_expiry_s),
+        reuse_min_remaining=timedelta(seconds=settings.retrieval_reuse_min_remaining_s),
+        claim_stale_after=timedelta(seconds=settings.retrieval_claim_stale_s),
+    )
+
+
+@asynccontextmanager
+async def build_job_flows(
+    settings: LtsMoverSettings, bus: Bus, *, lts: LtsBackend | None = None
+) -> AsyncIterator[JobFlows]:
+    """Both flows over the job records; the retrieval sweeper runs until the block ends.
+
+    `lts` replaces the configured backend (tests inject a gauge or a reader).
+    """
+    s3 = s3_client(settings.s3)
+    backend = lts or create_lts(settings.lts, s3)
+    public = settings.retrieval_public_endpoint
+    presigner = s3_client(settings.s3.model_copy(update={"endpoint": public})) if public else s3
+    retrieval = RetrievalBucket(s3, settings.s3.retrieval_bucket, presigner=presigner)
+    replicas = settings.nats.stream_replicas
+    jobs = JobStore(await open_bucket(bus.js, kv.JOBS, replicas))
+    catalog = DatablockCatalog(await open_bucket(bus.js, kv.DATABLOCKS, replicas))
+    copies = RetrievalCopies(await open_bucket(bus.js, kv.RETRIEVALS, replicas))
+
+    async def emit(subject: str, event: Event) -> None:
+        await bus.publish(subject, event)
+
+    flows = JobFlows(
+        archive=Mover(
+            jobs=jobs,
+            catalog=catalog,
+            source=BucketReader(s3, settings.s3.archival_bucket, "archival"),
+            lts=backend,
+            emit=emit,
+            policy=move_policy(settings),
+        ),
+        retrieve=Retriever(
+            jobs=jobs,
+            catalog=catalog,
+            copies=copies,
+            lts=backend,
+            bucket=retrieval,
+            emit=emit,
+            policy=retrieve_policy(settings),
+        ),
+    )
+    expiry = timedelta(seconds=settings.retrieval_url_expiry_s)
+    try:
+        await asyncio.to_thread(retrieval.set_expiry_rule, expiry)
+    except S3Error as exc:
+        log.warning("retrieval.lifecycle_rule_refused", error=exc.code)
+    sweeper = asyncio.create_task(
+        sweep_forever(
+            copies,
+            retrieval,
+            interval_s=settings.sweep_interval_s,
+            orphan_age=expiry,
+            clock=lambda: datetime.now(UTC),
+        )
+    )
+    try:
+        yield flows
+    finally:
+        sweeper.cancel()
+        with suppress(asyncio.CancelledError):
+            await sweeper
