@@ -18,6 +18,7 @@ import structlog
 from contracts.events import (
     Datablock,
     DatablocksCreated,
+    DatasetLifecycleChanged,
     DatasetPackingFailed,
     JobStatusChanged,
 )
@@ -251,3 +252,41 @@ async def create_archive_job(
     job_id = str(job["id"])
     await ledger.remember(key, {"job_id": job_id})
     return job_id
+
+
+@dataclass(frozen=True)
+class ScicatWriter:
+    """The archiver's SciCat account, the ledger of what it applied, and the job API to use."""
+
+    scicat: ScicatClient
+    ledger: AppliedLedger
+    job_api: JobApi
+
+
+async def sync_datablocks_created(event: DatablocksCreated, writer: ScicatWriter) -> None:
+    """Register the datablocks (then lifecycle and archive job) and log what was written."""
+    outcome = await register_datablocks(writer.scicat, writer.ledger, event)
+    log.info(
+        "scicat.datablocks_registered",
+        posted=outcome.posted,
+        total=len(event.datablocks),
+        lifecycle=outcome.lifecycle_fields,
+        archive_job_id=outcome.archive_job_id,
+    )
+
+
+async def sync_dataset_lifecycle(event: DatasetLifecycleChanged, writer: ScicatWriter) -> None:
+    fields = await apply_lifecycle(
+        writer.scicat, writer.ledger, event.pid, event.lifecycle, event.occurred_at
+    )
+    log.info("scicat.lifecycle_applied", fields=fields)
+
+
+async def sync_job_status(event: JobStatusChanged, writer: ScicatWriter) -> None:
+    written = await apply_job_status(writer.scicat, writer.ledger, event, writer.job_api)
+    log.info("scicat.job_status_applied", status=event.status_code, written=written)
+
+
+async def sync_packing_failed(event: DatasetPackingFailed, writer: ScicatWriter) -> None:
+    fields = await record_packing_failure(writer.scicat, writer.ledger, event)
+    log.info("scicat.packing_failure_recorded", kind=event.kind, fields=fields)

@@ -1,0 +1,48 @@
+"""scicat_sync's composition root: everything its handlers need, built once at start-up."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from datetime import timedelta
+
+import httpx
+
+from contracts.streams import ConsumerSpec
+from runtime.service_bus import Bus
+from services.scicat_sync.ledger import open_ledger
+from services.scicat_sync.scicat_client import RetryPolicy, ScicatClient
+from services.scicat_sync.settings import ScicatSyncSettings
+from services.scicat_sync.syncing import ScicatWriter
+
+
+def consumer_spec(settings: ScicatSyncSettings, spec: ConsumerSpec) -> ConsumerSpec:
+    """`spec` with the nak delays the settings ask for (tests shorten them)."""
+    delays_s = settings.nak_delays_s
+    if delays_s is None:
+        return spec
+    return replace(spec, nak_delays=tuple(timedelta(seconds=s) for s in delays_s))
+
+
+@asynccontextmanager
+async def build_scicat_writer(
+    settings: ScicatSyncSettings, bus: Bus
+) -> AsyncIterator[ScicatWriter]:
+    """The writer over one HTTP client, closed when the block ends."""
+    async with httpx.AsyncClient(
+        base_url=str(settings.scicat.url), timeout=settings.scicat.timeout_s
+    ) as http:
+        yield ScicatWriter(
+            scicat=ScicatClient(
+                http,
+                settings.scicat.username,
+                settings.scicat.password,
+                RetryPolicy(
+                    budget_s=settings.retry_budget_s,
+                    wait_initial_s=settings.retry_wait_initial_s,
+                    wait_max_s=settings.retry_wait_max_s,
+                    wait_jitter_s=settings.retry_wait_jitter_s,
+                ),
+            ),
+            ledger=await open_ledger(bus.js, settings.nats.stream_replicas),
+            job_api=settings.job_api,
+        )
