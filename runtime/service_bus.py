@@ -155,3 +155,12 @@ def service_app(settings: NatsSettings, service: str, start: StartHandlers) -> F
     return FastStream(
         service_bus.broker, on_startup=[connect_and_start], after_shutdown=[resources.aclose]
     )
+
+
+def handled_correlation_id() -> str | None:
+    """The `X-Correlation-ID` of the message being handled (bound by the settler), if it had one.
+
+    For events without a correlation id of their own (MinIO's notifications).
+    """
+    value = structlog.contextvars.get_contextvars().get("correlation_id")
+    return value if isinstance(value, str) else None

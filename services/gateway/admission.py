@@ -52,22 +52,12 @@ class Decision:
 
 
 class Admission:
-    """The ledger; `attach` the KV bucket (opened once the bus is up) before use."""
+    """The ledger of landing-zone space reserved per dataset upload, in one KV key."""
 
-    def __init__(self, capacity_bytes: int, ttl: timedelta, store: KeyValue | None = None) -> None:
-        self._kv = store
+    def __init__(self, capacity_bytes: int, ttl: timedelta, store: KeyValue) -> None:
+        self._store = store
         self._capacity = capacity_bytes
         self._ttl = ttl
-
-    def attach(self, store: KeyValue) -> None:
-        self._kv = store
-
-    @property
-    def _store(self) -> KeyValue:
-        if self._kv is None:
-            msg = "Admission.attach() has not run yet"
-            raise RuntimeError(msg)
-        return self._kv
 
     async def reserve(self, pid: str, size_bytes: int, holder: str, now: datetime) -> Decision:
         """Reserve (or re-reserve, replacing the old size) space for one dataset upload."""

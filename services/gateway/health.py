@@ -4,7 +4,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import httpx
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 Probe = Callable[[], Awaitable[None]]
@@ -26,8 +26,11 @@ async def check_readiness(probes: Mapping[str, Probe]) -> Readiness:
     return Readiness(ready=not failing, failing=failing)
 
 
-def build_health_router(probes: Mapping[str, Probe]) -> APIRouter:
-    """`/health/livez` (the process is up) and `/health/readyz` (every probe answers)."""
+def build_health_router(probes: Callable[[Request], Mapping[str, Probe]]) -> APIRouter:
+    """`/health/livez` (the process is up) and `/health/readyz` (every probe answers).
+
+    `probes` gives the readiness probes of the app serving the request.
+    """
     health = APIRouter(prefix="/health", tags=["health"])
 
     @health.get("/livez")
@@ -36,9 +39,9 @@ def build_health_router(probes: Mapping[str, Probe]) -> APIRouter:
         return {"status": "ok"}
 
     @health.get("/readyz", responses={503: {"description": "A dependency is down"}})
-    async def readyz() -> JSONResponse:
+    async def readyz(request: Request) -> JSONResponse:
         """NATS, S3 and SciCat answer; a 503 names the ones that do not."""
-        readiness = await check_readiness(probes)
+        readiness = await check_readiness(probes(request))
         if readiness.ready:
             return JSONResponse({"status": "ok"})
         failing = ", ".join(sorted(readiness.failing))

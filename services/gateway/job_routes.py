@@ -9,8 +9,8 @@ from fastapi import APIRouter, Body, Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, SecretStr
 
+from services.gateway.dependencies import GatewayParts
 from services.gateway.errors import NotAuthenticated
-from services.gateway.jobs import JobIntake
 
 
 class JobCredentialsMissing(NotAuthenticated):
@@ -60,7 +60,7 @@ class JobCallerCheck:
         return secrets.compare_digest(given, self._basic)
 
 
-def build_job_router(intake: JobIntake, caller_check: JobCallerCheck) -> APIRouter:
+def build_job_router(caller_check: JobCallerCheck) -> APIRouter:
     router = APIRouter(prefix="/archiver/jobs", tags=["archiving"])
 
     @router.post(
@@ -71,10 +71,10 @@ def build_job_router(intake: JobIntake, caller_check: JobCallerCheck) -> APIRout
         responses={401: {"description": "Missing or wrong job credentials"}},
     )
     async def create_job(
-        request: Request, body: Annotated[dict[str, Any], Body()]
+        request: Request, body: Annotated[dict[str, Any], Body()], gateway: GatewayParts
     ) -> CreateJobResp:
         """Accept a SciCat archive or retrieve job (v4, v3, or `{"id","type"}`); idempotent."""
-        accepted = await intake.submit(body, request.state.correlation_id)
+        accepted = await gateway.intake.submit(body, request.state.correlation_id)
         return CreateJobResp(uuid=accepted.uuid, name=accepted.name)
 
     @router.get(
@@ -82,9 +82,9 @@ def build_job_router(intake: JobIntake, caller_check: JobCallerCheck) -> APIRout
         dependencies=[Depends(caller_check)],
         responses={404: {"description": "Unknown job"}},
     )
-    async def get_job(job_id: str) -> dict[str, Any]:
+    async def get_job(job_id: str, gateway: GatewayParts) -> dict[str, Any]:
         """The job's progress: status, per-dataset step and error, bytes done/total."""
-        record = await intake.status(job_id)
+        record = await gateway.intake.status(job_id)
         view = record.model_dump(mode="json")
         for pid, dataset in record.datasets.items():
             view["datasets"][pid]["bytes_total"] = dataset.bytes_total

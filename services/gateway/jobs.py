@@ -90,23 +90,12 @@ class JobIntake:
         publish: Callable[[JobRequested], Awaitable[None]],
         datasets_of_job: Callable[[str], Awaitable[tuple[JobDataset, ...]]],
         clock: Callable[[], datetime],
-        jobs: KeyValue | None = None,
+        jobs: KeyValue,
     ) -> None:
-        self._kv = jobs
+        self._jobs = jobs
         self._publish = publish
         self._datasets_of_job = datasets_of_job
         self._clock = clock
-
-    def attach(self, jobs: KeyValue) -> None:
-        """The KV bucket opens in the app's lifespan, after the intake is built."""
-        self._kv = jobs
-
-    @property
-    def _jobs(self) -> KeyValue:
-        if self._kv is None:
-            msg = "JobIntake used before its KV bucket was attached"
-            raise RuntimeError(msg)
-        return self._kv
 
     async def submit(self, body: Mapping[str, Any], correlation_id: str | None) -> JobAccepted:
         parsed = parse_job(body)

@@ -5,12 +5,19 @@ account). The event has the same dedup id as the finalize call's, so whichever
 of the two reaches the stream first starts the one chain.
 """
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import unquote
 
+import structlog
+
 from contracts.events import MinioNotification, UploadFinished
+from runtime.settling import PermanentError
+from services.gateway.admission import Admission
 from services.gateway.catalog import Catalog
+from services.gateway.errors import NotFound
 from services.gateway.objectkeys import RAW_FILES, dataset_prefix, pid_of_key
 
 CREATED_PREFIX = "s3:ObjectCreated:"
@@ -51,3 +58,41 @@ async def upload_finished_by_marker(
         create_archiving_job=create_archiving_job,
         source="notification",
     )
+
+
+@dataclass(frozen=True)
+class MarkerWatch:
+    """What turns a completion marker into `upload.finished`: where to look and whom to tell."""
+
+    landing_bucket: str
+    completion_marker: str
+    creates_archiving_job: bool
+    catalog: Catalog
+    admission: Admission
+    announce: Callable[[UploadFinished], Awaitable[None]]
+    clock: Callable[[], datetime]
+
+
+async def announce_marked_uploads(
+    notification: MinioNotification, watch: MarkerWatch, correlation_id: str | None
+) -> None:
+    """Announce every dataset whose completion marker `notification` reports; free its space.
+
+    A marker of a dataset SciCat does not know is a PermanentError (retrying
+    cannot make SciCat know it).
+    """
+    for pid in finished_pids(notification, watch.landing_bucket, watch.completion_marker):
+        with structlog.contextvars.bound_contextvars(dataset=pid):
+            try:
+                finished = await upload_finished_by_marker(
+                    pid,
+                    watch.catalog,
+                    create_archiving_job=watch.creates_archiving_job,
+                    clock=watch.clock,
+                    correlation_id=correlation_id or str(uuid.uuid4()),
+                )
+            except NotFound as exc:
+                reason = f"Completion marker of dataset {pid}, which SciCat does not know"
+                raise PermanentError(reason, exc.detail) from exc
+            await watch.announce(finished)
+            await watch.admission.release(pid, watch.clock())

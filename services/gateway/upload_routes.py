@@ -6,8 +6,6 @@ upload access token from `POST /token`.
 """
 
 import base64
-from collections.abc import Callable
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -15,12 +13,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from contracts.events import Pid
-from services.gateway.catalog import Catalog
+from services.gateway.dependencies import GatewayParts
 from services.gateway.errors import InvalidRequest, NotAuthenticated
 from services.gateway.landing import UploadedPart
 from services.gateway.objectkeys import MAX_NAME_BYTES, check_relative_path
-from services.gateway.tokens import Principal, TokenIssuer, exchange_scicat_token
-from services.gateway.uploads import Uploads
+from services.gateway.tokens import Principal, exchange_scicat_token
 
 _bearer = HTTPBearer(auto_error=False, description="An upload access token from POST /token")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
@@ -87,102 +84,114 @@ def correlation_id(request: Request) -> str | None:
     return getattr(request.state, "correlation_id", None)
 
 
-def build_upload_router(
-    *,
-    uploads: Uploads,
-    catalog: Catalog,
-    issuer: TokenIssuer,
-    ingestor_groups: tuple[str, ...],
-    clock: Callable[[], datetime],
-) -> APIRouter:
-    router = APIRouter()
+def principal(credentials: Credentials, gateway: GatewayParts) -> Principal:
+    if credentials is None:
+        msg = "Send an upload access token from POST /token as 'Authorization: Bearer <token>'"
+        raise NotAuthenticated(msg)
+    return gateway.issuer.verify_access(credentials.credentials, gateway.clock())
 
-    def principal(credentials: Credentials) -> Principal:
-        if credentials is None:
-            msg = "Send an upload access token from POST /token as 'Authorization: Bearer <token>'"
-            raise NotAuthenticated(msg)
-        return issuer.verify_access(credentials.credentials, clock())
 
-    Caller = Annotated[Principal, Depends(principal)]
+Caller = Annotated[Principal, Depends(principal)]
 
-    @router.post("/token", status_code=201, tags=["service_token"])
-    async def create_new_service_token(request: Request, credentials: Credentials) -> dict:
-        """Exchange a SciCat token (`Authorization: Bearer`) or a refresh token for upload tokens.
+router = APIRouter()
 
-        Refresh: the OAuth2 refresh grant, form-encoded (or JSON)
-        `grant_type=refresh_token&refresh_token=...`.
-        """
-        grant = await _grant(request)
-        grant_type = grant.get("grant_type") or ""
-        if grant_type == "refresh_token":
-            refresh_token = grant.get("refresh_token")
-            if not isinstance(refresh_token, str) or not refresh_token:
-                raise InvalidRequest("grant_type refresh_token needs a refresh_token")
-            return issuer.refresh(refresh_token, clock()).to_response()
-        if grant_type:
-            msg = f"grant_type {grant_type!r} is not supported; use refresh_token or none"
-            raise InvalidRequest(msg)
-        if credentials is None:
-            msg = "Send your SciCat token as 'Authorization: Bearer <token>'"
-            raise NotAuthenticated(msg)
-        bundle = await exchange_scicat_token(
-            catalog.identity, issuer, credentials.credentials, ingestor_groups, clock()
-        )
-        return bundle.to_response()
 
-    @router.post(
-        "/s3/requestDatasetUpload",
-        status_code=201,
-        tags=["s3upload"],
-        responses={507: {"description": "Not enough room in the landing zone now; retry later"}},
+@router.post("/token", status_code=201, tags=["service_token"])
+async def create_new_service_token(
+    request: Request, credentials: Credentials, gateway: GatewayParts
+) -> dict:
+    """Exchange a SciCat token (`Authorization: Bearer`) or a refresh token for upload tokens.
+
+    Refresh: the OAuth2 refresh grant, form-encoded (or JSON)
+    `grant_type=refresh_token&refresh_token=...`.
+    """
+    grant = await _grant(request)
+    grant_type = grant.get("grant_type") or ""
+    if grant_type == "refresh_token":
+        refresh_token = grant.get("refresh_token")
+        if not isinstance(refresh_token, str) or not refresh_token:
+            raise InvalidRequest("grant_type refresh_token needs a refresh_token")
+        return gateway.issuer.refresh(refresh_token, gateway.clock()).to_response()
+    if grant_type:
+        msg = f"grant_type {grant_type!r} is not supported; use refresh_token or none"
+        raise InvalidRequest(msg)
+    if credentials is None:
+        msg = "Send your SciCat token as 'Authorization: Bearer <token>'"
+        raise NotAuthenticated(msg)
+    bundle = await exchange_scicat_token(
+        gateway.catalog.identity,
+        gateway.issuer,
+        credentials.credentials,
+        gateway.ingestor_groups,
+        gateway.clock(),
     )
-    async def request_dataset_upload(body: UploadRequestBody, caller: Caller) -> dict:
-        await uploads.request_upload(caller, body.dataset_id, body.dataset_size_gib)
-        return {"message": "upload granted"}
+    return bundle.to_response()
 
-    @router.post("/s3/presignedUrls", status_code=201, tags=["s3upload"])
-    async def get_presigned_urls(body: PresignedUrlBody, caller: Caller) -> dict:
-        result = await uploads.presigned_urls(caller, body.dataset_id, body.object_name, body.parts)
-        return {"upload_id": result.upload_id, "urls": [_b64(u) for u in result.urls]}
 
-    @router.post("/s3/completeUpload", status_code=201, tags=["s3upload"])
-    async def complete_upload(body: CompleteUploadBody, caller: Caller) -> dict:
-        parts = [UploadedPart(p.part_number, p.etag, p.checksum_sha256) for p in body.parts]
-        completed = await uploads.complete_upload(
-            caller, body.dataset_id, body.object_name, body.upload_id, parts, body.checksum_sha256
-        )
-        return {"location": completed.location, "key": completed.key}
+@router.post(
+    "/s3/requestDatasetUpload",
+    status_code=201,
+    tags=["s3upload"],
+    responses={507: {"description": "Not enough room in the landing zone now; retry later"}},
+)
+async def request_dataset_upload(
+    body: UploadRequestBody, caller: Caller, gateway: GatewayParts
+) -> dict:
+    await gateway.uploads.request_upload(caller, body.dataset_id, body.dataset_size_gib)
+    return {"message": "upload granted"}
 
-    @router.post("/s3/abortMultipartUpload", status_code=201, tags=["s3upload"])
-    async def abort_multipart_upload(body: AbortUploadBody, caller: Caller) -> dict:
-        await uploads.abort_multipart(caller, body.dataset_id, body.object_name, body.upload_id)
-        return {
-            "message": "Multipart upload aborted",
-            "upload_id": body.upload_id,
-            "object_name": body.object_name,
-        }
 
-    @router.post("/s3/abortDatasetUpload", status_code=201, tags=["s3upload"])
-    async def abort_dataset_upload(body: AbortDatasetUploadBody, caller: Caller) -> dict:
-        await uploads.abort_dataset(caller, body.dataset_id)
-        return {"dataset_id": body.dataset_id, "message": f"Upload of {body.dataset_id} aborted"}
+@router.post("/s3/presignedUrls", status_code=201, tags=["s3upload"])
+async def get_presigned_urls(body: PresignedUrlBody, caller: Caller, gateway: GatewayParts) -> dict:
+    result = await gateway.uploads.presigned_urls(
+        caller, body.dataset_id, body.object_name, body.parts
+    )
+    return {"upload_id": result.upload_id, "urls": [_b64(u) for u in result.urls]}
 
-    @router.post("/s3/finalizeDatasetUpload", status_code=201, tags=["s3upload"])
-    async def finalize_dataset_upload(
-        body: FinalizeDatasetUploadBody, caller: Caller, request: Request
-    ) -> dict:
-        await uploads.finalize(
-            caller,
-            body.dataset_id,
-            create_archiving_job=body.create_archiving_job,
-            owner_group=body.owner_group,
-            owner_user=body.owner_user,
-            contact_email=body.contact_email,
-            correlation_id=correlation_id(request),
-        )
-        return {"dataset_id": body.dataset_id, "message": "Dataset upload finalized"}
 
-    return router
+@router.post("/s3/completeUpload", status_code=201, tags=["s3upload"])
+async def complete_upload(body: CompleteUploadBody, caller: Caller, gateway: GatewayParts) -> dict:
+    parts = [UploadedPart(p.part_number, p.etag, p.checksum_sha256) for p in body.parts]
+    completed = await gateway.uploads.complete_upload(
+        caller, body.dataset_id, body.object_name, body.upload_id, parts, body.checksum_sha256
+    )
+    return {"location": completed.location, "key": completed.key}
+
+
+@router.post("/s3/abortMultipartUpload", status_code=201, tags=["s3upload"])
+async def abort_multipart_upload(
+    body: AbortUploadBody, caller: Caller, gateway: GatewayParts
+) -> dict:
+    await gateway.uploads.abort_multipart(caller, body.dataset_id, body.object_name, body.upload_id)
+    return {
+        "message": "Multipart upload aborted",
+        "upload_id": body.upload_id,
+        "object_name": body.object_name,
+    }
+
+
+@router.post("/s3/abortDatasetUpload", status_code=201, tags=["s3upload"])
+async def abort_dataset_upload(
+    body: AbortDatasetUploadBody, caller: Caller, gateway: GatewayParts
+) -> dict:
+    await gateway.uploads.abort_dataset(caller, body.dataset_id)
+    return {"dataset_id": body.dataset_id, "message": f"Upload of {body.dataset_id} aborted"}
+
+
+@router.post("/s3/finalizeDatasetUpload", status_code=201, tags=["s3upload"])
+async def finalize_dataset_upload(
+    body: FinalizeDatasetUploadBody, caller: Caller, request: Request, gateway: GatewayParts
+) -> dict:
+    await gateway.uploads.finalize(
+        caller,
+        body.dataset_id,
+        create_archiving_job=body.create_archiving_job,
+        owner_group=body.owner_group,
+        owner_user=body.owner_user,
+        contact_email=body.contact_email,
+        correlation_id=correlation_id(request),
+    )
+    return {"dataset_id": body.dataset_id, "message": "Dataset upload finalized"}
 
 
 def _b64(url: str) -> str:

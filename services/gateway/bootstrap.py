@@ -1,0 +1,129 @@
+"""The gateway's composition root: what its routes and its consumer need, built at start-up."""
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import httpx
+
+from contracts import kv as kv_names
+from runtime.kvstore import open_bucket
+from runtime.objectstore import s3_client
+from runtime.service_bus import Bus
+from services.gateway.admission import Admission, open_reservations
+from services.gateway.announcements import Announcer
+from services.gateway.catalog import Catalog, DatasetOwner, Identity, TtlCache
+from services.gateway.health import Probe
+from services.gateway.jobs import JobIntake
+from services.gateway.landing import LandingZone
+from services.gateway.notifications import MarkerWatch
+from services.gateway.settings import GatewaySettings
+from services.gateway.tokens import TokenIssuer
+from services.gateway.uploads import Uploads
+
+Clock = Callable[[], datetime]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """The parts behind the routes (`services.gateway.dependencies`) and the MinIO consumer."""
+
+    catalog: Catalog
+    issuer: TokenIssuer
+    uploads: Uploads
+    intake: JobIntake
+    markers: MarkerWatch
+    readiness_probes: Mapping[str, Probe]
+    ingestor_groups: tuple[str, ...]
+    clock: Clock
+
+
+def token_issuer(settings: GatewaySettings) -> TokenIssuer:
+    return TokenIssuer(
+        settings.token_secret.get_secret_value(),
+        access_ttl=timedelta(seconds=settings.access_token_ttl_s),
+        refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_s),
+        session_max=timedelta(seconds=settings.session_max_s),
+    )
+
+
+@asynccontextmanager
+async def build_gateway(
+    settings: GatewaySettings, bus: Bus, *, clock: Clock = now
+) -> AsyncIterator[Gateway]:
+    """The gateway's parts on the connected bus; the SciCat client closes when the block ends."""
+    s3 = s3_client(settings.s3)
+    signer = (
+        s3_client(settings.s3.model_copy(update={"endpoint": settings.presign_endpoint}))
+        if settings.presign_endpoint
+        else s3
+    )
+    replicas = settings.nats.stream_replicas
+    admission = Admission(
+        settings.landing_capacity_bytes,
+        timedelta(seconds=settings.reservation_ttl_s),
+        await open_reservations(bus.js, replicas=replicas),
+    )
+    announcer = Announcer(bus)
+    # SciCat's API base ends in /api; paths below are relative to it ("v3/...").
+    async with httpx.AsyncClient(
+        base_url=str(settings.scicat.url).rstrip("/") + "/", timeout=settings.scicat.timeout_s
+    ) as scicat_http:
+        catalog = Catalog(
+            scicat_http,
+            username=settings.scicat.username,
+            password=settings.scicat.password.get_secret_value(),
+            identity_cache=TtlCache[Identity](settings.identity_cache_s),
+            dataset_cache=TtlCache[DatasetOwner](settings.dataset_cache_s),
+        )
+
+        async def nats_probe() -> None:
+            await bus.js.account_info()
+
+        async def s3_probe() -> None:
+            await asyncio.to_thread(s3.bucket_exists, settings.s3.landing_bucket)
+
+        async def scicat_probe() -> None:
+            response = await scicat_http.get("v3/health")
+            response.raise_for_status()
+
+        yield Gateway(
+            catalog=catalog,
+            issuer=token_issuer(settings),
+            uploads=Uploads(
+                catalog=catalog,
+                admission=admission,
+                landing=LandingZone(
+                    s3,
+                    signer,
+                    settings.s3.landing_bucket,
+                    timedelta(seconds=settings.presigned_url_expiry_s),
+                ),
+                publish=announcer.upload_finished,
+                clock=clock,
+            ),
+            intake=JobIntake(
+                publish=announcer.job_requested,
+                datasets_of_job=catalog.datasets_of_job,
+                clock=clock,
+                jobs=await open_bucket(bus.js, kv_names.JOBS, replicas),
+            ),
+            markers=MarkerWatch(
+                landing_bucket=settings.s3.landing_bucket,
+                completion_marker=settings.completion_marker,
+                creates_archiving_job=settings.marker_creates_archiving_job,
+                catalog=catalog,
+                admission=admission,
+                announce=announcer.upload_finished,
+                clock=clock,
+            ),
+            readiness_probes={"nats": nats_probe, "s3": s3_probe, "scicat": scicat_probe},
+            ingestor_groups=settings.ingestor_groups,
+            clock=clock,
+        )
