@@ -76,9 +76,7 @@ class KvRecords(Generic[M]):
     record they are given: after a conflict they run again on the newer one.
     """
 
-    def __init__(
-        self, kv: KeyValue, model: type[M], *, max_conflicts: int = MAX_CONFLICTS
-    ) -> None:
+    def __init__(self, kv: KeyValue, model: type[M], *, max_conflicts: int = MAX_CONFLICTS) -> None:
         self.kv = kv
         self.model = model
         self.max_conflicts = max_conflicts

@@ -86,9 +86,7 @@ async def test_concurrent_updates_all_land(bucket: KeyValue) -> None:
 
         return decide
 
-    results = await asyncio.gather(
-        *(stores[n % 2].update("k", bump(f"w{n}")) for n in range(20))
-    )
+    results = await asyncio.gather(*(stores[n % 2].update("k", bump(f"w{n}")) for n in range(20)))
 
     stored = await stores[0].get("k")
     assert results == [f"w{n}" for n in range(20)]
