@@ -61,11 +61,8 @@ async def open_bucket(
 
 
 class KvConflict(Exception):
-    """A compare-and-set lost to other writers `max_conflicts` times in a row."""
-
-    def __init__(self, model: str, key: str, rounds: int) -> None:
-        super().__init__(f"{model} record {key}: {rounds} conflicting updates in a row")
-        self.key = key
+    """Other writers kept changing a record: a compare-and-set lost `max_conflicts` times
+    in a row, or a record that a create found was gone again when read."""
 
 
 class KvRecords(Generic[M]):
@@ -176,7 +173,10 @@ class KvRecords(Generic[M]):
         return True
 
     def _conflict(self, key: str) -> KvConflict:
-        return KvConflict(self.model.__name__, key, self.max_conflicts)
+        msg = (
+            f"{self.model.__name__} record {key}: {self.max_conflicts} conflicting updates in a row"
+        )
+        return KvConflict(msg)
 
 
 def _encode(record: BaseModel) -> bytes:
