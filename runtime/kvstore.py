@@ -1,11 +1,38 @@
-"""Opening the archiver's JetStream key-value buckets, created on first use."""
+"""The archiver's JetStream key-value buckets: opening them, and typed records in them.
 
+A bucket holds JSON records of one pydantic model, one per key (the key layout
+is in `contracts.kv`). Records are changed by compare-and-set on the key's
+revision: a writer that lost to another re-reads the newest record and decides
+again, so two writers never overwrite each other. Conflicts resolve in one or
+two rounds; `KvConflict` after `max_conflicts` in a row means something is
+badly wrong (the caller's message is retried later).
+"""
+
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Generic, TypeVar
 
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError
+from nats.js.errors import (
+    APIError,
+    BucketNotFoundError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NoKeysError,
+)
 from nats.js.kv import KeyValue
+from pydantic import BaseModel
+
+M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+
+MAX_CONFLICTS = 50
+"""Conflicting writes in a row before a change gives up (they resolve in one or two)."""
+
+_WRONG_LAST_SEQUENCE = (10071, 10164)
+"""JetStream's error codes for a failed expected-last-sequence check (a delete reports them
+as a plain `APIError`; nats-py maps them to `KeyWrongLastSequenceError` only for writes)."""
 
 
 async def open_bucket(
@@ -31,3 +58,126 @@ async def open_bucket(
                 ttl=ttl.total_seconds() if ttl else None,
             )
         )
+
+
+class KvConflict(Exception):
+    """Other writers kept changing a record: a compare-and-set lost `max_conflicts` times
+    in a row, or a record that a create found was gone again when read."""
+
+
+class KvRecords(Generic[M]):
+    """`model` records in `kv`, one per key, as the model's JSON.
+
+    A key that does not exist, was deleted, or holds an empty value has no
+    record. Functions passed to `update`, `change` and `remove` decide from the
+    record they are given: after a conflict they run again on the newer one.
+    """
+
+    def __init__(self, kv: KeyValue, model: type[M], *, max_conflicts: int = MAX_CONFLICTS) -> None:
+        self.kv = kv
+        self.model = model
+        self.max_conflicts = max_conflicts
+
+    async def read(self, key: str) -> tuple[M, int] | None:
+        """The newest record and its revision; None if there is none."""
+        record, revision = await self._read(key)
+        return None if record is None or revision is None else (record, revision)
+
+    async def get(self, key: str) -> M | None:
+        record, _ = await self._read(key)
+        return record
+
+    async def all(self) -> list[tuple[M, int]]:
+        """Every record in the bucket with its revision (keys deleted meanwhile are skipped)."""
+        try:
+            keys = await self.kv.keys()
+        except NoKeysError:
+            return []
+        found = []
+        for key in keys:
+            record = await self.read(key)
+            if record is not None:
+                found.append(record)
+        return found
+
+    async def put(self, key: str, record: M) -> None:
+        """Write `record` whatever the key holds (for records only one writer ever sets)."""
+        await self.kv.put(key, _encode(record))
+
+    async def create(self, key: str, record: M) -> bool:
+        """Store `record` if the key has no record yet; False if it has one."""
+        return await self._write(key, record, None)
+
+    async def update(self, key: str, decide: Callable[[M | None], tuple[M | None, T]]) -> T:
+        """Store what `decide` makes of the newest record by compare-and-set; its result.
+
+        `decide` gets the newest record (None: there is none) and returns the
+        record to store (None: store nothing) and a result. On a conflict it
+        runs again on the record that won.
+        """
+        for _ in range(self.max_conflicts):
+            current, revision = await self._read(key)
+            record, result = decide(current)
+            if record is None or await self._write(key, record, revision):
+                return result
+        raise self._conflict(key)
+
+    async def change(self, key: str, mutate: Callable[[M], T]) -> tuple[M, T] | None:
+        """Apply `mutate` to the newest record in place and store it; None if there is none."""
+
+        def decide(record: M | None) -> tuple[M | None, tuple[M, T] | None]:
+            if record is None:
+                return None, None
+            return record, (record, mutate(record))
+
+        return await self.update(key, decide)
+
+    async def remove(self, key: str, when: Callable[[M], bool]) -> M | None:
+        """Delete the record if `when(record)` holds for its newest revision; the removed record."""
+        for _ in range(self.max_conflicts):
+            found = await self.read(key)
+            if found is None or not when(found[0]):
+                return None
+            try:
+                await self.kv.delete(key, last=found[1])
+            except APIError as exc:
+                if exc.err_code not in _WRONG_LAST_SEQUENCE:
+                    raise
+                continue
+            return found[0]
+        raise self._conflict(key)
+
+    async def delete(self, key: str) -> None:
+        """Delete the record whatever it holds."""
+        await self.kv.delete(key)
+
+    async def _read(self, key: str) -> tuple[M | None, int | None]:
+        """The newest record (None if none) and the revision to write over (None: create)."""
+        try:
+            entry = await self.kv.get(key)
+        except KeyNotFoundError:
+            # Also raised for a deleted key: `create` accepts a key whose last op is a delete.
+            return None, None
+        record = self.model.model_validate_json(entry.value) if entry.value else None
+        return record, entry.revision
+
+    async def _write(self, key: str, record: M, revision: int | None) -> bool:
+        """Write `record` over `revision` (None: create it); False if someone wrote first."""
+        try:
+            if revision is None:
+                await self.kv.create(key, _encode(record))
+            else:
+                await self.kv.update(key, _encode(record), last=revision)
+        except KeyWrongLastSequenceError:
+            return False
+        return True
+
+    def _conflict(self, key: str) -> KvConflict:
+        msg = (
+            f"{self.model.__name__} record {key}: {self.max_conflicts} conflicting updates in a row"
+        )
+        return KvConflict(msg)
+
+
+def _encode(record: BaseModel) -> bytes:
+    return record.model_dump_json(by_alias=True).encode()

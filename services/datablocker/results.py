@@ -1,17 +1,13 @@
 """The datablocker's KV records: packed results, and datasets cleaned up after archiving."""
 
-from typing import Literal, TypeVar
+from typing import Literal
 
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError
-from nats.js.kv import KeyValue
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from contracts import kv
 from contracts.events import ArchiveId, DatablocksCreated, JobId, Pid
-from runtime.kvstore import open_bucket
-
-RecordT = TypeVar("RecordT", bound=BaseModel)
+from runtime.kvstore import KvRecords, open_bucket
 
 
 class CleanedDataset(BaseModel):
@@ -27,10 +23,6 @@ class CleanedDataset(BaseModel):
     archive_ids: tuple[ArchiveId, ...]
 
 
-async def _open(js: JetStreamContext, bucket: str, description: str, replicas: int) -> KeyValue:
-    return await open_bucket(js, bucket, replicas, description=description)
-
-
 class PackedResults:
     """Per pid: the `DatablocksCreated` packed, and whether the dataset was cleaned after archiving.
 
@@ -40,50 +32,41 @@ class PackedResults:
     def __init__(self, js: JetStreamContext, *, replicas: int = 1) -> None:
         self._js = js
         self._replicas = replicas
-        self._packed: KeyValue | None = None
-        self._cleaned: KeyValue | None = None
+        self._packed: KvRecords[DatablocksCreated] | None = None
+        self._cleaned: KvRecords[CleanedDataset] | None = None
 
-    async def _packed_kv(self) -> KeyValue:
+    async def _packed_records(self) -> KvRecords[DatablocksCreated]:
         if self._packed is None:
-            self._packed = await _open(
+            bucket = await open_bucket(
                 self._js,
                 kv.DATABLOCKS,
-                "datablocker: each packed dataset's DatablocksCreated event",
                 self._replicas,
+                description="datablocker: each packed dataset's DatablocksCreated event",
             )
+            self._packed = KvRecords(bucket, DatablocksCreated)
         return self._packed
 
-    async def _cleaned_kv(self) -> KeyValue:
+    async def _cleaned_records(self) -> KvRecords[CleanedDataset]:
         if self._cleaned is None:
-            self._cleaned = await _open(
+            bucket = await open_bucket(
                 self._js,
                 kv.CLEANED_DATASETS,
-                "datablocker: datasets archived and removed from landing and archival buckets",
                 self._replicas,
+                description=(
+                    "datablocker: datasets archived and removed from landing and archival buckets"
+                ),
             )
+            self._cleaned = KvRecords(bucket, CleanedDataset)
         return self._cleaned
 
     async def get(self, pid: str) -> DatablocksCreated | None:
-        return await _read(await self._packed_kv(), pid, DatablocksCreated)
+        return await (await self._packed_records()).get(kv.id_key(pid))
 
     async def put(self, event: DatablocksCreated) -> None:
-        bucket = await self._packed_kv()
-        await bucket.put(kv.id_key(event.pid), event.model_dump_json().encode())
+        await (await self._packed_records()).put(kv.id_key(event.pid), event)
 
     async def cleaned(self, pid: str) -> CleanedDataset | None:
-        return await _read(await self._cleaned_kv(), pid, CleanedDataset)
+        return await (await self._cleaned_records()).get(kv.id_key(pid))
 
     async def mark_cleaned(self, record: CleanedDataset) -> None:
-        bucket = await self._cleaned_kv()
-        await bucket.put(kv.id_key(record.pid), record.model_dump_json().encode())
-
-
-async def _read(bucket: KeyValue, pid: str, model: type[RecordT]) -> RecordT | None:
-    """The dataset's record in `bucket`, or None (a deleted key reads as an empty value)."""
-    try:
-        entry = await bucket.get(kv.id_key(pid))
-    except KeyNotFoundError:
-        return None
-    if not entry.value:
-        return None
-    return model.model_validate_json(entry.value)
+        await (await self._cleaned_records()).put(kv.id_key(record.pid), record)

@@ -7,23 +7,21 @@ A reservation is released by finalize or abort, and stops counting at its
 expiry time, so a client that vanished does not hold space for ever.
 """
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 from contracts import kv as kv_names
-from runtime.kvstore import open_bucket
+from runtime.kvstore import KvRecords, open_bucket
 
 T = TypeVar("T")
 
 LEDGER_KEY = "ledger"
-_MAX_ATTEMPTS = 50
 
 GiB = 1024**3
 
@@ -33,12 +31,24 @@ def reservation_bytes(dataset_size_gib: int) -> int:
     return (dataset_size_gib + 1) * GiB
 
 
-@dataclass(frozen=True)
-class Reservation:
-    pid: str
-    size_bytes: int
+class Reservation(BaseModel):
+    """Space held for one dataset's upload (kept in the ledger under its pid)."""
+
+    model_config = ConfigDict(frozen=True, validate_by_name=True)
+
+    size_bytes: int = Field(alias="bytes")
     expires_at: datetime
-    holder: str
+    holder: str = ""
+
+    @field_serializer("expires_at")
+    def _isoformat(self, expires_at: datetime) -> str:
+        return expires_at.isoformat()
+
+
+class ReservationLedger(BaseModel):
+    """The one KV record (key `ledger`): every reservation, by pid."""
+
+    reservations: dict[str, Reservation] = Field(default_factory=dict)
 
 
 Ledger = dict[str, Reservation]
@@ -55,7 +65,7 @@ class Admission:
     """The ledger of landing-zone space reserved per dataset upload, in one KV key."""
 
     def __init__(self, capacity_bytes: int, ttl: timedelta, store: KeyValue) -> None:
-        self._store = store
+        self._records = KvRecords(store, ReservationLedger)
         self._capacity = capacity_bytes
         self._ttl = ttl
 
@@ -67,7 +77,9 @@ class Admission:
             free = self._capacity - others
             if size_bytes > free:
                 return None, Decision(admitted=False, free_bytes=free - _held(ledger, pid))
-            ledger[pid] = Reservation(pid, size_bytes, now + self._ttl, holder)
+            ledger[pid] = Reservation(
+                size_bytes=size_bytes, expires_at=now + self._ttl, holder=holder
+            )
             return ledger, Decision(admitted=True, free_bytes=free - size_bytes)
 
         return await self._apply(change, now)
@@ -83,64 +95,34 @@ class Admission:
         return await self._apply(change, now)
 
     async def reservation(self, pid: str, now: datetime) -> Reservation | None:
-        ledger, _ = await self._read(now)
-        return ledger.get(pid)
+        return _live(await self._records.get(LEDGER_KEY), now).get(pid)
 
     async def _apply(self, change: Callable[[Ledger], tuple[Ledger | None, T]], now: datetime) -> T:
-        for _ in range(_MAX_ATTEMPTS):
-            ledger, revision = await self._read(now)
-            changed, result = change(ledger)
+        """Decide on the live reservations and store the outcome by compare-and-set.
+
+        Another gateway that changed the ledger first makes `change` decide again.
+        Expired reservations are dropped with the next write.
+        """
+
+        def decide(stored: ReservationLedger | None) -> tuple[ReservationLedger | None, T]:
+            changed, result = change(_live(stored, now))
             if changed is None:
-                return result
-            value = _encode(changed)
-            try:
-                if revision is None:
-                    await self._store.create(LEDGER_KEY, value)
-                else:
-                    await self._store.update(LEDGER_KEY, value, last=revision)
-            except KeyWrongLastSequenceError:
-                continue  # another gateway changed the ledger first: decide again
-            return result
-        msg = f"upload reservations: {_MAX_ATTEMPTS} conflicting updates in a row"
-        raise RuntimeError(msg)
+                return None, result
+            return ReservationLedger(reservations=dict(sorted(changed.items()))), result
 
-    async def _read(self, now: datetime) -> tuple[dict[str, Reservation], int | None]:
-        try:
-            entry = await self._store.get(LEDGER_KEY)
-        except KeyNotFoundError:
-            return {}, None
-        raw = json.loads(entry.value or b"{}")
-        ledger = {
-            pid: Reservation(
-                pid=pid,
-                size_bytes=int(item["bytes"]),
-                expires_at=datetime.fromisoformat(item["expires_at"]),
-                holder=str(item.get("holder", "")),
-            )
-            for pid, item in raw.get("reservations", {}).items()
-        }
-        live = {pid: r for pid, r in ledger.items() if r.expires_at > now}
-        return live, entry.revision
+        return await self._records.update(LEDGER_KEY, decide)
 
 
-def _held(ledger: dict[str, Reservation], pid: str) -> int:
+def _live(stored: ReservationLedger | None, now: datetime) -> Ledger:
+    """The reservations that still count at `now`."""
+    if stored is None:
+        return {}
+    return {pid: r for pid, r in stored.reservations.items() if r.expires_at > now}
+
+
+def _held(ledger: Ledger, pid: str) -> int:
     held = ledger.get(pid)
     return held.size_bytes if held else 0
-
-
-def _encode(ledger: dict[str, Reservation]) -> bytes:
-    return json.dumps(
-        {
-            "reservations": {
-                pid: {
-                    "bytes": r.size_bytes,
-                    "expires_at": r.expires_at.isoformat(),
-                    "holder": r.holder,
-                }
-                for pid, r in sorted(ledger.items())
-            }
-        }
-    ).encode()
 
 
 async def open_reservations(js: JetStreamContext, replicas: int = 1) -> KeyValue:

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
 from contracts.events import JobDataset, JobRequested
 from contracts.jobs import JobRecord
 from contracts.kv import id_key
+from runtime.kvstore import KvConflict, KvRecords
 from services.gateway.errors import Conflict, InvalidRequest, NotFound
 
 JobKind = Literal["archive", "retrieve"]
@@ -92,7 +92,7 @@ class JobIntake:
         clock: Callable[[], datetime],
         jobs: KeyValue,
     ) -> None:
-        self._jobs = jobs
+        self._jobs = KvRecords(jobs, JobRecord)
         self._publish = publish
         self._datasets_of_job = datasets_of_job
         self._clock = clock
@@ -112,13 +112,12 @@ class JobIntake:
             scicat_api=parsed.scicat_api,
         )
         record = JobRecord.submitted(request)
-        try:
-            await self._jobs.create(id_key(parsed.job_id), record.model_dump_json().encode())
-        except KeyWrongLastSequenceError:
+        if not await self._jobs.create(id_key(parsed.job_id), record):
             # Two POSTs of one job raced; the other one recorded it first.
             raced = await self.record(parsed.job_id)
             if raced is None:
-                raise
+                msg = f"job {parsed.job_id}: another request created its record, then it was gone"
+                raise KvConflict(msg)
             return await self._repeat(raced, parsed, correlation_id)
         await self._publish(request)
         return _accepted(record)
@@ -136,13 +135,7 @@ class JobIntake:
         return _accepted(record)
 
     async def record(self, job_id: str) -> JobRecord | None:
-        try:
-            entry = await self._jobs.get(id_key(job_id))
-        except KeyNotFoundError:
-            return None
-        if entry.value is None:
-            return None
-        return JobRecord.model_validate_json(entry.value)
+        return await self._jobs.get(id_key(job_id))
 
     async def status(self, job_id: str) -> JobRecord:
         record = await self.record(job_id)

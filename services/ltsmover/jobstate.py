@@ -3,13 +3,12 @@
 from collections.abc import Callable
 from typing import TypeVar
 
-from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from contracts.events import DatablocksCreated, JobRequested
 from contracts.jobs import JobRecord
 from contracts.kv import id_key
-from services.ltsmover.kvrecords import KvRecords
+from runtime.kvstore import KvRecords
 
 T = TypeVar("T")
 
@@ -19,18 +18,18 @@ class JobStore:
 
     def __init__(self, kv: KeyValue) -> None:
         self.kv = kv
-        self._records = KvRecords(kv, JobRecord, "job")
+        self._records = KvRecords(kv, JobRecord)
 
     async def get(self, job_id: str) -> JobRecord | None:
-        return await self._records.get(job_id)
+        return await self._records.get(id_key(job_id))
 
     async def ensure(self, job: JobRequested) -> JobRecord:
         """The job's record; created from the request if the gateway did not create it."""
-        found = await self._records.get(job.job_id)
+        found = await self.get(job.job_id)
         if found is not None:
             return found
         record = JobRecord.submitted(job)
-        if not await self._records.store(job.job_id, record, None):
+        if not await self._records.create(id_key(job.job_id), record):
             return await self.get(job.job_id) or record
         return record
 
@@ -39,7 +38,7 @@ class JobStore:
 
         `mutate` must decide from the record it is given (it may run more than once).
         """
-        changed = await self._records.change(job_id, mutate)
+        changed = await self._records.change(id_key(job_id), mutate)
         if changed is None:
             msg = f"job {job_id} has no record in KV"
             raise LookupError(msg)
@@ -51,12 +50,7 @@ class DatablockCatalog:
 
     def __init__(self, kv: KeyValue) -> None:
         self.kv = kv
+        self._records = KvRecords(kv, DatablocksCreated)
 
     async def datablocks_of(self, pid: str) -> DatablocksCreated | None:
-        try:
-            entry = await self.kv.get(id_key(pid))
-        except KeyNotFoundError:
-            return None
-        if not entry.value:
-            return None
-        return DatablocksCreated.model_validate_json(entry.value)
+        return await self._records.get(id_key(pid))

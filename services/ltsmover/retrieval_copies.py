@@ -4,11 +4,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Literal, TypeVar
 
-from nats.js.errors import KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 
+from contracts.kv import id_key
 from contracts.retrievals import RetrievalCopy
-from services.ltsmover.kvrecords import MAX_CONFLICTS, KvRecords
+from runtime.kvstore import KvRecords
 
 T = TypeVar("T")
 
@@ -20,25 +20,13 @@ this job's datablock too; `reuse`: a verified copy is there for long enough."""
 class RetrievalCopies:
     def __init__(self, kv: KeyValue) -> None:
         self.kv = kv
-        self._records = KvRecords(kv, RetrievalCopy, "retrieval copy of")
+        self._records = KvRecords(kv, RetrievalCopy)
 
     async def get(self, archive_id: str) -> RetrievalCopy | None:
-        return await self._records.get(archive_id)
+        return await self._records.get(id_key(archive_id))
 
     async def all(self) -> list[tuple[RetrievalCopy, int]]:
-        try:
-            keys = await self.kv.keys()
-        except NoKeysError:
-            return []
-        found = []
-        for key in keys:
-            try:
-                entry = await self.kv.get(key)
-            except KeyNotFoundError:
-                continue
-            if entry.value and entry.revision is not None:
-                found.append((RetrievalCopy.model_validate_json(entry.value), entry.revision))
-        return found
+        return await self._records.all()
 
     async def claim(
         self,
@@ -71,42 +59,38 @@ class RetrievalCopies:
                 waiting_jobs=[j for j in dict.fromkeys(waiting) if j != job_id],
             )
 
-        for _ in range(MAX_CONFLICTS):
-            found = await self._records.read(archive_id)
-            if found is None:
+        def decide(
+            copy: RetrievalCopy | None,
+        ) -> tuple[RetrievalCopy | None, tuple[Claim, RetrievalCopy]]:
+            if copy is None:
                 fresh = claimed([])
-                if await self._records.store(archive_id, fresh, None):
-                    return "copy", fresh
-                continue
-            copy, revision = found
+                return fresh, ("copy", fresh)
             if copy.state != "verified" and copy.job_id == job_id:
-                return "copy", copy
+                return None, ("copy", copy)
             if copy.state == "verified" and copy.expires_at and copy.expires_at >= reuse_until:
-                return "reuse", copy
+                return None, ("reuse", copy)
             if copy.state != "verified" and copy.claimed_at > stale_before:
                 if job_id in copy.waiting_jobs:
-                    return "wait", copy
+                    return None, ("wait", copy)
                 copy.waiting_jobs.append(job_id)
-                claim: Claim = "wait"
-            else:
-                waiting = list(copy.waiting_jobs)
-                if copy.state != "verified":
-                    waiting.append(copy.job_id)
-                copy = claimed(waiting)
-                claim = "copy"
-            if await self._records.store(archive_id, copy, revision):
-                return claim, copy
-        raise self._records.conflicted(archive_id)
+                return copy, ("wait", copy)
+            waiting = list(copy.waiting_jobs)
+            if copy.state != "verified":
+                waiting.append(copy.job_id)
+            taken = claimed(waiting)
+            return taken, ("copy", taken)
+
+        return await self._records.update(id_key(archive_id), decide)
 
     async def change(
         self, archive_id: str, mutate: Callable[[RetrievalCopy], T]
     ) -> tuple[RetrievalCopy | None, T | None]:
         """Apply `mutate` to the newest record and store it; (None, None) if there is none."""
-        changed = await self._records.change(archive_id, mutate)
+        changed = await self._records.change(id_key(archive_id), mutate)
         return changed if changed is not None else (None, None)
 
     async def remove(
         self, archive_id: str, when: Callable[[RetrievalCopy], bool]
     ) -> RetrievalCopy | None:
         """Delete the record if `when(record)` holds for its newest revision; the removed record."""
-        return await self._records.remove(archive_id, when)
+        return await self._records.remove(id_key(archive_id), when)

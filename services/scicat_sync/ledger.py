@@ -8,17 +8,16 @@ strictly newer event skips that field; an equal time is the same event
 redelivered and is applied again (a crash may have cut the first write short).
 """
 
-import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
+from pydantic import BaseModel, RootModel, field_serializer
 
 from contracts import kv
-from runtime.kvstore import open_bucket
+from runtime.kvstore import KvRecords, open_bucket
 
 # Conflicts resolve in one or two rounds; more means something is badly wrong.
 _MAX_CAS_ROUNDS = 20
@@ -35,71 +34,61 @@ async def open_ledger(js: JetStreamContext, replicas: int = 1) -> "AppliedLedger
     return AppliedLedger(bucket)
 
 
-class LedgerConflict(Exception):
-    """Compare-and-set kept failing; the message is retried later."""
+class Claim(BaseModel):
+    """The newest event that claimed a field: its `occurred_at` and the value it wrote."""
+
+    at: datetime
+    value: Any
+
+    @field_serializer("at")
+    def _isoformat(self, at: datetime) -> str:
+        return at.isoformat()
+
+
+class Claims(RootModel[dict[str, Claim]]):
+    """One target's key: per field, its newest claim."""
+
+
+class Marker(RootModel[dict[str, Any]]):
+    """A note kept under its own key (the archive job being created, or created)."""
 
 
 class AppliedLedger:
     def __init__(self, bucket: KeyValue) -> None:
-        self._bucket = bucket
+        self._claims = KvRecords(bucket, Claims, max_conflicts=_MAX_CAS_ROUNDS)
+        self._markers = KvRecords(bucket, Marker)
 
     async def claim(self, key: str, at: datetime, changes: Mapping[str, Any]) -> dict[str, Any]:
         """Record `changes` as applied at `at`; return the ones no newer event claimed."""
-        for _ in range(_MAX_CAS_ROUNDS):
-            stored, revision = await self._read(key)
+
+        def decide(stored: Claims | None) -> tuple[Claims | None, dict[str, Any]]:
+            claims = stored.root if stored else {}
             fresh = {
                 field: value
                 for field, value in changes.items()
-                if field not in stored or _at(stored[field]) <= at
+                if field not in claims or claims[field].at <= at
             }
             if not fresh:
-                return {}
-            updated = {
-                **stored,
-                **{f: {"at": at.isoformat(), "value": v} for f, v in fresh.items()},
-            }
-            if updated == stored:
-                return fresh
-            if await self._write(key, updated, revision):
-                return fresh
-        msg = f"ledger key {key}: compare-and-set lost {_MAX_CAS_ROUNDS} times"
-        raise LedgerConflict(msg)
+                return None, {}
+            updated = {**claims, **{f: Claim(at=at, value=v) for f, v in fresh.items()}}
+            if updated == claims:
+                return None, fresh
+            return Claims(updated), fresh
+
+        return await self._claims.update(key, decide)
 
     async def claimed_after(self, key: str, at: datetime, fields: list[str]) -> dict[str, Any]:
         """The values of `fields` that a newer event claimed since (to write them again)."""
-        stored, _ = await self._read(key)
-        return {f: stored[f]["value"] for f in fields if f in stored and _at(stored[f]) > at}
+        stored = await self._claims.get(key)
+        claims = stored.root if stored else {}
+        return {f: claims[f].value for f in fields if f in claims and claims[f].at > at}
 
     async def recall(self, key: str) -> dict[str, Any] | None:
-        stored, _ = await self._read(key)
-        return stored or None
+        marker = await self._markers.get(key)
+        return (marker.root or None) if marker else None
 
     async def remember(self, key: str, value: dict[str, Any]) -> None:
-        await self._bucket.put(key, json.dumps(value).encode())
+        await self._markers.put(key, Marker(value))
 
     async def forget(self, key: str) -> None:
-        await self._bucket.delete(key)
-
-    async def _read(self, key: str) -> tuple[dict[str, Any], int | None]:
-        try:
-            entry = await self._bucket.get(key)
-        except KeyNotFoundError:
-            # Also raised for a deleted key; its revision then lives on in the stream,
-            # so a plain create works (create accepts a key whose last op is a delete).
-            return {}, None
-        return json.loads(entry.value or b"{}"), entry.revision
-
-    async def _write(self, key: str, value: dict[str, Any], revision: int | None) -> bool:
-        data = json.dumps(value).encode()
-        try:
-            if revision is None:
-                await self._bucket.create(key, data)
-            else:
-                await self._bucket.update(key, data, last=revision)
-        except KeyWrongLastSequenceError:
-            return False
-        return True
-
-
-def _at(record: Mapping[str, Any]) -> datetime:
-    return datetime.fromisoformat(record["at"])
+        await self._markers.delete(key)

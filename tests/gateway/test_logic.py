@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import json
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -10,7 +11,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from contracts.events import MinioNotification
-from services.gateway.admission import Admission, GiB, open_reservations
+from services.gateway.admission import Admission, Decision, GiB, open_reservations
 from services.gateway.catalog import Catalog, DatasetOwner, Identity, TtlCache
 from services.gateway.errors import NotAuthenticated
 from services.gateway.notifications import finished_pids
@@ -143,3 +144,35 @@ async def test_two_gateways_never_over_admit(clean_js: JetStreamContext) -> None
     assert sum(d.admitted for d in decisions) == 5
     assert expired.admitted  # every earlier reservation has expired by then
     assert await gateways[1].release("p/late", NOW + timedelta(hours=2)) is True
+
+
+async def test_the_reservation_ledger_keeps_its_json(clean_js: JetStreamContext) -> None:
+    """A ledger as stored today reads (expired entries ignored) and is written in the same shape."""
+    with contextlib.suppress(NotFoundError):
+        await clean_js.delete_key_value("upload_reservations")
+    store = await open_reservations(clean_js)
+    today = {
+        "reservations": {
+            "p/expired": {
+                "bytes": 3 * GiB,
+                "expires_at": "2025-01-01T11:00:00+00:00",
+                "holder": "",
+            },
+            "p/held": {"bytes": 4 * GiB, "expires_at": "2025-01-01T13:00:00+00:00", "holder": "u"},
+        }
+    }
+    await store.put("ledger", json.dumps(today).encode())
+    admission = Admission(10 * GiB, timedelta(hours=1), store)
+
+    refused = await admission.reserve("p/big", 7 * GiB, "v", NOW)
+    admitted = await admission.reserve("p/new", 2 * GiB, "v", NOW)
+
+    assert refused == Decision(admitted=False, free_bytes=6 * GiB)
+    assert admitted == Decision(admitted=True, free_bytes=4 * GiB)
+    assert json.loads((await store.get("ledger")).value or b"") == {
+        "reservations": {
+            "p/held": {"bytes": 4 * GiB, "expires_at": "2025-01-01T13:00:00+00:00", "holder": "u"},
+            "p/new": {"bytes": 2 * GiB, "expires_at": "2025-01-01T13:00:00+00:00", "holder": "v"},
+        }
+    }
+    assert await admission.reservation("p/expired", NOW) is None

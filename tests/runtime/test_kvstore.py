@@ -1,0 +1,163 @@
+"""Typed KV records over a real nats-server: create once, compare-and-set, bounded conflicts."""
+
+import asyncio
+import contextlib
+from typing import Any
+
+import pytest
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+from nats.js.kv import KeyValue
+from pydantic import BaseModel
+
+from runtime.kvstore import KvConflict, KvRecords, open_bucket
+
+BUCKET = "test_kvstore"
+
+
+class Counter(BaseModel):
+    count: int = 0
+    by: list[str] = []
+
+
+@pytest.fixture
+async def bucket(clean_js: JetStreamContext) -> KeyValue:
+    """An empty bucket on the real nats-server."""
+    with contextlib.suppress(NotFoundError):
+        await clean_js.delete_key_value(BUCKET)
+    return await open_bucket(clean_js, BUCKET)
+
+
+class Interloper:
+    """The bucket, except that another writer stores `Counter(count=-1)` just before
+    each of the first `times` writes (None: every write)."""
+
+    def __init__(self, kv: KeyValue, times: int | None = None) -> None:
+        self._kv = kv
+        self._times = times
+        self.writes = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._kv, name)
+
+    async def _cut_in(self, key: str) -> None:
+        self.writes += 1
+        if self._times is None or self.writes <= self._times:
+            await self._kv.put(key, Counter(count=-1).model_dump_json().encode())
+
+    async def update(self, key: str, value: bytes, last: int | None = None) -> int:
+        await self._cut_in(key)
+        return await self._kv.update(key, value, last=last)
+
+    async def delete(self, key: str, last: int | None = None) -> bool:
+        await self._cut_in(key)
+        return await self._kv.delete(key, last=last)
+
+
+async def test_create_on_an_existing_key_keeps_the_first_record(bucket: KeyValue) -> None:
+    """The second create of a key says False and leaves the first record in place."""
+    records = KvRecords(bucket, Counter)
+
+    assert await records.create("k", Counter(count=1)) is True
+    assert await records.create("k", Counter(count=2)) is False
+    assert await records.get("k") == Counter(count=1)
+
+
+async def test_a_deleted_key_has_no_record_and_can_be_created_again(bucket: KeyValue) -> None:
+    """After a delete, get and change see nothing, and create works again."""
+    records = KvRecords(bucket, Counter)
+    await records.put("k", Counter(count=1))
+    await records.delete("k")
+
+    assert await records.get("k") is None
+    assert await records.change("k", lambda c: c.by.append("x")) is None
+    assert await records.create("k", Counter(count=2)) is True
+    assert await records.get("k") == Counter(count=2)
+
+
+async def test_concurrent_updates_all_land(bucket: KeyValue) -> None:
+    """Twenty writers through two stores on one key: every increment is kept."""
+    stores = [KvRecords(bucket, Counter), KvRecords(bucket, Counter)]
+
+    def bump(name: str) -> Any:
+        def decide(current: Counter | None) -> tuple[Counter, str]:
+            record = current or Counter()
+            return Counter(count=record.count + 1, by=[*record.by, name]), name
+
+        return decide
+
+    results = await asyncio.gather(*(stores[n % 2].update("k", bump(f"w{n}")) for n in range(20)))
+
+    stored = await stores[0].get("k")
+    assert results == [f"w{n}" for n in range(20)]
+    assert stored is not None
+    assert stored.count == 20
+    assert sorted(stored.by) == sorted(f"w{n}" for n in range(20))
+
+
+async def test_a_decision_to_store_nothing_writes_nothing(bucket: KeyValue) -> None:
+    """`update` returning no record leaves the revision as it was."""
+    records = KvRecords(bucket, Counter)
+    await records.put("k", Counter(count=1))
+    before = await records.read("k")
+
+    assert await records.update("k", lambda current: (None, "unchanged")) == "unchanged"
+    assert await records.read("k") == before
+
+
+async def test_a_change_is_reapplied_to_the_record_that_won(bucket: KeyValue) -> None:
+    """A change that lost to another writer runs again on the newer record."""
+    await KvRecords(bucket, Counter).put("k", Counter(count=1))
+    interloper = Interloper(bucket, times=1)
+    seen: list[int] = []
+
+    def mutate(record: Counter) -> None:
+        seen.append(record.count)
+        record.count += 10
+
+    changed = await KvRecords(interloper, Counter).change("k", mutate)  # type: ignore[arg-type]
+
+    assert seen == [1, -1]
+    assert changed == (Counter(count=9), None)
+    assert await KvRecords(bucket, Counter).get("k") == Counter(count=9)
+
+
+async def test_conflicts_beyond_the_bound_raise_kv_conflict(bucket: KeyValue) -> None:
+    """A writer that loses every round gives up after `max_conflicts` with KvConflict."""
+    await KvRecords(bucket, Counter).put("k", Counter(count=1))
+    interloper = Interloper(bucket)
+    records = KvRecords(interloper, Counter, max_conflicts=3)  # type: ignore[arg-type]
+
+    with pytest.raises(KvConflict, match="Counter record k: 3 conflicting updates in a row"):
+        await records.change("k", lambda c: None)
+    assert interloper.writes == 3
+
+
+async def test_remove_deletes_only_when_the_newest_record_qualifies(bucket: KeyValue) -> None:
+    """remove re-checks its condition on the newest record; a conflict makes it look again."""
+    records = KvRecords(bucket, Counter)
+    await records.put("k", Counter(count=5))
+
+    assert await records.remove("k", lambda c: c.count > 5) is None
+    assert await records.get("k") == Counter(count=5)
+
+    interloper = Interloper(bucket)
+    contested = KvRecords(interloper, Counter, max_conflicts=3)  # type: ignore[arg-type]
+    with pytest.raises(KvConflict):
+        await contested.remove("k", lambda c: True)
+    assert interloper.writes == 3
+
+    assert await records.remove("k", lambda c: c.count == -1) == Counter(count=-1)
+    assert await records.get("k") is None
+
+
+async def test_all_lists_every_record(bucket: KeyValue) -> None:
+    """all() returns each record with its revision; an empty bucket gives []."""
+    records = KvRecords(bucket, Counter)
+    assert await records.all() == []
+    await records.put("a", Counter(count=1))
+    await records.put("b", Counter(count=2))
+    await records.put("c", Counter(count=3))
+    await records.delete("c")
+
+    assert sorted(r.count for r, _ in await records.all()) == [1, 2]
