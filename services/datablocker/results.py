@@ -8,7 +8,7 @@ from nats.js.kv import KeyValue
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from contracts import kv
-from contracts.events import ArchiveId, DatablocksCreated, JobId, Pid
+from contracts.events import ArchiveId, DatablocksCreated, DatasetPid, JobId
 from runtime.kvstore import open_bucket
 
 RecordT = TypeVar("RecordT", bound=BaseModel)
@@ -20,7 +20,7 @@ class CleanedDataset(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     schema_version: Literal[1] = 1
-    pid: Pid
+    pid: DatasetPid
     job_id: JobId
     archived_at: AwareDatetime
     """`occurred_at` of the `dataset.archived` event."""
