@@ -10,7 +10,6 @@ import base64
 import grp
 import os
 import pwd
-import re
 import stat
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,12 +19,12 @@ from pathlib import Path
 
 from archiver.checksums import FileDigests, b64_digest, composite_sha256, hash_file
 from archiver.ingest_errors import IngestError
+from contracts.objectkeys import MAX_KEY_BYTES, UnsafeName, check_relative_path
 
 MiB = 1024 * 1024
 MAX_PARTS = 10_000
-MAX_KEY_BYTES = 1024
-"""The gateway refuses longer object keys (S3's own limit)."""
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+KEY_PREFIX_ALLOWANCE = 200
+"""Bytes left for `openem-network/datasets/{pid}/raw_files/` before a dataset's pid is known."""
 
 
 @dataclass(frozen=True)
@@ -105,15 +104,14 @@ def list_files(folder: Path) -> list[Path]:
 
 def check_relative_name(relative: str) -> None:
     """IngestError for a file name the gateway would refuse, before anything is registered."""
-    if _CONTROL.search(relative):
-        msg = f"{relative!r}: file names with control characters cannot be uploaded; rename it"
-        raise IngestError(msg)
-    if "\\" in relative:
-        msg = f"{relative!r}: file names with a backslash cannot be uploaded; rename it"
-        raise IngestError(msg)
-    if len(relative.encode()) > MAX_KEY_BYTES - 200:
+    if len(relative.encode()) > MAX_KEY_BYTES - KEY_PREFIX_ALLOWANCE:
         msg = f"{relative!r}: the path is too long for an object key; shorten it"
         raise IngestError(msg)
+    try:
+        check_relative_path(relative)
+    except UnsafeName as exc:
+        msg = f"{exc}, so the gateway would refuse it; rename it"
+        raise IngestError(msg) from exc
 
 
 def plan_upload(

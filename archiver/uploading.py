@@ -23,6 +23,7 @@ from archiver.gateway_client import GatewayClient, UploadedPart
 from archiver.ingest_errors import IngestError, UploadCancelled
 from archiver.planning import Part, PlannedFile
 from archiver.responses import TRANSIENT, checked
+from contracts.objectkeys import landing_key
 
 LANDING = "the landing zone (S3)"
 _WAIT_TICK_S = 0.2
@@ -38,11 +39,6 @@ class UploadProgress(Protocol):
 
     def file_finished(self, name: str) -> None: ...
     def note(self, message: str) -> None: ...
-
-
-def object_name(pid: str, relative: str) -> str:
-    """The landing-zone key the Ingestor sends as `object_name`."""
-    return f"openem-network/datasets/{pid}/raw_files/{relative}"
 
 
 def put_headers(checksum_b64: str, size: int) -> dict[str, str]:
@@ -149,7 +145,8 @@ class Uploader:
     def _upload_file(self, parts: ThreadPoolExecutor, planned: PlannedFile) -> None:
         if self._stop.is_set():
             raise UploadCancelled
-        name = object_name(self._pid, planned.relative)
+        # The Ingestor sends the full landing key as `object_name`.
+        name = landing_key(self._pid, planned.relative)
         self._progress.file_started(planned.relative, planned.size)
 
         def on_bytes(nbytes: int) -> None:

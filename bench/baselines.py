@@ -17,6 +17,8 @@ import urllib3
 from minio import Minio
 from minio.error import S3Error
 
+from contracts.objectkeys import landing_prefix
+
 MiB = 1024**2
 PART = 16 * MiB
 BUFFER = 8 * MiB
@@ -81,7 +83,7 @@ def archive(s3: Minio, pid: str, scratch: Path, lts_dir: Path) -> dict[str, floa
     -> re-read and sha256. Steps' seconds (`pack`, `upload`, `lts`), plus `total`."""
     steps: dict[str, float] = {}
     started = time.perf_counter()
-    prefix = f"openem-network/datasets/{pid}/raw_files/"
+    prefix = landing_prefix(pid)
     scratch.mkdir(parents=True, exist_ok=True)
     tar_path = scratch / f"baseline-{time.time_ns()}.tar"
     with tarfile.open(tar_path, "w", copybufsize=BUFFER) as tar:

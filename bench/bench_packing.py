@@ -30,6 +30,7 @@ import httpx
 from minio import Minio
 
 from bench.report import Goal, Section, command_line
+from contracts.objectkeys import datablocks_prefix, landing_key, landing_prefix
 from devstack.natsserver import start_nats
 from devstack.processes import free_port
 from devstack.s3server import create_buckets, start_moto
@@ -37,7 +38,6 @@ from devstack.s3server import create_buckets, start_moto
 MiB = 1024**2
 GiB = 1024**3
 ACCESS_KEY, SECRET_KEY = "bench", "bench-secret"
-PREFIX = "openem-network/datasets"
 
 
 def _client(endpoint: str) -> Minio:
@@ -54,7 +54,7 @@ def upload_dataset(s3: Minio, pid: str, size_bytes: int, seed: int) -> tuple[int
         while total < size_bytes:
             size = min(rng.randint(1 * MiB, 128 * MiB), size_bytes - total)
             data = rng.randbytes(size)
-            key = f"{PREFIX}/{pid}/raw_files/dir{files % 4}/file_{files:04d}.bin"
+            key = landing_key(pid, f"dir{files % 4}/file_{files:04d}.bin")
             response = http.put(
                 s3.presigned_put_object("landing", key),
                 content=data,
@@ -75,7 +75,7 @@ def upload_dataset(s3: Minio, pid: str, size_bytes: int, seed: int) -> tuple[int
 def baseline(s3: Minio, pid: str, scratch: Path) -> float:
     """Download, tar on local disk, sha256, upload: one thing after another. Returns seconds."""
     started = time.perf_counter()
-    prefix = f"{PREFIX}/{pid}/raw_files/"
+    prefix = landing_prefix(pid)
     tar_path = scratch / f"baseline-{time.time_ns()}.tar"
     with tarfile.open(tar_path, "w", copybufsize=8 * MiB) as tar:
         for obj in s3.list_objects("landing", prefix=prefix, recursive=True):
@@ -91,7 +91,9 @@ def baseline(s3: Minio, pid: str, scratch: Path) -> float:
     with tar_path.open("rb") as handle:
         while chunk := handle.read(8 * MiB):
             digest.update(chunk)
-    s3.fput_object("archival", f"{PREFIX}/{pid}/baseline.tar", str(tar_path), part_size=16 * MiB)
+    s3.fput_object(
+        "archival", datablocks_prefix(pid) + "baseline.tar", str(tar_path), part_size=16 * MiB
+    )
     tar_path.unlink()
     return time.perf_counter() - started
 

@@ -40,7 +40,6 @@ from devstack.stack import DevStack, StackPorts
 MiB = 1024**2
 GiB = 1024**3
 BENCH_ROOT = Path("var/bench")
-LANDING_PREFIX = "openem-network/datasets/{pid}/raw_files/"
 SERVICES = ("gateway", "datablocker", "ltsmover", "verifier", "scicat_sync")
 ARCHIVED = "datasetOnArchiveDisk"
 ARCHIVE_FAILURES = frozenset({"missingFilesError", "scheduleArchiveJobFailed"})

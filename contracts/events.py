@@ -8,13 +8,30 @@ half-understood. `schema_version` lets a consumer tell an old shape from a new o
 from abc import abstractmethod
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NonNegativeInt, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 from contracts import subjects
+from contracts.objectkeys import MAX_PID_CHARS, check_pid
 from contracts.scicat import JobStatusCode, LifecyclePatch
 
-Pid = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\s\x00-\x1f]+$")]
-"""A SciCat dataset pid, e.g. `20.500.11935/0b6f...`; contains `/`."""
+DatasetPid = Annotated[
+    str,
+    AfterValidator(check_pid),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_PID_CHARS}),
+]
+"""A SciCat dataset pid, e.g. `20.500.11935/0b6f...`; contains `/`.
+
+Checked by `contracts.objectkeys.check_pid`: it names folders of object keys.
+"""
 
 JobId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\w.:-]+$")]
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
@@ -37,7 +54,7 @@ class Event(BaseModel):
 class UploadFinished(Event):
     """`upload.finished`: every file of a dataset is in the landing zone."""
 
-    pid: Pid
+    pid: DatasetPid
     owner_group: str
     owner_user: str | None = None
     contact_email: str | None = None
@@ -81,7 +98,7 @@ class Datablock(BaseModel):
 class DatablocksCreated(Event):
     """`datablocks.created`: a dataset is packed; SciCat gets the datablocks."""
 
-    pid: Pid
+    pid: DatasetPid
     datablocks: tuple[Datablock, ...] = Field(min_length=1)
     create_archiving_job: bool
     owner_group: str
@@ -95,7 +112,7 @@ class DatablocksCreated(Event):
 class DatasetPackingFailed(Event):
     """`dataset.packing_failed`: nothing of this dataset was kept in the archival bucket."""
 
-    pid: Pid
+    pid: DatasetPid
     kind: Literal["user", "system"]
     """`user`: the data is wrong (missing file, checksum mismatch); `system`: we failed."""
     reason: str
@@ -107,7 +124,7 @@ class DatasetPackingFailed(Event):
 class JobDataset(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    pid: Pid
+    pid: DatasetPid
     files: tuple[str, ...] = ()
 
 
@@ -128,7 +145,7 @@ class LtsMoved(Event):
 
     job_id: JobId
     job_type: Literal["archive", "retrieve"]
-    pid: Pid
+    pid: DatasetPid
     datablock: Datablock
     location: str
     """Where the copy is: a path below the LTS root, or an object key."""
@@ -143,7 +160,7 @@ class LtsVerified(Event):
 
     job_id: JobId
     job_type: Literal["archive", "retrieve"]
-    pid: Pid
+    pid: DatasetPid
     archive_id: ArchiveId
     location: str
     attempt: NonNegativeInt
@@ -161,7 +178,7 @@ class DatasetArchived(Event):
     archival-bucket datablocks.
     """
 
-    pid: Pid
+    pid: DatasetPid
     job_id: JobId
     archive_ids: tuple[ArchiveId, ...] = Field(min_length=1)
 
@@ -172,7 +189,7 @@ class DatasetArchived(Event):
 class DatasetLifecycleChanged(Event):
     """`dataset.lifecycle`: fields to merge into a dataset's SciCat lifecycle."""
 
-    pid: Pid
+    pid: DatasetPid
     lifecycle: LifecyclePatch
     job_id: JobId | None = None
 

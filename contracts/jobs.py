@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NonNegativeInt
 
-from contracts.events import ArchiveId, JobId, JobRequested, Pid
+from contracts.events import ArchiveId, DatasetPid, JobId, JobRequested
 from contracts.scicat import FINAL_JOB_STATUS_CODES, JobStatusCode
 
 DatablockState = Literal["pending", "copying", "moved", "verified", "failed"]
@@ -41,7 +41,7 @@ class DatablockProgress(BaseModel):
 class DatasetProgress(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    pid: Pid
+    pid: DatasetPid
     state: DatasetState = "pending"
     message: str | None = None
     """What the dataset is doing or waiting for, for a person (e.g. the free-space wait)."""

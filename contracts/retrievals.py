@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NonNegativeInt
 
-from contracts.events import ArchiveId, JobId, Pid
+from contracts.events import ArchiveId, DatasetPid, JobId
 
 RetrievalCopyState = Literal["copying", "moved", "verified"]
 """`copying`: being written from LTS; `moved`: written, the verifier is checking it."""
@@ -22,7 +22,7 @@ class RetrievalCopy(BaseModel):
 
     schema_version: Literal[1] = 1
     archive_id: ArchiveId
-    pid: Pid
+    pid: DatasetPid
     key: str
     """The object key in the retrieval bucket."""
     state: RetrievalCopyState

@@ -34,6 +34,7 @@ from typing import BinaryIO, Protocol
 from minio import Minio
 from minio.error import InvalidResponseError, S3Error
 
+from contracts.objectkeys import UnsafeName, check_relative_path
 from runtime.settings import LtsSettings
 
 CHUNK_BYTES = 8 * 1024**2
@@ -51,7 +52,7 @@ class LtsError(Exception):
 
 
 class LtsPathError(LtsError, ValueError):
-    """An archive id that would leave the LTS root (`..`, absolute, NUL, a symlink out)."""
+    """An archive id that could leave the LTS root: unsafe as a relative path, or a symlink out."""
 
 
 class LtsNotFound(LtsError):
@@ -108,17 +109,10 @@ class LtsBackend(Protocol):
 
 def checked_archive_id(archive_id: str) -> PurePosixPath:
     """The archive id as a relative path, refusing anything that could leave the root."""
-    if not archive_id or "\x00" in archive_id:
-        msg = f"archive id {archive_id!r} is empty or holds a NUL byte"
-        raise LtsPathError(msg)
-    path = PurePosixPath(archive_id)
-    if path.is_absolute() or archive_id.startswith("\\") or ".." in path.parts:
-        msg = f"archive id {archive_id!r} is absolute or climbs out of the LTS root"
-        raise LtsPathError(msg)
-    if path.parts in ((), (".",)):
-        msg = f"archive id {archive_id!r} names no file"
-        raise LtsPathError(msg)
-    return path
+    try:
+        return PurePosixPath(check_relative_path(archive_id, "archive id"))
+    except UnsafeName as exc:
+        raise LtsPathError(str(exc)) from exc
 
 
 def is_recall_error(exc: OSError) -> bool:

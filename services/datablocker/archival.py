@@ -6,7 +6,7 @@ from minio import Minio
 from minio.error import S3Error
 
 from contracts.events import Datablock
-from services.datablocker import layout
+from contracts.objectkeys import datablocks_prefix
 
 
 def clear_datablocks(s3: Minio, bucket: str, pid: str) -> int:
@@ -16,7 +16,7 @@ def clear_datablocks(s3: Minio, bucket: str, pid: str) -> int:
     object); a failed or changed attempt may leave whole tars. Both go before
     packing starts again, so what remains is only what the new attempt writes.
     """
-    prefix = layout.datablocks_prefix(pid)
+    prefix = datablocks_prefix(pid)
     removed = 0
     for obj in s3.list_objects(bucket, prefix=prefix, recursive=True):
         s3.remove_object(bucket, obj.object_name or "")

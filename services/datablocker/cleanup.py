@@ -9,7 +9,6 @@ packed datablocks stays: retrieval needs their checksums.
 """
 
 import asyncio
-import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,8 +20,8 @@ from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
 
 from contracts.events import DatasetArchived
+from contracts.objectkeys import archive_index, landing_prefix
 from runtime.settling import PermanentError
-from services.datablocker import layout
 from services.datablocker.packing import Buckets
 from services.datablocker.results import CleanedDataset
 
@@ -59,10 +58,7 @@ class CleanupReport:
 
 def foreign_archive_ids(pid: str, archive_ids: Iterable[str]) -> list[str]:
     """The ids that are not a datablock key of `pid` (`{prefix}{pid with / -> -}_{n}.tar`)."""
-    own = re.compile(
-        re.escape(layout.datablocks_prefix(pid)) + re.escape(pid.replace("/", "-")) + r"_\d+\.tar"
-    )
-    return [a for a in archive_ids if not own.fullmatch(a)]
+    return [a for a in archive_ids if archive_index(pid, a) is None]
 
 
 async def clean_archived_dataset(
@@ -105,7 +101,7 @@ async def clean_archived_dataset(
 def _remove_copies(
     s3: Minio, buckets: Buckets, pid: str, archive_ids: tuple[str, ...]
 ) -> CleanupReport:
-    raw_files = layout.raw_files_prefix(pid)
+    raw_files = landing_prefix(pid)
     landing_objects, landing_bytes = _remove_prefix(s3, buckets.landing, raw_files)
     aborted = _abort_uploads(s3, buckets.landing, raw_files)
     sizes: dict[str, int] = {}

@@ -12,7 +12,7 @@ import urllib3
 from minio import Minio
 from minio.error import S3Error
 
-from services.datablocker import layout
+from contracts.objectkeys import landing_prefix
 from services.datablocker.planning import LandingFile
 
 COLD_STORAGE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE", "GLACIER_IR"})
@@ -59,7 +59,7 @@ class StoredObject:
 
 def list_dataset(s3: Minio, bucket: str, pid: str) -> list[LandingFile]:
     """The dataset's objects below `raw_files/`, in key order; directory markers skipped."""
-    prefix = layout.raw_files_prefix(pid)
+    prefix = landing_prefix(pid)
     files = []
     for obj in s3.list_objects(bucket, prefix=prefix, recursive=True):
         key = obj.object_name or ""

@@ -14,6 +14,7 @@ from typing import Literal, Protocol
 import structlog
 from minio import Minio
 
+from contracts import objectkeys
 from contracts.events import (
     Datablock,
     DatablocksCreated,
@@ -21,7 +22,6 @@ from contracts.events import (
     DatasetPackingFailed,
     UploadFinished,
 )
-from services.datablocker import layout
 from services.datablocker.archival import clear_datablocks, datablocks_exist
 from services.datablocker.landing import (
     FileMissing,
@@ -186,8 +186,8 @@ def pack_dataset(
         raise DatasetRejected("user", f"dataset {pid} has no files in the landing zone")
     for landing_file in files:
         try:
-            layout.member_path(landing_file.relative_path)
-        except layout.InvalidMemberPath as exc:
+            objectkeys.check_relative_path(landing_file.relative_path)
+        except objectkeys.UnsafeName as exc:
             raise DatasetRejected("user", str(exc)) from exc
     clear_datablocks(s3, buckets.archival, pid)
     if max_payload is not None:
@@ -211,7 +211,7 @@ def pack_dataset(
             _pack_block(
                 s3,
                 buckets,
-                layout.archive_id(pid, index),
+                objectkeys.archive_id(pid, index),
                 _block_members(
                     s3, buckets.landing, block, heads, reconciled.registered, pool, stop
                 ),
@@ -222,7 +222,7 @@ def pack_dataset(
         )
     except RestoreTimedOut as exc:
         raise DatasetRejected("system", str(exc)) from exc
-    except (ChecksumMismatch, FileMissing, FileChanged, layout.InvalidMemberPath) as exc:
+    except (ChecksumMismatch, FileMissing, FileChanged, objectkeys.UnsafeName) as exc:
         clear_datablocks(s3, buckets.archival, pid)
         raise DatasetRejected("user", str(exc)) from exc
     finally:

@@ -6,7 +6,7 @@ from nats.js import JetStreamContext
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from contracts import kv
-from contracts.events import ArchiveId, DatablocksCreated, JobId, Pid
+from contracts.events import ArchiveId, DatablocksCreated, DatasetPid, JobId
 from runtime.kvstore import KvRecords, open_bucket
 
 
@@ -16,7 +16,7 @@ class CleanedDataset(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     schema_version: Literal[1] = 1
-    pid: Pid
+    pid: DatasetPid
     job_id: JobId
     archived_at: AwareDatetime
     """`occurred_at` of the `dataset.archived` event."""

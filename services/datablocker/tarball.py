@@ -24,7 +24,7 @@ from minio.error import S3Error
 from urllib3 import BaseHTTPResponse
 
 from contracts.events import Datablock, DataFile
-from services.datablocker import layout
+from contracts.objectkeys import check_relative_path
 from services.datablocker.landing import FileMissing, StoredObject
 from services.datablocker.planning import LandingFile
 
@@ -336,7 +336,7 @@ def _add_member(
     stop: threading.Event | None,
 ) -> DataFile:
     landing_file, stored = member.landing_file, member.stored
-    info = tarfile.TarInfo(layout.member_path(member.member_path))
+    info = tarfile.TarInfo(check_relative_path(member.member_path))
     info.size = stored.size
     info.mtime = int(stored.mtime.timestamp())
     info.mode = 0o644

@@ -14,11 +14,11 @@ from urllib.parse import unquote
 import structlog
 
 from contracts.events import MinioNotification, UploadFinished
+from contracts.objectkeys import landing_prefix, pid_of_landing_key
 from runtime.settling import PermanentError
 from services.gateway.admission import Admission
 from services.gateway.catalog import Catalog
 from services.gateway.errors import NotFound
-from services.gateway.objectkeys import RAW_FILES, dataset_prefix, pid_of_key
 
 CREATED_PREFIX = "s3:ObjectCreated:"
 
@@ -30,10 +30,8 @@ def finished_pids(notification: MinioNotification, bucket: str, marker: str) -> 
         if not record.eventName.startswith(CREATED_PREFIX) or record.s3.bucket.name != bucket:
             continue
         key = unquote(record.s3.object.key)
-        if not key.endswith(RAW_FILES + marker):
-            continue
-        pid = pid_of_key(key)
-        exact = pid is not None and key == f"{dataset_prefix(pid)}{marker}"
+        pid = pid_of_landing_key(key)
+        exact = pid is not None and key == f"{landing_prefix(pid)}{marker}"
         if exact and pid not in pids:
             pids.append(pid)
     return pids

@@ -10,20 +10,26 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from contracts.events import Pid
+from contracts.events import DatasetPid
+from contracts.objectkeys import MAX_KEY_BYTES, check_pid, check_relative_path
 from services.gateway.dependencies import GatewayParts
 from services.gateway.errors import InvalidRequest, NotAuthenticated
 from services.gateway.landing import UploadedPart
-from services.gateway.objectkeys import MAX_NAME_BYTES, check_relative_path
 from services.gateway.tokens import Principal, exchange_scicat_token
 
 _bearer = HTTPBearer(auto_error=False, description="An upload access token from POST /token")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
-ObjectName = Annotated[str, Field(min_length=1, max_length=4 * MAX_NAME_BYTES)]
-MaybePid = Annotated[str, Field(max_length=256)]
+ObjectName = Annotated[str, Field(min_length=1, max_length=4 * MAX_KEY_BYTES)]
+
+
+def _pid_or_empty(value: str) -> str:
+    return check_pid(value) if value else value
+
+
+MaybePid = Annotated[str, AfterValidator(_pid_or_empty)]
 """A pid, or "" where the Ingestor leaves it out (the key then names the dataset)."""
 
 
@@ -37,16 +43,16 @@ class _Named(_Body):
     @field_validator("object_name")
     @classmethod
     def _safe_name(cls, value: str) -> str:
-        return check_relative_path(value)
+        return check_relative_path(value, "object_name")
 
 
 class UploadRequestBody(_Body):
-    dataset_id: Pid
+    dataset_id: DatasetPid
     dataset_size_gib: int = Field(ge=0, le=10**7)
 
 
 class PresignedUrlBody(_Named):
-    dataset_id: Pid
+    dataset_id: DatasetPid
     parts: int = Field(ge=1, le=10_000)
 
 
@@ -69,11 +75,11 @@ class AbortUploadBody(_Named):
 
 
 class AbortDatasetUploadBody(_Body):
-    dataset_id: Pid
+    dataset_id: DatasetPid
 
 
 class FinalizeDatasetUploadBody(_Body):
-    dataset_id: Pid
+    dataset_id: DatasetPid
     create_archiving_job: bool
     owner_group: str = Field(min_length=1, max_length=256)
     owner_user: str | None = Field(None, max_length=256)

@@ -11,11 +11,18 @@ from datetime import datetime
 import structlog
 
 from contracts.events import UploadFinished
+from contracts.objectkeys import (
+    DATASETS_PREFIX,
+    UnsafeName,
+    landing_key,
+    landing_prefix,
+    pid_of_landing_key,
+    relative_path,
+)
 from services.gateway.admission import Admission, reservation_bytes
 from services.gateway.catalog import Catalog, DatasetOwner
 from services.gateway.errors import Conflict, Forbidden, InsufficientStorage, InvalidRequest
 from services.gateway.landing import Completed, LandingZone, UploadedPart, composite_sha256
-from services.gateway.objectkeys import BadObjectName, dataset_prefix, object_key, pid_of_key
 from services.gateway.tokens import Principal
 
 log = structlog.get_logger(__name__)
@@ -74,7 +81,7 @@ class Uploads:
     async def presigned_urls(
         self, principal: Principal, pid: str, object_name: str, parts: int
     ) -> PresignedUrls:
-        key = _key(pid, object_name)
+        key = object_key(pid, object_name)
         await self.authorize(principal, pid)
         if await self._admission.reservation(pid, self._clock()) is None:
             msg = (
@@ -97,7 +104,7 @@ class Uploads:
         checksum_sha256: str,
     ) -> Completed:
         pid = _pid_for(pid, object_name)
-        key = _key(pid, object_name)
+        key = object_key(pid, object_name)
         await self.authorize(principal, pid)
         numbers = [p.part_number for p in parts]
         if len(set(numbers)) != len(numbers):
@@ -119,13 +126,13 @@ class Uploads:
         self, principal: Principal, pid: str, object_name: str, upload_id: str
     ) -> None:
         pid = _pid_for(pid, object_name)
-        key = _key(pid, object_name)
+        key = object_key(pid, object_name)
         await self.authorize(principal, pid)
         await self._landing.abort_multipart(key, upload_id)
 
     async def abort_dataset(self, principal: Principal, pid: str) -> None:
         await self.authorize(principal, pid)
-        cleanup = await self._landing.remove_all(dataset_prefix(pid))
+        cleanup = await self._landing.remove_all(landing_prefix(pid))
         await self._admission.release(pid, self._clock())
         log.info(
             "upload.aborted",
@@ -152,7 +159,7 @@ class Uploads:
                 f" ({owner.owner_group})"
             )
             raise Conflict(msg)
-        if not await self._landing.has_objects(dataset_prefix(pid)):
+        if not await self._landing.has_objects(landing_prefix(pid)):
             msg = f"Dataset {pid} has no uploaded files; upload them before finalizing"
             raise Conflict(msg)
         event = UploadFinished(
@@ -171,10 +178,13 @@ class Uploads:
         return event
 
 
-def _key(pid: str, object_name: str) -> str:
+def object_key(pid: str, object_name: str) -> str:
+    """The landing key of an `object_name` the Ingestor sends as a full key, others relative."""
     try:
-        return object_key(pid, object_name)
-    except BadObjectName as exc:
+        if object_name.startswith(DATASETS_PREFIX):
+            return landing_key(pid, relative_path(pid, object_name))
+        return landing_key(pid, object_name)
+    except UnsafeName as exc:
         raise InvalidRequest(str(exc)) from exc
 
 
@@ -182,7 +192,7 @@ def _pid_for(pid: str, object_name: str) -> str:
     """The dataset of a call; the Ingestor sends `dataset_id` "" on some calls."""
     if pid:
         return pid
-    found = pid_of_key(object_name)
+    found = pid_of_landing_key(object_name)
     if found is None:
         msg = (
             "dataset_id is empty and object_name is not a full key"

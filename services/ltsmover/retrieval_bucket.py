@@ -1,10 +1,9 @@
 """The retrieval bucket: retrieved datablocks written streamed, presigned, expired.
 
-Keys follow the reference's layout: `openem-network/datasets/{pid}/retrieved/{tar name}`.
+Keys come from `contracts.objectkeys.retrieval_key`.
 """
 
 import math
-import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,17 +13,13 @@ from minio.commonconfig import ENABLED, Filter
 from minio.error import S3Error
 from minio.lifecycleconfig import AbortIncompleteMultipartUpload, Expiration, LifecycleConfig, Rule
 
+from contracts.objectkeys import ROOT
 from runtime.lts import CountingReader, Readable
 
 PART_BYTES = 16 * 1024**2
 """Multipart part size: memory per running copy is about one part."""
 LIFECYCLE_RULE_ID = "archiver-retrieved-copies"
 _MISSING = ("NoSuchKey", "NoSuchObject", "ResourceNotFound")
-
-
-def retrieval_key(pid: str, archive_id: str) -> str:
-    """Where a retrieved datablock of `pid` lives in the retrieval bucket."""
-    return f"openem-network/datasets/{pid}/retrieved/{posixpath.basename(archive_id)}"
 
 
 class CopyIncomplete(Exception):
@@ -91,7 +86,7 @@ class RetrievalBucket:
         days = math.ceil(keep.total_seconds() / 86400) + 1
         rule = Rule(
             ENABLED,
-            rule_filter=Filter(prefix="openem-network/"),
+            rule_filter=Filter(prefix=ROOT),
             rule_id=LIFECYCLE_RULE_ID,
             expiration=Expiration(days=days),
             abort_incomplete_multipart_upload=AbortIncompleteMultipartUpload(

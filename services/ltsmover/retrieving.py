@@ -20,6 +20,7 @@ import structlog
 
 from contracts.events import Datablock, LtsVerified
 from contracts.jobs import DatablockProgress, DatasetProgress, JobRecord
+from contracts.objectkeys import retrieval_key
 from contracts.retrievals import RetrievalCopy
 from contracts.scicat import LifecyclePatch
 from runtime.lts import LtsBackend, LtsError, LtsNotReadable, LtsRecallTimeout, await_readable
@@ -32,7 +33,7 @@ from services.ltsmover.jobflow import (
     utc_now,
 )
 from services.ltsmover.jobstate import DatablockCatalog, JobStore
-from services.ltsmover.retrieval_bucket import CopyIncomplete, RetrievalBucket, retrieval_key
+from services.ltsmover.retrieval_bucket import CopyIncomplete, RetrievalBucket
 from services.ltsmover.retrieval_copies import RetrievalCopies
 
 log = structlog.get_logger(__name__)

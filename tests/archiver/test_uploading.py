@@ -9,7 +9,7 @@ import stamina
 
 from archiver.ingest_errors import ServiceRefused, UploadCancelled
 from archiver.planning import Part
-from archiver.uploading import object_name, put_headers, put_slice
+from archiver.uploading import put_headers, put_slice
 
 EFGH = "5eCIoLZhY6Cial4FPSpEltwWq24OPdGt8tFqqEoHjJ0="
 PART = Part(number=2, offset=4, size=4, sha256_b64=EFGH)
@@ -24,13 +24,6 @@ def source(tmp_path: Path) -> Path:
     path = tmp_path / "ten.bin"
     path.write_bytes(b"abcdefghij")
     return path
-
-
-def test_object_name_is_the_full_landing_key() -> None:
-    """The Ingestor names objects by their full key below the dataset's raw_files/."""
-    assert object_name("20.500.11935/ab", "sub/ä.txt") == (
-        "openem-network/datasets/20.500.11935/ab/raw_files/sub/ä.txt"
-    )
 
 
 def test_put_headers_are_the_ingestors() -> None:
