@@ -16,8 +16,9 @@ from contracts.streams import ConsumerSpec
 from runtime.broker import Bus, create_broker, durable_subscriber
 from runtime.bus import publish_event
 from runtime.objectstore import s3_client
-from services.datablocker.catalog import RetryBudget, ScicatReader
+from runtime.scicat import RetryPolicy, ScicatClient
 from services.datablocker.cleanup import clean_archived_dataset
+from services.datablocker.origdatablocks import ScicatOrigdatablocks
 from services.datablocker.packing import AlreadyCleaned, Buckets, PackingLimits, pack_upload
 from services.datablocker.results import PackedResults
 from services.datablocker.settings import DatablockerSettings
@@ -61,28 +62,30 @@ def create_app(
     limits = packing_limits(settings)
     results: list[PackedResults] = []
     connection: list[NatsClient] = []
-    catalogs: list[ScicatReader] = []
+    catalogs: list[ScicatOrigdatablocks] = []
     scicat_http: list[httpx.AsyncClient] = []
 
     async def start() -> None:
         await bus.start()
         connection.append(await broker.connect())
         results.append(PackedResults(bus.js, replicas=settings.nats.stream_replicas))
-        # SciCat's API base ends in /api; the reader's paths are below it ("v3/...").
+        # SciCat's API base ends in /api; the client's paths are below it ("v3/...").
         http = httpx.AsyncClient(
             base_url=str(settings.scicat.url).rstrip("/") + "/",
             timeout=settings.scicat.timeout_s,
         )
         scicat_http.append(http)
         catalogs.append(
-            ScicatReader(
-                http,
-                username=settings.scicat.username,
-                password=settings.scicat.password,
-                retry=RetryBudget(
-                    timeout_s=settings.scicat_retry_timeout_s,
-                    attempts=settings.scicat_retry_attempts,
-                ),
+            ScicatOrigdatablocks(
+                ScicatClient(
+                    http,
+                    username=settings.scicat.username,
+                    password=settings.scicat.password,
+                    retry=RetryPolicy(
+                        timeout_s=settings.scicat_retry_timeout_s,
+                        attempts=settings.scicat_retry_attempts,
+                    ),
+                )
             )
         )
 

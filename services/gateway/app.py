@@ -23,6 +23,7 @@ from runtime.bus import CORRELATION_HEADER, publish_event
 from runtime.consuming import PermanentError
 from runtime.kvstore import open_bucket
 from runtime.objectstore import s3_client
+from runtime.scicat import ScicatClient
 from services.gateway import notifications
 from services.gateway.admission import Admission, open_reservations
 from services.gateway.catalog import Catalog, DatasetOwner, Identity, TtlCache
@@ -59,9 +60,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         base_url=str(settings.scicat.url).rstrip("/") + "/", timeout=settings.scicat.timeout_s
     )
     catalog = Catalog(
-        scicat_http,
-        username=settings.scicat.username,
-        password=settings.scicat.password.get_secret_value(),
+        ScicatClient(
+            scicat_http, username=settings.scicat.username, password=settings.scicat.password
+        ),
         identity_cache=TtlCache[Identity](settings.identity_cache_s),
         dataset_cache=TtlCache[DatasetOwner](settings.dataset_cache_s),
     )

@@ -17,9 +17,9 @@ from contracts.events import (
 )
 from contracts.streams import ConsumerSpec
 from runtime.broker import Bus, create_broker, durable_subscriber
+from runtime.scicat import RetryPolicy, ScicatClient
 from services.scicat_sync import syncing
 from services.scicat_sync.ledger import AppliedLedger, open_ledger
-from services.scicat_sync.scicat_client import RetryPolicy, ScicatClient
 from services.scicat_sync.settings import ScicatSyncSettings
 
 log = structlog.get_logger(__name__)
@@ -62,10 +62,10 @@ def create_app(settings: ScicatSyncSettings) -> FastStream:
         )
         parts.scicat = ScicatClient(
             parts.http,
-            settings.scicat.username,
-            settings.scicat.password,
-            RetryPolicy(
-                budget_s=settings.retry_budget_s,
+            username=settings.scicat.username,
+            password=settings.scicat.password,
+            retry=RetryPolicy(
+                timeout_s=settings.retry_budget_s,
                 wait_initial_s=settings.retry_wait_initial_s,
                 wait_max_s=settings.retry_wait_max_s,
                 wait_jitter_s=settings.retry_wait_jitter_s,

@@ -8,8 +8,10 @@ import httpx
 import pytest
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
+from pydantic import SecretStr
 
 from contracts.events import MinioNotification
+from runtime.scicat import ScicatClient
 from services.gateway.admission import Admission, GiB, open_reservations
 from services.gateway.catalog import Catalog, DatasetOwner, Identity, TtlCache
 from services.gateway.errors import NotAuthenticated
@@ -83,9 +85,7 @@ async def test_catalog_caches_identities_and_relogs_in_once_on_403() -> None:
         transport=httpx.MockTransport(answer), base_url="http://scicat/api/"
     ) as http:
         catalog = Catalog(
-            http,
-            username="archiveManager",
-            password="pw",
+            ScicatClient(http, username="archiveManager", password=SecretStr("pw")),
             identity_cache=TtlCache[Identity](60),
             dataset_cache=TtlCache[DatasetOwner](60),
         )

@@ -15,9 +15,9 @@ from contracts.events import (
 )
 from contracts.scicat import LifecyclePatch
 from runtime.consuming import PermanentError
+from runtime.scicat import ScicatClient, ScicatUnavailable
 from services.scicat_sync import syncing
 from services.scicat_sync.ledger import AppliedLedger
-from services.scicat_sync.scicat_client import ScicatClient, ScicatUnavailable
 from tests.scicat_sync.conftest import FakeScicat
 
 PID = "20.500.11935/abc-123"
