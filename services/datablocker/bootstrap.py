@@ -8,8 +8,9 @@ import httpx
 from minio import Minio
 
 from runtime.objectstore import s3_client
+from runtime.scicat import RetryPolicy, ScicatClient
 from runtime.service_bus import Bus
-from services.datablocker.catalog import RetryBudget, ScicatReader
+from services.datablocker.origdatablocks import ScicatOrigdatablocks
 from services.datablocker.packing import Buckets, Packer, PackingLimits
 from services.datablocker.results import PackedResults
 from services.datablocker.settings import DatablockerSettings
@@ -49,18 +50,20 @@ async def build_datablocker(settings: DatablockerSettings, bus: Bus) -> AsyncIte
     s3 = s3_client(settings.s3)
     buckets = Buckets(landing=settings.s3.landing_bucket, archival=settings.s3.archival_bucket)
     results = PackedResults(bus.js, replicas=settings.nats.stream_replicas)
-    # SciCat's API base ends in /api; the reader's paths are below it ("v3/...").
+    # SciCat's API base ends in /api; the client's paths are below it ("v3/...").
     async with httpx.AsyncClient(
         base_url=str(settings.scicat.url).rstrip("/") + "/", timeout=settings.scicat.timeout_s
     ) as scicat_http:
-        catalog = ScicatReader(
-            scicat_http,
-            username=settings.scicat.username,
-            password=settings.scicat.password,
-            retry=RetryBudget(
-                timeout_s=settings.scicat_retry_timeout_s,
-                attempts=settings.scicat_retry_attempts,
-            ),
+        catalog = ScicatOrigdatablocks(
+            ScicatClient(
+                scicat_http,
+                username=settings.scicat.username,
+                password=settings.scicat.password,
+                retry=RetryPolicy(
+                    timeout_s=settings.scicat_retry_timeout_s,
+                    attempts=settings.scicat_retry_attempts,
+                ),
+            )
         )
         yield Datablocker(
             s3=s3,

@@ -11,6 +11,7 @@ import httpx
 from contracts import kv as kv_names
 from runtime.kvstore import open_bucket
 from runtime.objectstore import s3_client
+from runtime.scicat import ScicatClient
 from runtime.service_bus import Bus
 from services.gateway.admission import Admission, open_reservations
 from services.gateway.announcements import Announcer
@@ -76,9 +77,9 @@ async def build_gateway(
         base_url=str(settings.scicat.url).rstrip("/") + "/", timeout=settings.scicat.timeout_s
     ) as scicat_http:
         catalog = Catalog(
-            scicat_http,
-            username=settings.scicat.username,
-            password=settings.scicat.password.get_secret_value(),
+            ScicatClient(
+                scicat_http, username=settings.scicat.username, password=settings.scicat.password
+            ),
             identity_cache=TtlCache[Identity](settings.identity_cache_s),
             dataset_cache=TtlCache[DatasetOwner](settings.dataset_cache_s),
         )

@@ -1,24 +1,28 @@
-"""What the gateway reads from SciCat: a user's access groups and a dataset's owner.
+"""What the gateway reads from SciCat: a user's access groups, a dataset's owner, a job's datasets.
 
-Reads only (the gateway never writes SciCat). A user's identity is read with the
-user's own SciCat token; datasets with the gateway's service account through a
-`runtime.scicat_session.ScicatSession` (token cached, renewed before expiry and
-once on 401/403). Both answers are cached briefly, so an upload's many calls
+Reads only (the gateway never writes SciCat), through the process's
+`runtime.scicat.ScicatClient`: a user's identity with the user's own SciCat
+token, datasets and jobs with the service account (token cached, renewed before
+expiry and once on 401/403). Here SciCat's errors become the gateway's HTTP
+answers. Identities and owners are cached briefly, so an upload's many calls
 cost SciCat one read each.
 """
 
 import hashlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
-from urllib.parse import quote
-
-import httpx
-from pydantic import SecretStr
+from typing import Any, Generic, TypeVar
 
 from contracts.events import JobDataset
-from runtime.scicat_session import ScicatLoginFailed, ScicatSession
+from runtime.scicat import (
+    ScicatClient,
+    ScicatLoginFailed,
+    ScicatNotFound,
+    ScicatRefused,
+    ScicatUnavailable,
+    pid_path,
+)
 from services.gateway.errors import DependencyDown, InvalidRequest, NotAuthenticated, NotFound
 
 ValueT = TypeVar("ValueT")
@@ -66,22 +70,16 @@ class DatasetOwner:
 
 
 class Catalog:
-    """SciCat reads over one shared client whose base URL is SciCat's `.../api/`."""
+    """SciCat reads through the process's `ScicatClient` (no retries: the caller retries)."""
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        scicat: ScicatClient,
         *,
-        username: str,
-        password: str,
         identity_cache: TtlCache[Identity],
         dataset_cache: TtlCache[DatasetOwner],
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._http = http
-        self._session = ScicatSession(
-            http, username=username, password=SecretStr(password), clock=clock
-        )
+        self._scicat = scicat
         self._identities = identity_cache
         self._datasets = dataset_cache
 
@@ -91,15 +89,14 @@ class Catalog:
         cached = self._identities.get(key)
         if cached is not None:
             return cached
-        response = await self._guarded(
-            self._http.get(
-                "v3/users/my/identity", headers={"Authorization": f"Bearer {user_token}"}
-            )
-        )
-        if response.status_code in (401, 403):
-            msg = "SciCat did not accept your token; log in to SciCat again and retry"
-            raise NotAuthenticated(msg)
-        body = _json_object(response, "identity")
+        try:
+            answer = await self._read("v3/users/my/identity", "identity", user_token=user_token)
+        except ScicatRefused as exc:
+            if exc.status_code in (401, 403):
+                msg = "SciCat did not accept your token; log in to SciCat again and retry"
+                raise NotAuthenticated(msg) from exc
+            raise _unexpected("identity", exc.status_code) from exc
+        body = _json_object(answer, "identity")
         profile = body.get("profile") if isinstance(body.get("profile"), dict) else {}
         groups = profile.get("accessGroups") or []
         username = profile.get("username") or body.get("externalId") or body.get("userId") or "?"
@@ -112,22 +109,22 @@ class Catalog:
         cached = self._datasets.get(pid)
         if cached is not None:
             return cached
-        path = f"v3/Datasets/{quote(pid, safe='')}"
-        response = await self._read(path)
-        missing = response.status_code in (400, 404) or (
-            response.status_code == 200 and response.content.strip() in (b"", b"null", b"{}")
-        )
-        if missing:
-            msg = f"Dataset {pid} does not exist in SciCat; register it before uploading"
-            raise NotFound(msg)
-        if response.status_code in (401, 403):
-            msg = "The archiver's SciCat account may not read datasets; tell the operators"
-            raise DependencyDown(msg)
-        body = _json_object(response, "dataset")
+        missing = f"Dataset {pid} does not exist in SciCat; register it before uploading"
+        try:
+            answer = await self._read(f"v3/Datasets/{pid_path(pid)}", "dataset")
+        except ScicatNotFound as exc:
+            raise NotFound(missing) from exc
+        except ScicatRefused as exc:
+            if exc.status_code in (401, 403):
+                msg = "The archiver's SciCat account may not read datasets; tell the operators"
+                raise DependencyDown(msg) from exc
+            raise _unexpected("dataset", exc.status_code) from exc
+        if answer is None or answer == {}:
+            raise NotFound(missing)
+        body = _json_object(answer, "dataset")
         owner_group = body.get("ownerGroup")
         if not isinstance(owner_group, str) or not owner_group:
-            msg = f"Dataset {pid} does not exist in SciCat; register it before uploading"
-            raise NotFound(msg)
+            raise NotFound(missing)
         owner = DatasetOwner(
             pid=pid,
             owner_group=owner_group,
@@ -139,12 +136,14 @@ class Catalog:
 
     async def datasets_of_job(self, job_id: str) -> tuple[JobDataset, ...]:
         """The datasets of a SciCat job that was POSTed to us as just `{"id","type"}`."""
-        path = f"v4/jobs/{quote(job_id, safe='')}"
-        response = await self._read(path)
-        if response.status_code in (400, 404):
+        try:
+            answer = await self._read(f"v4/jobs/{pid_path(job_id)}", "job")
+        except ScicatNotFound as exc:
             msg = f"SciCat knows no job {job_id}; send the whole job or create it in SciCat first"
-            raise InvalidRequest(msg)
-        body = _json_object(response, "job")
+            raise InvalidRequest(msg) from exc
+        except ScicatRefused as exc:
+            raise _unexpected("job", exc.status_code) from exc
+        body = _json_object(answer, "job")
         params = body.get("jobParams") if isinstance(body.get("jobParams"), dict) else {}
         entries = params.get("datasetList") or body.get("datasetList") or []
         pids = [e.get("pid") if isinstance(e, dict) else e for e in entries]
@@ -153,40 +152,37 @@ class Catalog:
             raise InvalidRequest(msg)
         return tuple(JobDataset(pid=pid) for pid in pids)
 
-    async def _read(self, path: str) -> httpx.Response:
-        """GET with the service account; a login SciCat refuses is the operators' problem."""
+    async def _read(self, path: str, what: str, *, user_token: str | None = None) -> Any:
+        """GET (with the service account unless `user_token`); SciCat down, garbled or
+        refusing the archiver's login is DependencyDown. SciCat's refusals are the caller's."""
         try:
-            return await self._guarded(self._session.request("GET", path))
+            return await self._scicat.send("GET", path, user_token=user_token)
+        except ScicatUnavailable as exc:
+            if exc.status_code is None:
+                msg = "SciCat is unreachable; try again later"
+                raise DependencyDown(msg) from exc
+            if exc.status_code >= 500:
+                msg = f"SciCat answered {exc.status_code}; try again later"
+                raise DependencyDown(msg) from exc
+            garbled = "login" if isinstance(exc.__cause__, ScicatLoginFailed) else what
+            raise _unexpected(garbled, exc.status_code) from exc
         except ScicatLoginFailed as exc:
-            if exc.problem == "unreadable":
-                msg = f"SciCat gave an unexpected login answer ({exc.status_code}); try again later"
-            elif exc.problem == "no_token":
+            if exc.problem == "no_token":
                 msg = "SciCat's login answer held no token; tell the operators"
             else:
                 msg = "The archiver cannot log in to SciCat; tell the operators"
             raise DependencyDown(msg) from exc
 
-    async def _guarded(self, sending: Awaitable[httpx.Response]) -> httpx.Response:
-        try:
-            response = await sending
-        except httpx.HTTPError as exc:
-            msg = "SciCat is unreachable; try again later"
-            raise DependencyDown(msg) from exc
-        if response.status_code >= 500:
-            msg = f"SciCat answered {response.status_code}; try again later"
-            raise DependencyDown(msg)
-        return response
+
+def _unexpected(what: str, status_code: int | None = None) -> DependencyDown:
+    answer = f"{what} answer" if status_code is None else f"{what} answer ({status_code})"
+    return DependencyDown(f"SciCat gave an unexpected {answer}; try again later")
 
 
-def _json_object(response: httpx.Response, what: str) -> dict:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if response.status_code >= 400 or not isinstance(body, dict):
-        msg = f"SciCat gave an unexpected {what} answer ({response.status_code}); try again later"
-        raise DependencyDown(msg)
-    return body
+def _json_object(answer: Any, what: str) -> dict:
+    if not isinstance(answer, dict):
+        raise _unexpected(what)
+    return answer
 
 
 def _optional_str(value: object) -> str | None:

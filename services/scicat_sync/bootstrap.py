@@ -8,9 +8,9 @@ from datetime import timedelta
 import httpx
 
 from contracts.streams import ConsumerSpec
+from runtime.scicat import RetryPolicy, ScicatClient
 from runtime.service_bus import Bus
 from services.scicat_sync.ledger import open_ledger
-from services.scicat_sync.scicat_client import RetryPolicy, ScicatClient
 from services.scicat_sync.settings import ScicatSyncSettings
 from services.scicat_sync.syncing import ScicatWriter
 
@@ -34,10 +34,10 @@ async def build_scicat_writer(
         yield ScicatWriter(
             scicat=ScicatClient(
                 http,
-                settings.scicat.username,
-                settings.scicat.password,
-                RetryPolicy(
-                    budget_s=settings.retry_budget_s,
+                username=settings.scicat.username,
+                password=settings.scicat.password,
+                retry=RetryPolicy(
+                    timeout_s=settings.retry_budget_s,
                     wait_initial_s=settings.retry_wait_initial_s,
                     wait_max_s=settings.retry_wait_max_s,
                     wait_jitter_s=settings.retry_wait_jitter_s,

@@ -7,12 +7,12 @@ ledger with its event's `occurred_at`; a field that a newer event already
 claimed is skipped, so a late, stale event never overwrites a newer one.
 """
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-import httpx
 import structlog
 
 from contracts.events import (
@@ -24,15 +24,16 @@ from contracts.events import (
 )
 from contracts.kv import id_key
 from contracts.scicat import DatablockPayload, DataFilePayload, LifecyclePatch
-from runtime.settling import PermanentError
-from services.scicat_sync.ledger import AppliedLedger
-from services.scicat_sync.scicat_client import (
+from runtime.scicat import (
     ScicatClient,
     ScicatLoginFailed,
-    ScicatRejected,
+    ScicatRefused,
     ScicatUnavailable,
+    ScicatUnreachable,
     pid_path,
 )
+from runtime.settling import PermanentError
+from services.scicat_sync.ledger import AppliedLedger
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +46,17 @@ class DatablocksOutcome:
     """Datablocks newly registered (the others were there already)."""
     lifecycle_fields: tuple[str, ...]
     archive_job_id: str | None
+
+
+@asynccontextmanager
+async def refusal_is_permanent() -> AsyncIterator[None]:
+    """A 4xx that a fresh token did not change will not change on redelivery either:
+    dead-letter the message with SciCat's answer. SciCat down or a login it refuses
+    propagates as it is (nak-ed for later: waiting messages go through once fixed)."""
+    try:
+        yield
+    except ScicatRefused as exc:
+        raise PermanentError(str(exc), exc.detail) from exc
 
 
 def lifecycle_key(pid: str) -> str:
@@ -82,6 +94,7 @@ async def apply_in_order(
     return tuple(fresh)
 
 
+@refusal_is_permanent()
 async def apply_lifecycle(
     scicat: ScicatClient, ledger: AppliedLedger, pid: str, patch: LifecyclePatch, at: datetime
 ) -> tuple[str, ...]:
@@ -97,6 +110,7 @@ async def apply_lifecycle(
     return await apply_in_order(ledger, lifecycle_key(pid), at, changes, write)
 
 
+@refusal_is_permanent()
 async def apply_job_status(
     scicat: ScicatClient, ledger: AppliedLedger, event: JobStatusChanged, api: JobApi
 ) -> bool:
@@ -126,6 +140,7 @@ def job_status_body(status: Mapping[str, Any], api: JobApi) -> dict[str, Any]:
     return body
 
 
+@refusal_is_permanent()
 async def record_packing_failure(
     scicat: ScicatClient, ledger: AppliedLedger, event: DatasetPackingFailed
 ) -> tuple[str, ...]:
@@ -140,6 +155,7 @@ async def record_packing_failure(
     return await apply_lifecycle(scicat, ledger, event.pid, patch, event.occurred_at)
 
 
+@refusal_is_permanent()
 async def register_datablocks(
     scicat: ScicatClient, ledger: AppliedLedger, event: DatablocksCreated
 ) -> DatablocksOutcome:
@@ -202,7 +218,7 @@ async def register_datablock(scicat: ScicatClient, pid: str, block: Datablock) -
             return False
         try:
             await scicat.send("POST", path, payload)
-        except (ScicatUnavailable, ScicatRejected) as exc:
+        except (ScicatUnavailable, ScicatRefused) as exc:
             duplicate_answer = isinstance(exc, ScicatUnavailable) or exc.status_code == 409
             if duplicate_answer and await registered():
                 return False
@@ -246,7 +262,7 @@ async def create_archive_job(
         body["contactEmail"] = event.contact_email
     try:
         job = await scicat.send("POST", "/v4/jobs", body)
-    except (httpx.ConnectError, httpx.ConnectTimeout, ScicatRejected, ScicatLoginFailed):
+    except (ScicatUnreachable, ScicatRefused, ScicatLoginFailed):
         await ledger.forget(key)
         raise
     job_id = str(job["id"])

@@ -9,12 +9,20 @@ import httpx
 import pytest
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
+from pydantic import SecretStr
 
 from contracts.events import MinioNotification
 from contracts.objectkeys import pid_of_landing_key
+from runtime.scicat import ScicatClient
 from services.gateway.admission import Admission, Decision, GiB, open_reservations
 from services.gateway.catalog import Catalog, DatasetOwner, Identity, TtlCache
-from services.gateway.errors import InvalidRequest, NotAuthenticated
+from services.gateway.errors import (
+    DependencyDown,
+    GatewayError,
+    InvalidRequest,
+    NotAuthenticated,
+    NotFound,
+)
 from services.gateway.notifications import finished_pids
 from services.gateway.tokens import TokenIssuer
 from services.gateway.uploads import object_key
@@ -85,9 +93,7 @@ async def test_catalog_caches_identities_and_relogs_in_once_on_403() -> None:
         transport=httpx.MockTransport(answer), base_url="http://scicat/api/"
     ) as http:
         catalog = Catalog(
-            http,
-            username="archiveManager",
-            password="pw",
+            ScicatClient(http, username="archiveManager", password=SecretStr("pw")),
             identity_cache=TtlCache[Identity](60),
             dataset_cache=TtlCache[DatasetOwner](60),
         )
@@ -105,6 +111,94 @@ async def test_catalog_caches_identities_and_relogs_in_once_on_403() -> None:
         "POST /api/v3/auth/login",
         "GET /api/v3/Datasets/20.500.11935%2Fabc",
     ]
+
+
+def catalog_answering(answer: httpx.Response | Exception) -> Catalog:
+    """A Catalog whose SciCat logs in, then gives `answer` to every read."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v3/auth/login":
+            return httpx.Response(201, json={"access_token": "t", "expires_in": 3600})
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handle), base_url="http://scicat/api/")
+    return Catalog(
+        ScicatClient(http, username="archiveManager", password=SecretStr("pw")),
+        identity_cache=TtlCache[Identity](60),
+        dataset_cache=TtlCache[DatasetOwner](60),
+    )
+
+
+@pytest.mark.parametrize(
+    ("read", "answer", "error", "detail"),
+    [
+        (
+            "identity",
+            httpx.Response(401, json={"message": "Unauthorized"}),
+            NotAuthenticated,
+            "SciCat did not accept your token; log in to SciCat again and retry",
+        ),
+        (
+            "dataset",
+            httpx.Response(404, json={"message": "dataset: x not found"}),
+            NotFound,
+            f"Dataset {PID} does not exist in SciCat; register it before uploading",
+        ),
+        (
+            "dataset",
+            httpx.Response(200, text="null"),
+            NotFound,
+            f"Dataset {PID} does not exist in SciCat; register it before uploading",
+        ),
+        (
+            "dataset",
+            httpx.Response(403, json={"message": "Forbidden resource"}),
+            DependencyDown,
+            "The archiver's SciCat account may not read datasets; tell the operators",
+        ),
+        (
+            "job",
+            httpx.Response(400, json={"message": "Invalid job id."}),
+            InvalidRequest,
+            "SciCat knows no job job-7; send the whole job or create it in SciCat first",
+        ),
+        (
+            "dataset",
+            httpx.Response(502, text="Bad Gateway"),
+            DependencyDown,
+            "SciCat answered 502; try again later",
+        ),
+        (
+            "identity",
+            httpx.ConnectError("connection refused"),
+            DependencyDown,
+            "SciCat is unreachable; try again later",
+        ),
+        (
+            "job",
+            httpx.Response(200, text="<html>maintenance</html>"),
+            DependencyDown,
+            "SciCat gave an unexpected job answer (200); try again later",
+        ),
+    ],
+)
+async def test_scicat_answers_become_the_gateways_errors(
+    read: str, answer: httpx.Response | Exception, error: type[GatewayError], detail: str
+) -> None:
+    """Unknown records, refused tokens and SciCat trouble each map to one actionable answer."""
+    catalog = catalog_answering(answer)
+    reads = {
+        "identity": lambda: catalog.identity("user-token"),
+        "dataset": lambda: catalog.dataset_owner(PID),
+        "job": lambda: catalog.datasets_of_job("job-7"),
+    }
+
+    with pytest.raises(error) as caught:
+        await reads[read]()
+
+    assert caught.value.detail == detail
 
 
 def test_only_created_markers_in_the_landing_bucket_finish_uploads() -> None:

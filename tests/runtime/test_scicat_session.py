@@ -8,7 +8,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from runtime.scicat_session import ScicatLoginFailed, ScicatSession
+from runtime.scicat import ScicatLoginFailed, ScicatSession
 
 PATH = "v3/Datasets/20.500.11935%2Fabc"
 

@@ -16,8 +16,8 @@ from nats.js import JetStreamContext
 from pydantic import SecretStr
 
 from contracts import kv
+from runtime.scicat import RetryPolicy, ScicatClient
 from services.scicat_sync.ledger import AppliedLedger, open_ledger
-from services.scicat_sync.scicat_client import RetryPolicy, ScicatClient
 from tests.conftest import SCICAT_PASSWORDS, ScicatStandin
 
 ADMIN = ("admin", SCICAT_PASSWORDS["admin"])
@@ -110,7 +110,12 @@ async def scicat(fake_scicat: FakeScicat) -> AsyncIterator[ScicatClient]:
     async with httpx.AsyncClient(
         base_url="http://scicat.test/api", transport=fake_scicat.transport()
     ) as http:
-        yield ScicatClient(http, *ARCHIVER[:1], SecretStr(ARCHIVER[1]), RetryPolicy(budget_s=5))
+        yield ScicatClient(
+            http,
+            username=ARCHIVER[0],
+            password=SecretStr(ARCHIVER[1]),
+            retry=RetryPolicy(timeout_s=5, wait_jitter_s=0.5),
+        )
 
 
 @pytest.fixture

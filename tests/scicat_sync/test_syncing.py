@@ -14,10 +14,10 @@ from contracts.events import (
     JobStatusChanged,
 )
 from contracts.scicat import LifecyclePatch
+from runtime.scicat import ScicatClient, ScicatUnavailable
 from runtime.settling import PermanentError
 from services.scicat_sync import syncing
 from services.scicat_sync.ledger import AppliedLedger
-from services.scicat_sync.scicat_client import ScicatClient, ScicatUnavailable
 from tests.scicat_sync.conftest import FakeScicat
 
 PID = "20.500.11935/abc-123"

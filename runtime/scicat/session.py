@@ -1,12 +1,12 @@
 """A service account's session with SciCat: log in, reuse the token, renew it.
 
-One `ScicatSession` per process wraps the process's one `httpx.AsyncClient`,
-whose base URL is SciCat's `.../api/`. It logs in with `POST v3/auth/login`,
-caches the token, renews it before it expires (a tenth of its lifetime early,
-at most a minute) and once more when SciCat refuses it with 401 or 403 (SciCat
-answers 403, not 401, for an expired token). It has no retry policy and maps
-no status to an error: each service keeps its own. Connection trouble
-propagates as `httpx.TransportError`; a login without a token raises
+One `ScicatSession` per process, inside its `ScicatClient`, wraps the process's
+one `httpx.AsyncClient`, whose base URL is SciCat's `.../api/`. It logs in with
+`POST v3/auth/login`, caches the token, renews it before it expires (a tenth of
+its lifetime early, at most a minute) and once more when SciCat refuses it with
+401 or 403 (SciCat answers 403, not 401, for an expired token). It has no retry
+policy and maps no status to an error: `runtime.scicat.client` does both.
+Connection trouble propagates as httpx's error; a login without a token raises
 `ScicatLoginFailed`.
 """
 
@@ -14,11 +14,13 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 import structlog
 from pydantic import SecretStr
+
+from runtime.scicat.errors import ScicatLoginFailed
 
 log = structlog.get_logger(__name__)
 
@@ -28,28 +30,6 @@ DEFAULT_LIFETIME_S = 900.0
 """Assumed token lifetime when SciCat's login answer states none."""
 
 _RENEW_MARGIN_MAX_S = 60.0
-
-LoginProblem = Literal["refused", "unreadable", "no_token"]
-
-
-class ScicatLoginFailed(Exception):
-    """SciCat's login answer gave no token.
-
-    `problem` says why: "refused" (SciCat answered `status_code` >= 400),
-    "unreadable" (the body is not a JSON object) or "no_token" (a JSON object
-    without `access_token`/`id`). `detail` is the start of SciCat's body.
-    """
-
-    def __init__(self, problem: LoginProblem, status_code: int, detail: str) -> None:
-        super().__init__(f"SciCat login answered {status_code} ({problem})")
-        self.problem: LoginProblem = problem
-        self.status_code = status_code
-        self.detail = detail
-
-    @property
-    def transient(self) -> bool:
-        """SciCat (or a proxy) was overloaded or down: trying later may succeed."""
-        return self.problem == "refused" and (self.status_code >= 500 or self.status_code == 429)
 
 
 @dataclass(frozen=True)

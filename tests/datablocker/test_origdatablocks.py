@@ -1,4 +1,4 @@
-"""The datablocker's SciCat reader against a recording fake SciCat (httpx.MockTransport)."""
+"""The datablocker's origdatablocks read against a recording fake SciCat (httpx.MockTransport)."""
 
 import json
 from dataclasses import dataclass, field
@@ -9,13 +9,9 @@ import pytest
 import stamina
 from pydantic import SecretStr
 
+from runtime.scicat import RetryPolicy, ScicatClient, ScicatRefused, ScicatUnavailable
 from runtime.settling import PermanentError
-from services.datablocker.catalog import (
-    RetryBudget,
-    ScicatReader,
-    ScicatRefused,
-    ScicatUnavailable,
-)
+from services.datablocker.origdatablocks import ScicatOrigdatablocks
 from services.datablocker.registration import DatasetNotInCatalog, RegisteredFile
 
 PID = "20.500.11935/abc-123"
@@ -89,18 +85,18 @@ class Clock:
 
 def reader_for(
     fake: FakeScicat, clock: Clock | None = None
-) -> tuple[ScicatReader, httpx.AsyncClient]:
+) -> tuple[ScicatOrigdatablocks, httpx.AsyncClient]:
     http = httpx.AsyncClient(
         transport=httpx.MockTransport(fake.handle), base_url="http://scicat.test/api/"
     )
-    reader = ScicatReader(
+    scicat = ScicatClient(
         http,
         username="archiveManager",
         password=SecretStr("pw"),
-        retry=RetryBudget(timeout_s=5.0, attempts=3),
+        retry=RetryPolicy(timeout_s=5.0, attempts=3),
         clock=clock or Clock(),
     )
-    return reader, http
+    return ScicatOrigdatablocks(scicat), http
 
 
 async def test_registered_files_are_read_from_every_origdatablock_with_the_pid_encoded() -> None:

@@ -1,0 +1,178 @@
+"""SciCat over HTTP: the service account's session, one error mapping, one retry policy.
+
+One `ScicatClient` per process wraps the process's one `httpx.AsyncClient`
+(base URL SciCat's `.../api/`) in a `ScicatSession` (login, token reuse,
+renewal before expiry and once on 401/403). `send` makes one request and maps
+every failure to `runtime.scicat.errors`: this module is the one place where
+httpx's errors, a failed login and SciCat's status codes become those errors.
+`retrying` and `call` repeat a unit of work while `is_transient` says so, with
+exponential backoff and jitter, within the policy's time budget; then the last
+error propagates and the message is nak-ed for later.
+"""
+
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+import stamina
+from pydantic import SecretStr
+
+from runtime.scicat.errors import (
+    ScicatLoginFailed,
+    ScicatNotFound,
+    ScicatRefused,
+    ScicatUnavailable,
+    ScicatUnreachable,
+)
+from runtime.scicat.session import ScicatSession
+
+T = TypeVar("T")
+
+DETAIL_CHARS = 2000
+"""How much of SciCat's answer an error keeps."""
+
+INVALID_JOB_ID = "Invalid job id."
+"""SciCat's 400 message for a job id it does not know."""
+
+
+def is_transient(exc: Exception) -> bool:
+    """SciCat was down, overloaded or garbled its answer: the same request may succeed later."""
+    return isinstance(exc, ScicatUnavailable)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long one unit of work may retry `is_transient` errors in-process."""
+
+    timeout_s: float
+    """Total time one unit of work may spend retrying before the error propagates."""
+    attempts: int | None = None
+    """At most this many tries within `timeout_s` (None: as many as fit)."""
+    wait_initial_s: float = 0.2
+    wait_max_s: float = 5.0
+    wait_jitter_s: float = 1.0
+
+
+def pid_path(pid: str) -> str:
+    """A pid (or job id) as one path segment: `/` and everything else encoded."""
+    return quote(pid, safe="")
+
+
+class ScicatClient:
+    """The service account's SciCat; reuse one per process."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        username: str,
+        password: SecretStr,
+        retry: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`retry` None: nothing is retried in-process (the gateway's caller retries)."""
+        self._http = http
+        self._session = ScicatSession(http, username=username, password=password, clock=clock)
+        self._retry = (
+            None
+            if retry is None
+            else stamina.AsyncRetryingCaller(
+                attempts=retry.attempts,
+                timeout=retry.timeout_s,
+                wait_initial=retry.wait_initial_s,
+                wait_max=retry.wait_max_s,
+                wait_jitter=retry.wait_jitter_s,
+            ).on(is_transient)
+        )
+
+    async def retrying(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run `work` until it succeeds, raises something not transient, or the budget is spent."""
+        if self._retry is None:
+            return await work()
+        return await self._retry(work)
+
+    async def call(self, method: str, path: str, body: Any = None) -> Any:
+        """`send`, retried."""
+        return await self.retrying(lambda: self.send(method, path, body))
+
+    async def send(
+        self, method: str, path: str, body: Any = None, *, user_token: str | None = None
+    ) -> Any:
+        """One request, not retried; SciCat's decoded JSON answer (None when empty).
+
+        With the service account's token, renewed once if SciCat refuses it; or
+        with `user_token`, a user's own token, sent as it is and never renewed.
+        """
+        with _mapped_errors():
+            if user_token is None:
+                response = await self._session.request(method, path, json=body)
+            else:
+                headers = {"Authorization": f"Bearer {user_token}"}
+                response = await self._http.request(method, path, json=body, headers=headers)
+        _raise_for_status(method, path, response)
+        return _decoded(response)
+
+    async def log_in(self) -> None:
+        """Make sure a valid token is cached (retried like any call)."""
+
+        async def valid_token() -> None:
+            with _mapped_errors():
+                await self._session.token()
+
+        await self.retrying(valid_token)
+
+
+@contextmanager
+def _mapped_errors() -> Iterator[None]:
+    """httpx's errors and a failed login as `runtime.scicat.errors`."""
+    try:
+        yield
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        raise ScicatUnreachable(_described(exc)) from exc
+    except httpx.RequestError as exc:
+        raise ScicatUnavailable(None, _described(exc)) from exc
+    except ScicatLoginFailed as exc:
+        if exc.transient or exc.problem == "unreadable":
+            raise ScicatUnavailable(exc.status_code, exc.detail) from exc
+        raise
+
+
+def _raise_for_status(method: str, path: str, response: httpx.Response) -> None:
+    """SciCat's error answers as `runtime.scicat.errors` (401/403 here: a fresh token too)."""
+    status = response.status_code
+    if status < 400:
+        return
+    detail = response.text[:DETAIL_CHARS]
+    if status >= 500 or status == 429:
+        raise ScicatUnavailable(status, detail)
+    # A read's only input is the id in its path: SciCat answers 400 to an id it cannot use.
+    unknown = status == 404 or (
+        status == 400 and (method == "GET" or _message(response) == INVALID_JOB_ID)
+    )
+    raise (ScicatNotFound if unknown else ScicatRefused)(method, path, status, detail)
+
+
+def _decoded(response: httpx.Response) -> Any:
+    if not response.content.strip():
+        return None
+    try:
+        return response.json()
+    except ValueError as exc:
+        detail = f"an answer that is not JSON: {response.text[:200]}"
+        raise ScicatUnavailable(response.status_code, detail) from exc
+
+
+def _message(response: httpx.Response) -> object:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get("message") if isinstance(body, dict) else None
+
+
+def _described(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
