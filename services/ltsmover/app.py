@@ -15,12 +15,13 @@ from runtime.bus import publish_event
 from runtime.kvstore import open_bucket
 from runtime.lts import LtsBackend, create_lts
 from runtime.objectstore import BucketReader, s3_client
+from services.ltsmover import jobflow
 from services.ltsmover.jobflow import JobFlow
-from services.ltsmover.jobstate import DatablockCatalog, JobStore
-from services.ltsmover.moving import MovePolicy, Mover
+from services.ltsmover.jobstate import DatablockRecords, JobStore
+from services.ltsmover.moving import ArchiveTransfer, MovePolicy
 from services.ltsmover.retrieval_bucket import RetrievalBucket
 from services.ltsmover.retrieval_copies import RetrievalCopies
-from services.ltsmover.retrieving import RetrievePolicy, Retriever
+from services.ltsmover.retrieving import RetrievePolicy, RetrieveTransfer
 from services.ltsmover.settings import LtsMoverSettings
 from services.ltsmover.sweeping import sweep_forever
 
@@ -37,16 +38,12 @@ def create_app(settings: LtsMoverSettings, *, lts: LtsBackend | None = None) -> 
         min_free_fraction=settings.min_free_percent / 100,
         free_space_timeout_s=settings.free_space_timeout_s,
         free_space_poll_s=settings.free_space_poll_s,
-        max_copy_attempts=settings.max_copy_attempts,
         max_parallel_writes=settings.max_parallel_writes,
-        max_parallel_datasets=settings.max_parallel_datasets,
     )
     retrieve_policy = RetrievePolicy(
         recall_poll_s=settings.recall_poll_s,
         recall_timeout_s=settings.recall_timeout_s,
-        max_copy_attempts=settings.max_copy_attempts,
         max_parallel_copies=settings.max_parallel_copies,
-        max_parallel_datasets=settings.max_parallel_datasets,
         url_expiry=timedelta(seconds=settings.retrieval_url_expiry_s),
         reuse_min_remaining=timedelta(seconds=settings.retrieval_reuse_min_remaining_s),
         claim_stale_after=timedelta(seconds=settings.retrieval_claim_stale_s),
@@ -70,25 +67,25 @@ def create_app(settings: LtsMoverSettings, *, lts: LtsBackend | None = None) -> 
         await bus.start()
         replicas = settings.nats.stream_replicas
         jobs = JobStore(await open_bucket(bus.js, kv.JOBS, replicas))
-        catalog = DatablockCatalog(await open_bucket(bus.js, kv.DATABLOCKS, replicas))
+        datablocks = DatablockRecords(await open_bucket(bus.js, kv.DATABLOCKS, replicas))
         copies = RetrievalCopies(await open_bucket(bus.js, kv.RETRIEVALS, replicas))
-        flows["archive"] = Mover(
-            jobs=jobs,
-            catalog=catalog,
+        archive = ArchiveTransfer(
             source=BucketReader(s3, settings.s3.archival_bucket, "archival"),
             lts=backend,
-            emit=emit,
             policy=policy,
         )
-        flows["retrieve"] = Retriever(
-            jobs=jobs,
-            catalog=catalog,
-            copies=copies,
-            lts=backend,
-            bucket=retrieval,
-            emit=emit,
-            policy=retrieve_policy,
+        retrieve = RetrieveTransfer(
+            copies=copies, lts=backend, bucket=retrieval, policy=retrieve_policy
         )
+        for transfer in (archive, retrieve):
+            flows[transfer.job_type] = JobFlow(
+                jobs=jobs,
+                datablocks=datablocks,
+                transfer=transfer,
+                emit=emit,
+                max_parallel_datasets=settings.max_parallel_datasets,
+                max_copy_attempts=settings.max_copy_attempts,
+            )
         expiry = timedelta(seconds=settings.retrieval_url_expiry_s)
         try:
             await asyncio.to_thread(retrieval.set_expiry_rule, expiry)
@@ -115,7 +112,7 @@ def create_app(settings: LtsMoverSettings, *, lts: LtsBackend | None = None) -> 
     async def on_job_requested(msg: NatsMessage) -> None:
         async def handle(event: JobRequested) -> None:
             with structlog.contextvars.bound_contextvars(job_id=event.job_id):
-                await flows[event.job_type].run_job(event)
+                await jobflow.run_job(event, flows[event.job_type])
 
         await bus.settle(streams.LTSMOVER_JOB_REQUESTED, msg, JobRequested, handle)
 
@@ -123,7 +120,7 @@ def create_app(settings: LtsMoverSettings, *, lts: LtsBackend | None = None) -> 
     async def on_lts_verified(msg: NatsMessage) -> None:
         async def handle(event: LtsVerified) -> None:
             with structlog.contextvars.bound_contextvars(job_id=event.job_id, dataset=event.pid):
-                await flows[event.job_type].record_verification(event)
+                await jobflow.record_verification(event, flows[event.job_type])
 
         await bus.settle(streams.LTSMOVER_LTS_VERIFIED, msg, LtsVerified, handle)
 
