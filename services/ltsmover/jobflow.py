@@ -17,7 +17,7 @@ Entry points: `run_job` (`job.requested`) and `record_verification` (`lts.verifi
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Literal, Protocol
@@ -153,7 +153,7 @@ class JobFlow:
     """Datasets of one job worked on at once."""
     max_copy_attempts: int
     """Copies of one datablock tried before its dataset fails."""
-    clock: Callable[[], datetime] = field(default=utc_now)
+    clock: Callable[[], datetime] = utc_now
 
 
 def unrecorded_verdict(event: LtsVerified, what: str) -> PermanentError:
