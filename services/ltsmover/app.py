@@ -8,6 +8,7 @@ from contracts import streams
 from contracts.events import JobRequested, LtsVerified
 from runtime.lts import LtsBackend
 from runtime.service_bus import Bus, service_app
+from services.ltsmover import jobflow
 from services.ltsmover.bootstrap import JobFlows, build_job_flows
 from services.ltsmover.settings import LtsMoverSettings
 
@@ -15,11 +16,11 @@ from services.ltsmover.settings import LtsMoverSettings
 def subscribe_handlers(bus: Bus, flows: JobFlows) -> None:
     @bus.consumes(streams.LTSMOVER_JOB_REQUESTED)
     async def on_job_requested(event: JobRequested) -> None:
-        await flows.of(event.job_type).run_job(event)
+        await jobflow.run_job(event, flows.of(event.job_type))
 
     @bus.consumes(streams.LTSMOVER_LTS_VERIFIED)
     async def on_lts_verified(event: LtsVerified) -> None:
-        await flows.of(event.job_type).record_verification(event)
+        await jobflow.record_verification(event, flows.of(event.job_type))
 
 
 def create_app(settings: LtsMoverSettings, *, lts: LtsBackend | None = None) -> FastStream:

@@ -15,12 +15,12 @@ from runtime.kvstore import open_bucket
 from runtime.lts import LtsBackend, create_lts
 from runtime.objectstore import BucketReader, s3_client
 from runtime.service_bus import Bus
-from services.ltsmover.jobflow import JobFlow
-from services.ltsmover.jobstate import DatablockCatalog, JobStore
-from services.ltsmover.moving import MovePolicy, Mover
+from services.ltsmover.jobflow import JobFlow, Transfer
+from services.ltsmover.jobstate import DatablockRecords, JobStore
+from services.ltsmover.moving import ArchiveTransfer, MovePolicy
 from services.ltsmover.retrieval_bucket import RetrievalBucket
 from services.ltsmover.retrieval_copies import RetrievalCopies
-from services.ltsmover.retrieving import RetrievePolicy, Retriever
+from services.ltsmover.retrieving import RetrievePolicy, RetrieveTransfer
 from services.ltsmover.settings import LtsMoverSettings
 from services.ltsmover.sweeping import sweep_forever
 
@@ -43,9 +43,7 @@ def move_policy(settings: LtsMoverSettings) -> MovePolicy:
         min_free_fraction=settings.min_free_percent / 100,
         free_space_timeout_s=settings.free_space_timeout_s,
         free_space_poll_s=settings.free_space_poll_s,
-        max_copy_attempts=settings.max_copy_attempts,
         max_parallel_writes=settings.max_parallel_writes,
-        max_parallel_datasets=settings.max_parallel_datasets,
     )
 
 
@@ -53,9 +51,7 @@ def retrieve_policy(settings: LtsMoverSettings) -> RetrievePolicy:
     return RetrievePolicy(
         recall_poll_s=settings.recall_poll_s,
         recall_timeout_s=settings.recall_timeout_s,
-        max_copy_attempts=settings.max_copy_attempts,
         max_parallel_copies=settings.max_parallel_copies,
-        max_parallel_datasets=settings.max_parallel_datasets,
         url_expiry=timedelta(seconds=settings.retrieval_url_expiry_s),
         reuse_min_remaining=timedelta(seconds=settings.retrieval_reuse_min_remaining_s),
         claim_stale_after=timedelta(seconds=settings.retrieval_claim_stale_s),
@@ -77,29 +73,34 @@ async def build_job_flows(
     retrieval = RetrievalBucket(s3, settings.s3.retrieval_bucket, presigner=presigner)
     replicas = settings.nats.stream_replicas
     jobs = JobStore(await open_bucket(bus.js, kv.JOBS, replicas))
-    catalog = DatablockCatalog(await open_bucket(bus.js, kv.DATABLOCKS, replicas))
+    datablocks = DatablockRecords(await open_bucket(bus.js, kv.DATABLOCKS, replicas))
     copies = RetrievalCopies(await open_bucket(bus.js, kv.RETRIEVALS, replicas))
 
     async def emit(subject: str, event: Event) -> None:
         await bus.publish(subject, event)
 
+    def flow_of(transfer: Transfer) -> JobFlow:
+        return JobFlow(
+            jobs=jobs,
+            datablocks=datablocks,
+            transfer=transfer,
+            emit=emit,
+            max_parallel_datasets=settings.max_parallel_datasets,
+            max_copy_attempts=settings.max_copy_attempts,
+        )
+
     flows = JobFlows(
-        archive=Mover(
-            jobs=jobs,
-            catalog=catalog,
-            source=BucketReader(s3, settings.s3.archival_bucket, "archival"),
-            lts=backend,
-            emit=emit,
-            policy=move_policy(settings),
+        archive=flow_of(
+            ArchiveTransfer(
+                source=BucketReader(s3, settings.s3.archival_bucket, "archival"),
+                lts=backend,
+                policy=move_policy(settings),
+            )
         ),
-        retrieve=Retriever(
-            jobs=jobs,
-            catalog=catalog,
-            copies=copies,
-            lts=backend,
-            bucket=retrieval,
-            emit=emit,
-            policy=retrieve_policy(settings),
+        retrieve=flow_of(
+            RetrieveTransfer(
+                copies=copies, lts=backend, bucket=retrieval, policy=retrieve_policy(settings)
+            )
         ),
     )
     expiry = timedelta(seconds=settings.retrieval_url_expiry_s)

@@ -1,22 +1,26 @@
-"""What archive and retrieve jobs share: a job's record from its start to its outcome.
+"""Archive and retrieve jobs, from `job.requested` to the job's outcome: one flow, two transfers.
 
 A job starts once (`inProgress`), works on its datasets in parallel (bounded);
 each dataset is planned from the datablocks the datablocker recorded, each
 datablock is carried (copied, announced with `lts.moved`, verified), and the
-job finishes once every dataset is decided. `Mover` (archive) and `Retriever`
-(retrieve) say what differs: how one datablock is carried, where its copy
-lives, what is removed when a dataset fails, and what SciCat is told.
+job finishes once every dataset is decided. What differs between archive and
+retrieve is a `Transfer` (`moving.ArchiveTransfer`, `retrieving.RetrieveTransfer`):
+where the bytes go, whether a copy is shared between jobs, what SciCat is told.
+The flow decides; a transfer only moves and removes bytes and keeps its copy records.
 
-Every step is recorded in the job's KV record before its event is published,
-and events re-published after a crash carry the recorded timestamps, so a
-redelivered message repeats nothing and regresses nothing.
+Every step is recorded in the job's KV record (`job_records`) before its event is
+published, and events re-published after a crash carry the recorded timestamps,
+so a redelivered message repeats nothing and regresses nothing.
+
+Entry points: `run_job` (`job.requested`) and `record_verification` (`lts.verified`).
 """
 
 import asyncio
-from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from functools import partial
+from typing import Any, Literal, Protocol
 
 import structlog
 
@@ -31,25 +35,125 @@ from contracts.events import (
     LtsVerified,
 )
 from contracts.jobs import DatablockProgress, DatasetProgress, JobRecord
-from contracts.scicat import JobStatusCode, LifecyclePatch
+from contracts.scicat import LifecyclePatch
 from runtime.settling import PermanentError
-from services.ltsmover.jobstate import DatablockCatalog, JobStore
+from services.ltsmover import job_records as steps
+from services.ltsmover.job_records import DatasetFailed, WorkingState
+from services.ltsmover.jobstate import DatablockRecords, JobStore
 
 log = structlog.get_logger(__name__)
 
 Emit = Callable[[str, Event], Awaitable[None]]
 """Publishes an event on a subject with its dedup id."""
 
-JobType = Literal["archive", "retrieve"]
+RecordWorking = Callable[[WorkingState, str | None], Awaitable[None]]
+"""Records what the dataset being copied waits for (a message for a person), or None: working."""
 
 
-class DatasetFailed(Exception):
-    """A dataset cannot be carried by this job; the reason is for SciCat."""
+@dataclass(frozen=True)
+class Claimed:
+    """How a job carries a datablock not yet moved, as its transfer decided."""
 
-    def __init__(self, kind: Literal["user", "system"], reason: str) -> None:
-        super().__init__(reason)
-        self.kind = kind
-        self.reason = reason
+    how: Literal["copy", "wait", "recheck", "reuse"]
+    """`copy`: this job copies it; `wait`: another job copies it and passes on its verdict;
+    `recheck`: a copy is there already and is verified again; `reuse`: a verified copy is there."""
+    attempt: int
+    """The copy attempt the datablock's record refers to."""
+
+
+class Transfer(Protocol):
+    """What one job type does with bytes and copy records; the flow calls, it never calls back."""
+
+    job_type: Literal["archive", "retrieve"]
+    working: str
+    """The job's status message while it runs: "{working} {n} dataset(s)"."""
+    outcome: str
+    """What a succeeded dataset is: "{k} of {n} dataset(s) {outcome}", log `dataset.{outcome}`."""
+    checked_where: str
+    """Where a copy is verified, for a failure reason: "failed verification {checked_where}"."""
+    started_lifecycle: LifecyclePatch
+    """The lifecycle sent when work on a dataset starts."""
+
+    def decided_lifecycle(self, ds: DatasetProgress) -> LifecyclePatch | None:
+        """The lifecycle SciCat is told once a dataset is decided (None while it is not)."""
+        ...
+
+    def no_datablocks(self, pid: str) -> DatasetFailed:
+        """Why a dataset with no datablocks on record fails."""
+        ...
+
+    def location(self, pid: str, archive_id: str) -> str:
+        """Where the copy of `archive_id` lives (the `lts.moved` location)."""
+        ...
+
+    async def claim(
+        self, job_id: str, pid: str, block: Datablock, progress: DatablockProgress, now: datetime
+    ) -> Claimed:
+        """Decide how the job carries a datablock not yet moved (recording a shared claim)."""
+        ...
+
+    async def write(
+        self, pid: str, block: Datablock, attempt: int, record_working: RecordWorking
+    ) -> None:
+        """Copy the datablock's bytes (waits bounded); `DatasetFailed` if it cannot."""
+        ...
+
+    async def written(self, job_id: str, archive_id: str, attempt: int) -> bool:
+        """Record the job's copy as written; whether no other job waits for it."""
+        ...
+
+    async def abandon(self, job_id: str, archive_id: str) -> tuple[str, ...]:
+        """Remove the job's unverified copy; the other jobs that waited for it."""
+        ...
+
+    async def discard(self, job_id: str, pid: str, block: DatablockProgress) -> None:
+        """Remove what the job copied of a datablock its dataset no longer needs."""
+        ...
+
+    async def accept(self, event: LtsVerified, now: datetime) -> Mapping[str, int | None]:
+        """Record a verified copy; the jobs it verifies, each with the attempt their datablock
+        must be moved at (None: any); none if the verdict is stale."""
+        ...
+
+    async def reject(self, event: LtsVerified, ds: DatasetProgress) -> tuple[str, ...] | None:
+        """Take note of a copy that failed verification (removing it if it is shared); the other
+        jobs that wait for it, or None if there is nothing to do (a stale verdict)."""
+        ...
+
+    async def recopy(self, event: LtsVerified, now: datetime) -> None:
+        """Prepare the next attempt at a copy that failed verification."""
+        ...
+
+    def succeeded_event(
+        self, job_id: str, ds: DatasetProgress, at: datetime
+    ) -> tuple[str, Event] | None:
+        """What is announced besides the lifecycle when a dataset succeeded (subject, event)."""
+        ...
+
+    async def result_object(
+        self, record: JobRecord, datablocks: DatablockRecords, now: datetime
+    ) -> dict[str, Any] | None:
+        """SciCat's `jobResultObject` for a finished job."""
+        ...
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class JobFlow:
+    """One job type's parts, built once at start-up and shared by the ltsmover's handlers."""
+
+    jobs: JobStore
+    datablocks: DatablockRecords
+    transfer: Transfer
+    emit: Emit
+    max_parallel_datasets: int
+    """Datasets of one job worked on at once."""
+    max_copy_attempts: int
+    """Copies of one datablock tried before its dataset fails."""
+    clock: Callable[[], datetime] = utc_now
 
 
 def unrecorded_verdict(event: LtsVerified, what: str) -> PermanentError:
@@ -61,309 +165,325 @@ def unrecorded_verdict(event: LtsVerified, what: str) -> PermanentError:
     return PermanentError(reason, f"location {event.location}, attempt {event.attempt}")
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+# -- job.requested ---------------------------------------------------------------------
 
 
-class JobFlow(ABC):
-    """One job type's flow; one instance per process, shared by the ltsmover's handlers."""
-
-    job_type: ClassVar[JobType]
-    working: ClassVar[str]
-    """The job's status message while it runs: "{working} {n} dataset(s)"."""
-    outcome: ClassVar[str]
-    """What a succeeded dataset is: "{k} of {n} dataset(s) {outcome}", log `dataset.{outcome}`."""
-    started_lifecycle: ClassVar[LifecyclePatch]
-    """The lifecycle sent when work on a dataset starts."""
-
-    def __init__(
-        self,
-        *,
-        jobs: JobStore,
-        catalog: DatablockCatalog,
-        emit: Emit,
-        max_parallel_datasets: int,
-        clock: Callable[[], datetime] = utc_now,
-    ) -> None:
-        self.jobs = jobs
-        self.catalog = catalog
-        self.emit = emit
-        self.clock = clock
-        self._max_parallel_datasets = max_parallel_datasets
-
-    # -- what differs between archive and retrieve ---------------------------------
-
-    @abstractmethod
-    async def record_verification(self, event: LtsVerified) -> None:
-        """Act on the verifier's verdict on one copy this flow announced."""
-
-    @abstractmethod
-    async def _transfer_block(
-        self, job_id: str, pid: str, block: Datablock, progress: DatablockProgress
-    ) -> None:
-        """Make (or reuse) the copy of a datablock not yet moved; `DatasetFailed` if it cannot."""
-
-    @abstractmethod
-    def _no_datablocks(self, pid: str) -> DatasetFailed:
-        """Why a dataset with no datablocks on record fails."""
-
-    @abstractmethod
-    def _location(self, pid: str, archive_id: str) -> str:
-        """Where the copy this flow makes of `archive_id` lives (`lts.moved` location)."""
-
-    @abstractmethod
-    async def _discard_copies(self, job_id: str, ds: DatasetProgress) -> None:
-        """Remove what this job copied for a failed dataset."""
-
-    @abstractmethod
-    def _decided_lifecycle(self, ds: DatasetProgress) -> LifecyclePatch | None:
-        """The lifecycle SciCat is told once a dataset is decided (None while it is not)."""
-
-    async def _dataset_succeeded(self, job_id: str, ds: DatasetProgress, at: datetime) -> None:
-        """Announce more than the lifecycle when a dataset succeeded (nothing by default)."""
+async def run_job(job: JobRequested, flow: JobFlow) -> None:
+    """Carry every dataset of the job (in parallel, bounded); lts.moved per datablock."""
+    record = await flow.jobs.ensure(job)
+    if record.finished:
+        await _announce_job(flow, record)
         return
+    start = partial(steps.start_job, working=flow.transfer.working, now=flow.clock())
+    record, _ = await flow.jobs.change(job.job_id, start)
+    await flow.emit(
+        subjects.JOB_STATUS,
+        JobStatusChanged(
+            occurred_at=record.started_at or flow.clock(),
+            correlation_id=job.correlation_id,
+            job_id=job.job_id,
+            status_code="inProgress",
+            status_message=record.status_message,
+        ),
+    )
+    slots = asyncio.Semaphore(flow.max_parallel_datasets)
 
-    async def _result_object(self, record: JobRecord) -> dict[str, Any] | None:
-        """SciCat's `jobResultObject` for a finished job (none by default)."""
-        return None
+    async def one(pid: str) -> None:
+        async with slots:
+            await _carry_dataset(flow, job.job_id, pid)
 
-    # -- job.requested ----------------------------------------------------------------
+    outcomes = await asyncio.gather(*(one(pid) for pid in record.datasets), return_exceptions=True)
+    await _finish_if_decided(flow, job.job_id)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
 
-    async def run_job(self, job: JobRequested) -> None:
-        """Carry every dataset of the job (in parallel, bounded); lts.moved per datablock."""
-        record = await self.jobs.ensure(job)
-        if record.finished:
-            await self._announce_job(record)
-            return
 
-        def start(rec: JobRecord) -> None:
-            if rec.started_at is None:
-                rec.started_at = self.clock()
-                rec.status = "inProgress"
-                rec.status_message = f"{self.working} {len(rec.datasets)} dataset(s)"
-
-        record, _ = await self.jobs.change(job.job_id, start)
-        await self.emit(
-            subjects.JOB_STATUS,
-            JobStatusChanged(
-                occurred_at=record.started_at or self.clock(),
-                correlation_id=job.correlation_id,
-                job_id=job.job_id,
-                status_code="inProgress",
-                status_message=record.status_message,
-            ),
-        )
-        slots = asyncio.Semaphore(self._max_parallel_datasets)
-
-        async def one(pid: str) -> None:
-            async with slots:
-                await self._carry_dataset(job.job_id, pid)
-
-        outcomes = await asyncio.gather(
-            *(one(pid) for pid in record.datasets), return_exceptions=True
-        )
-        await self._finish_if_decided(job.job_id)
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
-
-    async def _carry_dataset(self, job_id: str, pid: str) -> None:
-        def begin(rec: JobRecord) -> DatasetProgress:
-            ds = rec.datasets[pid]
-            if ds.state == "pending":
-                ds.state = "inProgress"
-                ds.started_at = self.clock()
-            return ds
-
-        _, ds = await self.jobs.change(job_id, begin)
-        if ds.decided:
-            await self._announce_dataset(job_id, ds)
-            return
-        await self.emit(
-            subjects.DATASET_LIFECYCLE,
-            DatasetLifecycleChanged(
-                occurred_at=ds.started_at or self.clock(),
-                pid=pid,
-                job_id=job_id,
-                lifecycle=self.started_lifecycle,
-            ),
-        )
-        created = await self.catalog.datablocks_of(pid)
-        if created is None:
-            await self._fail_dataset(job_id, pid, self._no_datablocks(pid))
-            return
-
-        def plan(rec: JobRecord) -> DatasetProgress:
-            target = rec.datasets[pid]
-            for block in created.datablocks:
-                target.datablocks.setdefault(
-                    block.archive_id,
-                    DatablockProgress(archive_id=block.archive_id, packed_size=block.packed_size),
-                )
-            return target
-
-        _, ds = await self.jobs.change(job_id, plan)
-        try:
-            await asyncio.gather(
-                *(
-                    self._carry_block(job_id, pid, block, ds.datablocks[block.archive_id])
-                    for block in created.datablocks
-                )
+async def _carry_dataset(flow: JobFlow, job_id: str, pid: str) -> None:
+    """Announce the dataset started, plan its datablocks and carry them (in parallel)."""
+    _, ds = await flow.jobs.change(job_id, partial(steps.start_dataset, pid=pid, now=flow.clock()))
+    if ds.decided:
+        await _announce_dataset(flow, job_id, ds)
+        return
+    await flow.emit(
+        subjects.DATASET_LIFECYCLE,
+        DatasetLifecycleChanged(
+            occurred_at=ds.started_at or flow.clock(),
+            pid=pid,
+            job_id=job_id,
+            lifecycle=flow.transfer.started_lifecycle,
+        ),
+    )
+    created = await flow.datablocks.datablocks_of(pid)
+    if created is None:
+        await _fail_dataset(flow, job_id, pid, flow.transfer.no_datablocks(pid))
+        return
+    _, ds = await flow.jobs.change(
+        job_id, partial(steps.plan_dataset, pid=pid, blocks=created.datablocks)
+    )
+    try:
+        await asyncio.gather(
+            *(
+                _carry_block(flow, job_id, pid, block, ds.datablocks[block.archive_id])
+                for block in created.datablocks
             )
+        )
+    except DatasetFailed as failure:
+        await _fail_dataset(flow, job_id, pid, failure)
+
+
+async def _carry_block(
+    flow: JobFlow, job_id: str, pid: str, block: Datablock, progress: DatablockProgress
+) -> None:
+    """Copy one datablock, or take a copy that is there, or wait for another job's copy."""
+    if progress.state in ("verified", "failed"):
+        return
+    if progress.state == "moved":
+        await _announce_moved(flow, job_id, pid, block, progress.attempt)
+        return
+    claimed = await flow.transfer.claim(job_id, pid, block, progress, flow.clock())
+    if claimed.how == "copy":
+        await _copy_block(flow, job_id, pid, block, claimed.attempt)
+    elif claimed.how == "wait":
+        # Another job copies it; its verdict decides this job's datablock too.
+        await _record_copy(
+            flow, job_id, pid, block.archive_id, "copying", claimed.attempt, copied=False
+        )
+    elif claimed.how == "recheck":
+        # An earlier job's copy: not copied again, only verified again.
+        await _record_copy(
+            flow, job_id, pid, block.archive_id, "moved", claimed.attempt, copied=False
+        )
+        await _announce_moved(flow, job_id, pid, block, claimed.attempt)
+    else:
+        # A verified copy that lasts long enough.
+        await _record_copy(
+            flow, job_id, pid, block.archive_id, "moved", claimed.attempt, copied=False
+        )
+        await _block_verified(flow, job_id, pid, block.archive_id, attempt=None)
+
+
+async def _copy_block(flow: JobFlow, job_id: str, pid: str, block: Datablock, attempt: int) -> None:
+    """Copy one datablock and announce it; `DatasetFailed` if it cannot be copied."""
+    await _record_copy(flow, job_id, pid, block.archive_id, "copying", attempt, copied=True)
+
+    async def record_working(state: WorkingState, message: str | None) -> None:
+        await flow.jobs.change(
+            job_id, partial(steps.record_working, pid=pid, state=state, message=message)
+        )
+
+    try:
+        await flow.transfer.write(pid, block, attempt, record_working)
+    except DatasetFailed as failure:
+        await _abandon_copy(flow, job_id, pid, block.archive_id, failure.reason)
+        raise
+    alone = await flow.transfer.written(job_id, block.archive_id, attempt)
+    record = await _record_copy(flow, job_id, pid, block.archive_id, "moved", attempt)
+    ds = record.datasets[pid]
+    if ds.decided and alone:
+        # The dataset failed while this block was copied and no other job wants the copy.
+        await flow.transfer.discard(job_id, pid, ds.datablocks[block.archive_id])
+        return
+    await _announce_moved(flow, job_id, pid, block, attempt)
+
+
+# -- lts.verified -----------------------------------------------------------------------
+
+
+async def record_verification(event: LtsVerified, flow: JobFlow) -> None:
+    """Act on the verifier's verdict on a copy; then finish the job if every dataset is decided.
+
+    A good copy verifies the datablock of every job that wants it. A bad one is
+    copied again, up to `max_copy_attempts` copies; then the dataset fails, and
+    so do the datasets of the jobs that waited for the copy.
+    """
+    record = await flow.jobs.get(event.job_id)
+    if record is None:
+        raise unrecorded_verdict(event, f"job {event.job_id}")
+    ds = record.datasets.get(event.pid)
+    if ds is None or event.archive_id not in ds.datablocks:
+        what = f"datablock {event.archive_id} of dataset {event.pid} in job {event.job_id}"
+        raise unrecorded_verdict(event, what)
+    transfer = flow.transfer
+    next_attempt = event.attempt + 1
+    if event.ok:
+        for job_id, attempt in (await transfer.accept(event, flow.clock())).items():
+            await _block_verified(flow, job_id, event.pid, event.archive_id, attempt=attempt)
+            if job_id != event.job_id:
+                await _finish_if_decided(flow, job_id)
+    elif (waiting := await transfer.reject(event, ds)) is None:
+        pass  # a verdict on a copy that was replaced, or on a dataset decided before
+    elif ds.decided and not waiting:
+        # Nobody wants the copy any more.
+        await transfer.discard(event.job_id, event.pid, ds.datablocks[event.archive_id])
+    elif next_attempt >= flow.max_copy_attempts:
+        await _record_copy(
+            flow,
+            event.job_id,
+            event.pid,
+            event.archive_id,
+            "failed",
+            event.attempt,
+            reason=event.reason,
+        )
+        reason = (
+            f"Datablock {event.archive_id} failed verification {transfer.checked_where} "
+            f"{flow.max_copy_attempts} time(s): {event.reason}"
+        )
+        await _give_up(flow, event.job_id, event.pid, event.archive_id, reason)
+    elif (block := await _recorded_datablock(flow, event.pid, event.archive_id)) is None:
+        reason = f"Datablock {event.archive_id} is no longer recorded for dataset {event.pid}"
+        await _give_up(flow, event.job_id, event.pid, event.archive_id, reason)
+    else:
+        await transfer.recopy(event, flow.clock())
+        try:
+            await _copy_block(flow, event.job_id, event.pid, block, next_attempt)
         except DatasetFailed as failure:
-            await self._fail_dataset(job_id, pid, failure)
+            await _fail_dataset(flow, event.job_id, event.pid, failure)
+    await _finish_if_decided(flow, event.job_id)
 
-    async def _carry_block(
-        self, job_id: str, pid: str, block: Datablock, progress: DatablockProgress
-    ) -> None:
-        if progress.state in ("verified", "failed"):
-            return
-        if progress.state == "moved":
-            await self._announce_moved(job_id, pid, block, progress.attempt)
-            return
-        await self._transfer_block(job_id, pid, block, progress)
 
-    # -- outcomes -----------------------------------------------------------------
+async def _recorded_datablock(flow: JobFlow, pid: str, archive_id: str) -> Datablock | None:
+    created = await flow.datablocks.datablocks_of(pid)
+    recorded = created.datablocks if created else ()
+    return next((b for b in recorded if b.archive_id == archive_id), None)
 
-    async def _fail_dataset(self, job_id: str, pid: str, failure: DatasetFailed) -> None:
-        def fail(rec: JobRecord) -> DatasetProgress | None:
-            ds = rec.datasets.get(pid)
-            if ds is None:
-                return None
-            if not ds.decided:
-                ds.state = "failed"
-                ds.error_kind = failure.kind
-                ds.error = failure.reason
-                ds.message = None
-                ds.decided_at = self.clock()
-            return ds
 
-        try:
-            _, ds = await self.jobs.change(job_id, fail)
-        except LookupError:
-            return
-        if ds is None:
-            return
-        log.warning(
-            "dataset.failed",
-            job_type=self.job_type,
-            dataset=pid,
-            kind=ds.error_kind,
-            reason=ds.error,
+async def _give_up(flow: JobFlow, job_id: str, pid: str, archive_id: str, reason: str) -> None:
+    """The copy goes; the dataset fails, and so do those of the jobs that waited for the copy."""
+    await _abandon_copy(flow, job_id, pid, archive_id, reason)
+    await _fail_dataset(flow, job_id, pid, DatasetFailed("system", reason))
+
+
+# -- outcomes ---------------------------------------------------------------------------
+
+
+async def _block_verified(
+    flow: JobFlow, job_id: str, pid: str, archive_id: str, *, attempt: int | None
+) -> None:
+    step = partial(
+        steps.record_verified, pid=pid, archive_id=archive_id, attempt=attempt, now=flow.clock()
+    )
+    try:
+        _, done = await flow.jobs.change(job_id, step)
+    except LookupError:
+        log.warning("retrieval.unknown_job", waiting_job=job_id)
+        return
+    if done is not None:
+        await _announce_dataset(flow, job_id, done)
+
+
+async def _abandon_copy(flow: JobFlow, job_id: str, pid: str, archive_id: str, reason: str) -> None:
+    """Remove the job's unverified copy; the jobs that waited for it fail with `reason`."""
+    for waiting in await flow.transfer.abandon(job_id, archive_id):
+        await _fail_dataset(flow, waiting, pid, DatasetFailed("system", reason))
+        await _finish_if_decided(flow, waiting)
+
+
+async def _fail_dataset(flow: JobFlow, job_id: str, pid: str, failure: DatasetFailed) -> None:
+    try:
+        _, ds = await flow.jobs.change(
+            job_id, partial(steps.fail_dataset, pid=pid, failure=failure, now=flow.clock())
         )
-        await self._discard_copies(job_id, ds)
-        await self._announce_dataset(job_id, ds)
+    except LookupError:
+        return
+    if ds is None:
+        return
+    log.warning(
+        "dataset.failed",
+        job_type=flow.transfer.job_type,
+        dataset=pid,
+        kind=ds.error_kind,
+        reason=ds.error,
+    )
+    for block in ds.datablocks.values():
+        await flow.transfer.discard(job_id, pid, block)
+    await _announce_dataset(flow, job_id, ds)
 
-    async def _announce_dataset(self, job_id: str, ds: DatasetProgress) -> None:
-        lifecycle = self._decided_lifecycle(ds)
-        if lifecycle is None:
-            return
-        occurred_at = ds.decided_at or self.clock()
-        await self.emit(
-            subjects.DATASET_LIFECYCLE,
-            DatasetLifecycleChanged(
-                occurred_at=occurred_at, pid=ds.pid, job_id=job_id, lifecycle=lifecycle
+
+async def _announce_dataset(flow: JobFlow, job_id: str, ds: DatasetProgress) -> None:
+    lifecycle = flow.transfer.decided_lifecycle(ds)
+    if lifecycle is None:
+        return
+    occurred_at = ds.decided_at or flow.clock()
+    await flow.emit(
+        subjects.DATASET_LIFECYCLE,
+        DatasetLifecycleChanged(
+            occurred_at=occurred_at, pid=ds.pid, job_id=job_id, lifecycle=lifecycle
+        ),
+    )
+    if ds.state == "succeeded":
+        also = flow.transfer.succeeded_event(job_id, ds, occurred_at)
+        if also is not None:
+            await flow.emit(*also)
+        log.info(f"dataset.{flow.transfer.outcome}", dataset=ds.pid, bytes=ds.bytes_total)
+
+
+async def _finish_if_decided(flow: JobFlow, job_id: str) -> None:
+    finish = partial(steps.finish_job, outcome=flow.transfer.outcome, now=flow.clock())
+    try:
+        record, _ = await flow.jobs.change(job_id, finish)
+    except LookupError:
+        return
+    if record.finished:
+        await _announce_job(flow, record)
+
+
+async def _announce_job(flow: JobFlow, record: JobRecord) -> None:
+    await flow.emit(
+        subjects.JOB_STATUS,
+        JobStatusChanged(
+            occurred_at=record.finished_at or flow.clock(),
+            job_id=record.job_id,
+            status_code=record.status,
+            status_message=record.status_message,
+            job_result_object=await flow.transfer.result_object(
+                record, flow.datablocks, flow.clock()
             ),
-        )
-        if ds.state == "succeeded":
-            await self._dataset_succeeded(job_id, ds, occurred_at)
-            log.info(f"dataset.{self.outcome}", dataset=ds.pid, bytes=ds.bytes_total)
-
-    async def _finish_if_decided(self, job_id: str) -> None:
-        def finish(rec: JobRecord) -> None:
-            if rec.finished or not rec.all_decided:
-                return
-            rec.status, rec.status_message = job_outcome(rec, self.outcome)
-            rec.finished_at = self.clock()
-
-        try:
-            record, _ = await self.jobs.change(job_id, finish)
-        except LookupError:
-            return
-        if record.finished:
-            await self._announce_job(record)
-
-    async def _announce_job(self, record: JobRecord) -> None:
-        await self.emit(
-            subjects.JOB_STATUS,
-            JobStatusChanged(
-                occurred_at=record.finished_at or self.clock(),
-                job_id=record.job_id,
-                status_code=record.status,
-                status_message=record.status_message,
-                job_result_object=await self._result_object(record),
-            ),
-        )
-        log.info("job.finished", job_id=record.job_id, status=record.status)
-
-    # -- small steps ----------------------------------------------------------------
-
-    async def _announce_moved(self, job_id: str, pid: str, block: Datablock, attempt: int) -> None:
-        await self.emit(
-            subjects.LTS_MOVED,
-            LtsMoved(
-                occurred_at=self.clock(),
-                job_id=job_id,
-                job_type=self.job_type,
-                pid=pid,
-                datablock=block,
-                location=self._location(pid, block.archive_id),
-                attempt=attempt,
-            ),
-        )
-
-    async def _set_block(
-        self,
-        job_id: str,
-        pid: str,
-        archive_id: str,
-        state: Literal["copying", "moved", "failed"],
-        attempt: int,
-        *,
-        reason: str | None = None,
-        copied: bool | None = None,
-    ) -> tuple[JobRecord, None]:
-        """Record a datablock's step; a verified or failed datablock stays as it is."""
-
-        def update(rec: JobRecord) -> None:
-            block = rec.datasets[pid].datablocks[archive_id]
-            if block.state in ("verified", "failed"):
-                return
-            block.state = state
-            block.attempt = attempt
-            if reason is not None:
-                block.reason = reason
-            if copied is not None:
-                block.copied = copied
-
-        return await self.jobs.change(job_id, update)
-
-    async def _set_dataset_state(
-        self,
-        job_id: str,
-        pid: str,
-        state: Literal["inProgress", "waitingForSpace", "waitingForRecall"],
-        message: str | None,
-    ) -> None:
-        def update(rec: JobRecord) -> None:
-            ds = rec.datasets[pid]
-            if not ds.decided:
-                ds.state = state
-                ds.message = message
-
-        await self.jobs.change(job_id, update)
+        ),
+    )
+    log.info("job.finished", job_id=record.job_id, status=record.status)
 
 
-def job_outcome(record: JobRecord, outcome: str) -> tuple[JobStatusCode, str]:
-    """The finished job's status and message, e.g. "1 of 2 dataset(s) archived; failed: ..."."""
-    total = len(record.datasets)
-    failed = [d for d in record.datasets.values() if d.state == "failed"]
-    succeeded = total - len(failed)
-    message = f"{succeeded} of {total} dataset(s) {outcome}"
-    if failed:
-        message += "; failed: " + "; ".join(f"{d.pid}: {d.error}" for d in failed)
-    if not failed:
-        return "finishedSuccessful", message
-    if succeeded:
-        return "finishedWithDatasetErrors", message
-    return "finishedUnsuccessful", message
+# -- small steps ------------------------------------------------------------------------
+
+
+async def _announce_moved(
+    flow: JobFlow, job_id: str, pid: str, block: Datablock, attempt: int
+) -> None:
+    await flow.emit(
+        subjects.LTS_MOVED,
+        LtsMoved(
+            occurred_at=flow.clock(),
+            job_id=job_id,
+            job_type=flow.transfer.job_type,
+            pid=pid,
+            datablock=block,
+            location=flow.transfer.location(pid, block.archive_id),
+            attempt=attempt,
+        ),
+    )
+
+
+async def _record_copy(
+    flow: JobFlow,
+    job_id: str,
+    pid: str,
+    archive_id: str,
+    state: Literal["copying", "moved", "failed"],
+    attempt: int,
+    *,
+    reason: str | None = None,
+    copied: bool | None = None,
+) -> JobRecord:
+    step = partial(
+        steps.record_copy,
+        pid=pid,
+        archive_id=archive_id,
+        state=state,
+        attempt=attempt,
+        reason=reason,
+        copied=copied,
+    )
+    record, _ = await flow.jobs.change(job_id, step)
+    return record

@@ -45,7 +45,7 @@ class JobStore:
         return changed
 
 
-class DatablockCatalog:
+class DatablockRecords:
     """What the datablocker packed, per dataset (`datablocks` bucket)."""
 
     def __init__(self, kv: KeyValue) -> None:

@@ -1,38 +1,31 @@
-"""Retrieve jobs: datablocks from LTS back to the retrieval bucket, verified, offered as URLs.
+"""Retrieve jobs' transfer: datablocks from LTS back to the retrieval bucket, offered as URLs.
 
-The job's flow (start, datasets in parallel, outcomes) is `JobFlow`'s. Retrieving
-adds: one copy per datablock across jobs (`RetrievalCopies`): the job that
-claims it copies, others wait for its verdict, and a verified copy is reused
-until shortly before it expires. Every wait is bounded (tape recall, cold
-restore), and a dataset whose copy fails verification `max_copy_attempts` times
-fails with its unverified copies removed; no URL is ever issued for an
-unverified copy.
+The job's flow is `jobflow`'s. Retrieving adds: one copy per datablock across
+jobs (`RetrievalCopies`): the job that claims it copies, others wait for its
+verdict, and a verified copy is reused until shortly before it expires. Every
+wait is bounded (tape recall, cold restore); a copy that failed verification is
+deleted at once, and no URL is ever issued for an unverified copy.
 """
 
 import asyncio
 import posixpath
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 
-from contracts.events import Datablock, LtsVerified
+from contracts.events import Datablock, Event, LtsVerified
 from contracts.jobs import DatablockProgress, DatasetProgress, JobRecord
 from contracts.objectkeys import retrieval_key
 from contracts.retrievals import RetrievalCopy
 from contracts.scicat import LifecyclePatch
 from runtime.lts import LtsBackend, LtsError, LtsNotReadable, LtsRecallTimeout, await_readable
 from services.ltsmover.download_script import Download, encode_script, render_download_script
-from services.ltsmover.jobflow import (
-    DatasetFailed,
-    Emit,
-    JobFlow,
-    unrecorded_verdict,
-    utc_now,
-)
-from services.ltsmover.jobstate import DatablockCatalog, JobStore
+from services.ltsmover.job_records import DatasetFailed
+from services.ltsmover.jobflow import Claimed, RecordWorking
+from services.ltsmover.jobstate import DatablockRecords
 from services.ltsmover.retrieval_bucket import CopyIncomplete, RetrievalBucket
 from services.ltsmover.retrieval_copies import RetrievalCopies
 
@@ -43,9 +36,7 @@ log = structlog.get_logger(__name__)
 class RetrievePolicy:
     recall_poll_s: float
     recall_timeout_s: float
-    max_copy_attempts: int
     max_parallel_copies: int
-    max_parallel_datasets: int
     url_expiry: timedelta
     """How long issued URLs (and the verified copy behind them) stay valid."""
     reuse_min_remaining: timedelta
@@ -54,53 +45,54 @@ class RetrievePolicy:
     """A copy claimed longer ago than this and still unverified may be taken over."""
 
 
-class Retriever(JobFlow):
-    """Carries out retrieve jobs; one per process, shared by the ltsmover's handlers."""
+class RetrieveTransfer:
+    """Recalls datablocks from LTS into the retrieval bucket and presigns them; one per process."""
 
     job_type = "retrieve"
     working = "Retrieving"
     outcome = "retrieved"
+    checked_where = "after retrieval"
     started_lifecycle = LifecyclePatch(retrieve_status_message="started")
 
     def __init__(
         self,
         *,
-        jobs: JobStore,
-        catalog: DatablockCatalog,
         copies: RetrievalCopies,
         lts: LtsBackend,
         bucket: RetrievalBucket,
-        emit: Emit,
         policy: RetrievePolicy,
-        clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        super().__init__(
-            jobs=jobs,
-            catalog=catalog,
-            emit=emit,
-            max_parallel_datasets=policy.max_parallel_datasets,
-            clock=clock,
-        )
         self.copies = copies
         self.lts = lts
         self.bucket = bucket
         self.policy = policy
         self._copy_slots = asyncio.Semaphore(policy.max_parallel_copies)
 
-    def _no_datablocks(self, pid: str) -> DatasetFailed:
+    def decided_lifecycle(self, ds: DatasetProgress) -> LifecyclePatch | None:
+        if ds.state == "succeeded":
+            return LifecyclePatch(
+                retrieve_status_message="datasetRetrieved", retrieve_integrity_check=True
+            )
+        if ds.state == "failed":
+            return LifecyclePatch(
+                retrieve_status_message="datasetRetrievalFailed", retrieve_return_message=ds.error
+            )
+        return None
+
+    def no_datablocks(self, pid: str) -> DatasetFailed:
         reason = f"Dataset {pid} has no datablocks on record: it was never archived here"
         return DatasetFailed("system", reason)
 
-    def _location(self, pid: str, archive_id: str) -> str:
+    def location(self, pid: str, archive_id: str) -> str:
         return retrieval_key(pid, archive_id)
 
-    # -- job.requested.retrieve -------------------------------------------------
+    # -- copying ------------------------------------------------------------------------
 
-    async def _transfer_block(
-        self, job_id: str, pid: str, block: Datablock, progress: DatablockProgress
-    ) -> None:
+    async def claim(
+        self, job_id: str, pid: str, block: Datablock, progress: DatablockProgress, now: datetime
+    ) -> Claimed:
+        """Copy, wait for another job's copy, or reuse a verified copy that is still there."""
         for _ in range(2):
-            now = self.clock()
             claim, copy = await self.copies.claim(
                 archive_id=block.archive_id,
                 pid=pid,
@@ -111,37 +103,29 @@ class Retriever(JobFlow):
                 stale_before=now - self.policy.claim_stale_after,
             )
             if claim == "copy":
-                await self._copy(job_id, pid, block, copy.attempt)
-                return
+                return Claimed("copy", copy.attempt)
             if claim == "wait":
                 log.info("retrieval.waiting_for_copy", archive_id=block.archive_id, by=copy.job_id)
-                await self._set_block(
-                    job_id, pid, block.archive_id, "copying", copy.attempt, copied=False
-                )
-                return
+                return Claimed("wait", copy.attempt)
             if await asyncio.to_thread(self.bucket.size, copy.key) == block.packed_size:
                 log.info("retrieval.reused", archive_id=block.archive_id, key=copy.key)
-                await self._set_block(
-                    job_id, pid, block.archive_id, "moved", copy.attempt, copied=False
-                )
-                await self._block_verified(job_id, pid, block.archive_id)
-                return
+                return Claimed("reuse", copy.attempt)
             # The verified copy's object is gone: forget it and claim anew.
             await self.copies.remove(block.archive_id, lambda c: c.state == "verified")
         msg = f"{block.archive_id}: its retrieval copy vanished twice while being claimed"
         raise RuntimeError(msg)
 
-    async def _copy(self, job_id: str, pid: str, block: Datablock, attempt: int) -> None:
-        """Copy one datablock from LTS to the retrieval bucket (bounded recall) and announce it."""
+    async def write(
+        self, pid: str, block: Datablock, attempt: int, record_working: RecordWorking
+    ) -> None:
+        """Copy one datablock from LTS to the retrieval bucket (bounded recall), a few at a time."""
         key = retrieval_key(pid, block.archive_id)
-        await self._set_block(job_id, pid, block.archive_id, "copying", attempt, copied=True)
         async with self._copy_slots:
             started = asyncio.get_running_loop().time()
             try:
-                await self._recall_and_write(job_id, pid, block, key)
+                await self._recall_and_write(block, key, record_working)
             except (LtsError, CopyIncomplete) as exc:
                 reason = f"Datablock {block.archive_id} could not be read back from LTS: {exc}"
-                await self._abandon_copy(job_id, pid, block.archive_id, reason)
                 raise DatasetFailed("system", reason) from exc
             elapsed = asyncio.get_running_loop().time() - started
         log.info(
@@ -152,21 +136,9 @@ class Retriever(JobFlow):
             ms=round(elapsed * 1000),
         )
 
-        def moved(copy: RetrievalCopy) -> bool:
-            mine = copy.job_id == job_id and copy.attempt == attempt
-            if mine and copy.state == "copying":
-                copy.state = "moved"
-            return mine and not copy.waiting_jobs
-
-        _, alone = await self.copies.change(block.archive_id, moved)
-        record, _ = await self._set_block(job_id, pid, block.archive_id, "moved", attempt)
-        if record.datasets[pid].decided and alone:
-            # The dataset failed while this block was copied and nobody else wants it.
-            await self._drop_copy(job_id, block.archive_id, key)
-            return
-        await self._announce_moved(job_id, pid, block, attempt)
-
-    async def _recall_and_write(self, job_id: str, pid: str, block: Datablock, key: str) -> None:
+    async def _recall_and_write(
+        self, block: Datablock, key: str, record_working: RecordWorking
+    ) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.policy.recall_timeout_s
         waited = False
@@ -178,7 +150,7 @@ class Retriever(JobFlow):
                 f"Waiting for {posixpath.basename(block.archive_id)} to be recalled from LTS: "
                 f"{waited_s:.0f} s of up to {self.policy.recall_timeout_s:g} s ({why})"
             )
-            await self._set_dataset_state(job_id, pid, "waitingForRecall", message)
+            await record_working("waitingForRecall", message)
 
         while True:
             await await_readable(
@@ -198,26 +170,47 @@ class Retriever(JobFlow):
                 await on_waiting(self.policy.recall_timeout_s - (deadline - loop.time()), str(exc))
                 await asyncio.sleep(self.policy.recall_poll_s)
         if waited:
-            await self._set_dataset_state(job_id, pid, "inProgress", None)
+            await record_working("inProgress", None)
 
     def _stream_copy(self, block: Datablock, key: str) -> None:
         with self.lts.open_read(block.archive_id) as stream:
             self.bucket.write(key, stream, block.packed_size)
 
-    # -- lts.verified -----------------------------------------------------------
+    async def written(self, job_id: str, archive_id: str, attempt: int) -> bool:
+        """The job's copy is moved (awaiting its verdict); whether no other job waits for it."""
 
-    async def record_verification(self, event: LtsVerified) -> None:
-        """Accept a verified copy for every job that wants it, or re-copy, or give up."""
-        if await self.jobs.get(event.job_id) is None:
-            raise unrecorded_verdict(event, f"job {event.job_id}")
-        if event.ok:
-            await self._accept_copy(event)
-        else:
-            await self._reject_copy(event)
-        await self._finish_if_decided(event.job_id)
+        def moved(copy: RetrievalCopy) -> bool:
+            mine = copy.job_id == job_id and copy.attempt == attempt
+            if mine and copy.state == "copying":
+                copy.state = "moved"
+            return mine and not copy.waiting_jobs
 
-    async def _accept_copy(self, event: LtsVerified) -> None:
-        now = self.clock()
+        _, alone = await self.copies.change(archive_id, moved)
+        return bool(alone)
+
+    async def abandon(self, job_id: str, archive_id: str) -> tuple[str, ...]:
+        removed = await self.copies.remove(
+            archive_id, lambda c: c.job_id == job_id and c.state != "verified"
+        )
+        if removed is None:
+            return ()
+        await asyncio.to_thread(self.bucket.delete, removed.key)
+        return tuple(removed.waiting_jobs)
+
+    async def discard(self, job_id: str, pid: str, block: DatablockProgress) -> None:
+        """An unverified copy this job made goes unless another job waits for it; verified ones
+        stay for reuse."""
+        removed = await self.copies.remove(
+            block.archive_id,
+            lambda c: c.job_id == job_id and c.state != "verified" and not c.waiting_jobs,
+        )
+        if removed is not None:
+            await asyncio.to_thread(self.bucket.delete, retrieval_key(pid, block.archive_id))
+
+    # -- verdicts -----------------------------------------------------------------------
+
+    async def accept(self, event: LtsVerified, now: datetime) -> Mapping[str, int | None]:
+        """The copy is verified, its URLs valid for `url_expiry`, for every job that wants it."""
 
         def verified(copy: RetrievalCopy) -> bool:
             current = copy.job_id == event.job_id and copy.attempt == event.attempt
@@ -230,13 +223,11 @@ class Retriever(JobFlow):
         copy, current = await self.copies.change(event.archive_id, verified)
         if copy is None or not current:
             log.warning("retrieval.stale_verdict", archive_id=event.archive_id)
-            return
-        for job_id in (copy.job_id, *copy.waiting_jobs):
-            await self._block_verified(job_id, event.pid, event.archive_id)
-            if job_id != event.job_id:
-                await self._finish_if_decided(job_id)
+            return {}
+        return dict.fromkeys((copy.job_id, *copy.waiting_jobs), None)
 
-    async def _reject_copy(self, event: LtsVerified) -> None:
+    async def reject(self, event: LtsVerified, ds: DatasetProgress) -> tuple[str, ...] | None:
+        """Delete the copy that failed; the other jobs that wait for it."""
         copy = await self.copies.get(event.archive_id)
         if (
             copy is None
@@ -245,7 +236,7 @@ class Retriever(JobFlow):
             or copy.state != "moved"
         ):
             log.warning("retrieval.stale_verdict", archive_id=event.archive_id)
-            return
+            return None
         log.warning(
             "datablock.retrieval_verification_failed",
             archive_id=event.archive_id,
@@ -253,110 +244,35 @@ class Retriever(JobFlow):
             reason=event.reason,
         )
         await asyncio.to_thread(self.bucket.delete, copy.key)
-        owner = await self.jobs.get(event.job_id)
-        owner_ds = owner.datasets.get(event.pid) if owner else None
-        wanted = bool(copy.waiting_jobs) or (owner_ds is not None and not owner_ds.decided)
-        next_attempt = event.attempt + 1
-        if not wanted:
-            await self._drop_copy(event.job_id, event.archive_id, copy.key)
-            return
-        if next_attempt >= self.policy.max_copy_attempts:
-            reason = (
-                f"Datablock {event.archive_id} failed verification after retrieval "
-                f"{self.policy.max_copy_attempts} time(s): {event.reason}"
-            )
-            await self._abandon_copy(event.job_id, event.pid, event.archive_id, reason)
-            await self._fail_dataset(event.job_id, event.pid, DatasetFailed("system", reason))
-            return
-        created = await self.catalog.datablocks_of(event.pid)
-        recorded = created.datablocks if created else ()
-        block = next((b for b in recorded if b.archive_id == event.archive_id), None)
-        if block is None:
-            reason = f"Datablock {event.archive_id} is no longer recorded for dataset {event.pid}"
-            await self._abandon_copy(event.job_id, event.pid, event.archive_id, reason)
-            await self._fail_dataset(event.job_id, event.pid, DatasetFailed("system", reason))
-            return
+        return tuple(copy.waiting_jobs)
+
+    async def recopy(self, event: LtsVerified, now: datetime) -> None:
+        """The copy's record moves on to the next attempt, still claimed by the same job."""
 
         def recopy(c: RetrievalCopy) -> None:
             if c.job_id == event.job_id and c.attempt == event.attempt:
-                c.attempt = next_attempt
+                c.attempt = event.attempt + 1
                 c.state = "copying"
-                c.claimed_at = self.clock()
+                c.claimed_at = now
 
         await self.copies.change(event.archive_id, recopy)
-        try:
-            await self._copy(event.job_id, event.pid, block, next_attempt)
-        except DatasetFailed as failure:
-            await self._fail_dataset(event.job_id, event.pid, failure)
 
-    # -- outcomes -----------------------------------------------------------------
+    # -- outcomes -----------------------------------------------------------------------
 
-    async def _block_verified(self, job_id: str, pid: str, archive_id: str) -> None:
-        def verified(rec: JobRecord) -> DatasetProgress | None:
-            ds = rec.datasets.get(pid)
-            block = ds.datablocks.get(archive_id) if ds else None
-            if ds is None or block is None or ds.decided:
-                return None
-            block.state = "verified"
-            block.reason = None
-            if all(b.state == "verified" for b in ds.datablocks.values()):
-                ds.state = "succeeded"
-                ds.message = None
-                ds.decided_at = self.clock()
-                return ds
-            return None
-
-        try:
-            _, done = await self.jobs.change(job_id, verified)
-        except LookupError:
-            log.warning("retrieval.unknown_job", waiting_job=job_id)
-            return
-        if done is not None:
-            await self._announce_dataset(job_id, done)
-
-    async def _abandon_copy(self, job_id: str, pid: str, archive_id: str, reason: str) -> None:
-        """Drop this job's unverified copy; the jobs that waited for it fail with `reason`."""
-        removed = await self.copies.remove(
-            archive_id, lambda c: c.job_id == job_id and c.state != "verified"
-        )
-        if removed is None:
-            return
-        await asyncio.to_thread(self.bucket.delete, removed.key)
-        for waiting in removed.waiting_jobs:
-            await self._fail_dataset(waiting, pid, DatasetFailed("system", reason))
-            await self._finish_if_decided(waiting)
-
-    async def _drop_copy(self, job_id: str, archive_id: str, key: str) -> None:
-        removed = await self.copies.remove(
-            archive_id,
-            lambda c: c.job_id == job_id and c.state != "verified" and not c.waiting_jobs,
-        )
-        if removed is not None:
-            await asyncio.to_thread(self.bucket.delete, key)
-
-    async def _discard_copies(self, job_id: str, ds: DatasetProgress) -> None:
-        """Unverified copies this job made go; verified ones stay for reuse."""
-        for block in ds.datablocks.values():
-            await self._drop_copy(job_id, block.archive_id, retrieval_key(ds.pid, block.archive_id))
-
-    def _decided_lifecycle(self, ds: DatasetProgress) -> LifecyclePatch | None:
-        if ds.state == "succeeded":
-            return LifecyclePatch(
-                retrieve_status_message="datasetRetrieved", retrieve_integrity_check=True
-            )
-        if ds.state == "failed":
-            return LifecyclePatch(
-                retrieve_status_message="datasetRetrievalFailed", retrieve_return_message=ds.error
-            )
+    def succeeded_event(
+        self, job_id: str, ds: DatasetProgress, at: datetime
+    ) -> tuple[str, Event] | None:
         return None
 
-    async def _result_object(self, record: JobRecord) -> dict[str, Any]:
+    async def result_object(
+        self, record: JobRecord, datablocks: DatablockRecords, now: datetime
+    ) -> dict[str, Any]:
         """SciCat's `jobResultObject`: a presigned URL per verified datablock, and the script."""
         succeeded = [d for d in record.datasets.values() if d.state == "succeeded"]
         result: list[dict[str, Any]] = []
         downloads: list[Download] = []
         for ds in succeeded:
-            created = await self.catalog.datablocks_of(ds.pid)
+            created = await datablocks.datablocks_of(ds.pid)
             blocks = {b.archive_id: b for b in created.datablocks} if created else {}
             directory = "." if len(record.datasets) == 1 else _dataset_dir(ds.pid)
             for archive_id in ds.datablocks:
@@ -365,9 +281,8 @@ class Retriever(JobFlow):
                 if block is None or copy is None or copy.state != "verified":
                     log.warning("retrieval.copy_gone_before_offer", archive_id=archive_id)
                     continue
-                url = await asyncio.to_thread(
-                    self.bucket.presign, copy.key, self._url_lifetime(copy)
-                )
+                lifetime = self._url_lifetime(copy, now)
+                url = await asyncio.to_thread(self.bucket.presign, copy.key, lifetime)
                 name = posixpath.basename(archive_id)
                 result.append(
                     {
@@ -390,10 +305,10 @@ class Retriever(JobFlow):
         script = render_download_script(record.job_id, downloads)
         return {"result": result, "downloadScript": encode_script(script)}
 
-    def _url_lifetime(self, copy: RetrievalCopy) -> timedelta:
+    def _url_lifetime(self, copy: RetrievalCopy, now: datetime) -> timedelta:
         if copy.expires_at is None:
             return self.policy.url_expiry
-        remaining = copy.expires_at - self.clock()
+        remaining = copy.expires_at - now
         return max(min(self.policy.url_expiry, remaining), timedelta(seconds=1))
 
 

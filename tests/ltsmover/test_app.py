@@ -9,6 +9,7 @@ from nats.js import JetStreamContext
 
 from contracts import subjects
 from contracts.events import JobRequested
+from runtime.lts import PosixLts
 from runtime.publishing import publish_event
 from services.ltsmover.app import create_app as create_ltsmover
 from services.verifier.app import create_app as create_verifier
@@ -169,3 +170,104 @@ async def test_a_second_job_for_an_archived_dataset_does_not_copy_again(
     first_log = await events(js, first_id)
     assert [s for s, _ in first_log].count("lts.moved") == 1
     assert [s for s, _ in first_log].count("job.status") == 2
+
+
+async def test_a_write_waits_for_free_space_and_then_archives(
+    world, nats_server_process, s3_server
+) -> None:
+    """Below min_free_percent the dataset says it waits; once space returns it is archived."""
+    js, s3, root = world
+    tag = uuid.uuid4().hex[:8]
+    pid, job_id = f"20.500/full-{tag}", f"job-{tag}"
+    await pack(js, s3, pid, [b"f" * 4000])
+    gauge = {"free": 0.01}
+    lts = PosixLts(root, free_fraction_reader=lambda: gauge["free"])
+    settings = mover_settings(nats_server_process.url, s3_server, root, min_free_percent=5)
+
+    async with (
+        running(create_ltsmover(settings, lts=lts)),
+        running(create_verifier(verifier_settings(nats_server_process.url, s3_server, root))),
+    ):
+        job = archive_job(job_id, pid)
+        await publish_event(js, subjects.JOB_REQUESTED_ARCHIVE, job, msg_id=job.dedup_id())
+
+        async def waiting_for_space() -> bool:
+            record = await job_record(js, job_id)
+            return record is not None and record.datasets[pid].state == "waitingForSpace"
+
+        await until(waiting_for_space)
+        waiting = await job_record(js, job_id)
+        gauge["free"] = 0.5
+        record = await finished(js, job_id)
+
+    assert waiting is not None
+    assert waiting.datasets[pid].message == (
+        "Waiting for LTS free space: 1.0% free, 5.0% needed (up to 3600 s)"
+    )
+    assert record.status == "finishedSuccessful"
+    assert record.datasets[pid].message is None
+
+
+async def test_a_share_that_stays_full_fails_the_dataset_and_writes_nothing(
+    world, nats_server_process, s3_server
+) -> None:
+    """Past free_space_timeout_s: scheduleArchiveJobFailed with the reason, nothing in LTS."""
+    js, s3, root = world
+    tag = uuid.uuid4().hex[:8]
+    pid, job_id = f"20.500/nospace-{tag}", f"job-{tag}"
+    await pack(js, s3, pid, [b"n" * 4000])
+    lts = PosixLts(root, free_fraction_reader=lambda: 0.01)
+    settings = mover_settings(
+        nats_server_process.url, s3_server, root, min_free_percent=5, free_space_timeout_s=0.3
+    )
+
+    async with running(create_ltsmover(settings, lts=lts)):
+        job = archive_job(job_id, pid)
+        await publish_event(js, subjects.JOB_REQUESTED_ARCHIVE, job, msg_id=job.dedup_id())
+        record = await finished(js, job_id)
+    log = await events(js, job_id)
+
+    assert record.status == "finishedUnsuccessful"
+    assert record.datasets[pid].error == (
+        "LTS free space stayed at 1.0%, below the 5.0% minimum, for 0.3 s"
+    )
+    failed = [b["lifecycle"] for s, b in log if s == "dataset.lifecycle"][-1]
+    assert failed["archiveStatusMessage"] == "scheduleArchiveJobFailed"
+    assert failed["archivable"] is True
+    assert [p for p in root.rglob("*") if p.is_file()] == []
+
+
+async def test_a_copy_failing_its_last_allowed_check_fails_the_dataset_and_is_removed(
+    world, nats_server_process, s3_server
+) -> None:
+    """max_copy_attempts=1: the corrupted copy is not written again; it goes, the dataset fails."""
+    js, s3, root = world
+    tag = uuid.uuid4().hex[:8]
+    pid, job_id = f"20.500/once-{tag}", f"job-{tag}"
+    await pack(js, s3, pid, [b"o" * 20000])
+    copy = root / f"openem-network/datasets/{pid}/datablocks/{pid.replace('/', '-')}_0.tar"
+    url = nats_server_process.url
+
+    async with running(create_ltsmover(mover_settings(url, s3_server, root, max_copy_attempts=1))):
+        job = archive_job(job_id, pid)
+        await publish_event(js, subjects.JOB_REQUESTED_ARCHIVE, job, msg_id=job.dedup_id())
+
+        async def moved() -> bool:
+            return any(s == "lts.moved" for s, _ in await events(js, job_id))
+
+        await until(moved)
+        corrupted = bytearray(copy.read_bytes())
+        corrupted[600] ^= 0xFF
+        copy.write_bytes(bytes(corrupted))
+        async with running(create_verifier(verifier_settings(url, s3_server, root))):
+            record = await finished(js, job_id)
+    log = await events(js, job_id)
+
+    assert record.status == "finishedUnsuccessful"
+    block = record.datasets[pid].datablocks[copy.relative_to(root).as_posix()]
+    assert (block.state, block.attempt) == ("failed", 0)
+    assert "member checksum mismatch: file0.dat" in (block.reason or "")
+    error = record.datasets[pid].error or ""
+    assert error.startswith(f"Datablock {block.archive_id} failed verification in LTS 1 time(s): ")
+    assert [s for s, _ in log].count("lts.moved") == 1
+    assert not copy.exists()

@@ -298,6 +298,55 @@ async def test_two_retrieve_jobs_for_one_dataset_make_one_copy_and_both_get_urls
             assert (await client.get(entry["url"])).content == raw
 
 
+async def test_a_copy_failing_every_check_fails_the_job_that_waited_for_it_too(
+    world, nats_server_process, s3_server
+) -> None:
+    """The second job waits for the first's copy; after its last failed check both datasets fail."""
+    js, s3, root = world
+    lts = PosixLts(root)
+    tag = uuid.uuid4().hex[:8]
+    pid, first, second = f"20.500/shared-{tag}", f"job-a-{tag}", f"job-b-{tag}"
+    await archived(js, lts, pid, [FILES])
+    archive_id = f"openem-network/datasets/{pid}/datablocks/20.500-shared-{tag}_0.tar"
+    tar = root / archive_id
+    corrupted = bytearray(tar.read_bytes())
+    corrupted[corrupted.index(b"B" * 100) + 7] ^= 0xFF
+    tar.write_bytes(bytes(corrupted))
+    url = nats_server_process.url
+    settings = mover_settings(url, s3_server, root, max_copy_attempts=2)
+
+    async with running(create_ltsmover(settings, lts=lts)):
+        await request(js, retrieve_job(first, pid))
+
+        async def moved() -> bool:
+            return any(s == "lts.moved" for s, _ in await events(js, first))
+
+        async def waiting() -> bool:
+            record = await job_record(js, second)
+            blocks = record.datasets[pid].datablocks if record else {}
+            return any(b.state == "copying" and not b.copied for b in blocks.values())
+
+        await until(moved)
+        await request(js, retrieve_job(second, pid))
+        await until(waiting)
+        async with running(create_verifier(verifier_settings(url, s3_server, root))):
+            records = [await finished(js, first), await finished(js, second)]
+    first_log = await events(js, first)
+    copies = RetrievalCopies(await open_bucket(js, kv.RETRIEVALS))
+
+    assert [r.status for r in records] == ["finishedUnsuccessful", "finishedUnsuccessful"]
+    assert [(b["attempt"], b["ok"]) for s, b in first_log if s == "lts.verified"] == [
+        (0, False),
+        (1, False),
+    ]
+    for record in records:
+        error = record.datasets[pid].error or ""
+        assert error.startswith(f"Datablock {archive_id} failed verification after retrieval 2")
+    assert [s for s, _ in await events(js, second)].count("lts.moved") == 0
+    assert retrieved_keys(s3, pid) == []
+    assert await copies.get(archive_id) is None
+
+
 async def test_the_sweeper_removes_an_expired_copy_and_keeps_a_fresh_one(world) -> None:
     """Past expires_at record and object go; a copy valid for a day stays."""
     js, s3, _ = world
