@@ -24,6 +24,11 @@ from nats.js.errors import (
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
+KvBucket = KeyValue
+"""An opened bucket. Services name KV types through this module: they reach KV only through it."""
+JetStream = JetStreamContext
+"""The JetStream context buckets are opened on (`Bus.js`)."""
+
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 

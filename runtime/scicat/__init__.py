@@ -6,7 +6,13 @@ user's token) and maps every failure to the errors of errors.py; its session
 calls and the parsing of SciCat's answers.
 """
 
-from runtime.scicat.client import RetryPolicy, ScicatClient, is_transient, pid_path
+from runtime.scicat.client import (
+    RetryPolicy,
+    ScicatClient,
+    is_transient,
+    open_scicat_client,
+    pid_path,
+)
 from runtime.scicat.errors import (
     ScicatError,
     ScicatLoginFailed,
@@ -28,5 +34,6 @@ __all__ = [
     "ScicatUnavailable",
     "ScicatUnreachable",
     "is_transient",
+    "open_scicat_client",
     "pid_path",
 ]

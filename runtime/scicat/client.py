@@ -11,8 +11,8 @@ error propagates and the message is nak-ed for later.
 """
 
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -29,6 +29,7 @@ from runtime.scicat.errors import (
     ScicatUnreachable,
 )
 from runtime.scicat.session import ScicatSession
+from runtime.settings import ScicatSettings
 
 T = TypeVar("T")
 
@@ -116,6 +117,12 @@ class ScicatClient:
         _raise_for_status(method, path, response)
         return _decoded(response)
 
+    async def check_health(self) -> None:
+        """SciCat answers its health route (no login); a ScicatError says how it does not."""
+        with _mapped_errors():
+            response = await self._http.get("v3/health")
+        _raise_for_status("GET", "v3/health", response)
+
     async def log_in(self) -> None:
         """Make sure a valid token is cached (retried like any call)."""
 
@@ -176,3 +183,17 @@ def _message(response: httpx.Response) -> object:
 
 def _described(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+@asynccontextmanager
+async def open_scicat_client(
+    settings: ScicatSettings, *, retry: RetryPolicy | None = None
+) -> AsyncIterator[ScicatClient]:
+    """The process's SciCat client over one HTTP connection pool, closed when the block ends."""
+    # SciCat's API base ends in /api; the client's paths are below it ("v3/...").
+    async with httpx.AsyncClient(
+        base_url=str(settings.url).rstrip("/") + "/", timeout=settings.timeout_s
+    ) as http:
+        yield ScicatClient(
+            http, username=settings.username, password=settings.password, retry=retry
+        )

@@ -4,11 +4,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import httpx
 from minio import Minio
 
 from runtime.objectstore import s3_client
-from runtime.scicat import RetryPolicy, ScicatClient
+from runtime.scicat import RetryPolicy, open_scicat_client
 from runtime.service_bus import Bus
 from services.datablocker.origdatablocks import ScicatOrigdatablocks
 from services.datablocker.packing import Buckets, Packer, PackingLimits
@@ -50,21 +49,11 @@ async def build_datablocker(settings: DatablockerSettings, bus: Bus) -> AsyncIte
     s3 = s3_client(settings.s3)
     buckets = Buckets(landing=settings.s3.landing_bucket, archival=settings.s3.archival_bucket)
     results = PackedResults(bus.js, replicas=settings.nats.stream_replicas)
-    # SciCat's API base ends in /api; the client's paths are below it ("v3/...").
-    async with httpx.AsyncClient(
-        base_url=str(settings.scicat.url).rstrip("/") + "/", timeout=settings.scicat.timeout_s
-    ) as scicat_http:
-        catalog = ScicatOrigdatablocks(
-            ScicatClient(
-                scicat_http,
-                username=settings.scicat.username,
-                password=settings.scicat.password,
-                retry=RetryPolicy(
-                    timeout_s=settings.scicat_retry_timeout_s,
-                    attempts=settings.scicat_retry_attempts,
-                ),
-            )
-        )
+    retry = RetryPolicy(
+        timeout_s=settings.scicat_retry_timeout_s, attempts=settings.scicat_retry_attempts
+    )
+    async with open_scicat_client(settings.scicat, retry=retry) as scicat:
+        catalog = ScicatOrigdatablocks(scicat)
         yield Datablocker(
             s3=s3,
             buckets=buckets,

@@ -2,12 +2,11 @@
 
 from typing import Literal
 
-from nats.js import JetStreamContext
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from contracts import kv
 from contracts.events import ArchiveId, DatablocksCreated, DatasetPid, JobId
-from runtime.kvstore import KvRecords, open_bucket
+from runtime.kvstore import JetStream, KvRecords, open_bucket
 
 
 class CleanedDataset(BaseModel):
@@ -29,7 +28,7 @@ class PackedResults:
     Buckets are created on first use.
     """
 
-    def __init__(self, js: JetStreamContext, *, replicas: int = 1) -> None:
+    def __init__(self, js: JetStream, *, replicas: int = 1) -> None:
         self._js = js
         self._replicas = replicas
         self._packed: KvRecords[DatablocksCreated] | None = None

@@ -12,12 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from nats.js import JetStreamContext
-from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 from contracts import kv as kv_names
-from runtime.kvstore import KvRecords, open_bucket
+from runtime.kvstore import JetStream, KvBucket, KvRecords, open_bucket
 
 T = TypeVar("T")
 
@@ -64,7 +62,7 @@ class Decision:
 class Admission:
     """The ledger of landing-zone space reserved per dataset upload, in one KV key."""
 
-    def __init__(self, capacity_bytes: int, ttl: timedelta, store: KeyValue) -> None:
+    def __init__(self, capacity_bytes: int, ttl: timedelta, store: KvBucket) -> None:
         self._records = KvRecords(store, ReservationLedger)
         self._capacity = capacity_bytes
         self._ttl = ttl
@@ -125,7 +123,7 @@ def _held(ledger: Ledger, pid: str) -> int:
     return held.size_bytes if held else 0
 
 
-async def open_reservations(js: JetStreamContext, replicas: int = 1) -> KeyValue:
+async def open_reservations(js: JetStream, replicas: int = 1) -> KvBucket:
     """The reservations bucket, created on first use."""
     return await open_bucket(
         js,

@@ -6,12 +6,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import httpx
-
 from contracts import kv as kv_names
 from runtime.kvstore import open_bucket
 from runtime.objectstore import s3_client
-from runtime.scicat import ScicatClient
+from runtime.scicat import open_scicat_client
 from runtime.service_bus import Bus
 from services.gateway.admission import Admission, open_reservations
 from services.gateway.announcements import Announcer
@@ -72,14 +70,9 @@ async def build_gateway(
         await open_reservations(bus.js, replicas=replicas),
     )
     announcer = Announcer(bus)
-    # SciCat's API base ends in /api; paths below are relative to it ("v3/...").
-    async with httpx.AsyncClient(
-        base_url=str(settings.scicat.url).rstrip("/") + "/", timeout=settings.scicat.timeout_s
-    ) as scicat_http:
+    async with open_scicat_client(settings.scicat) as scicat:
         catalog = Catalog(
-            ScicatClient(
-                scicat_http, username=settings.scicat.username, password=settings.scicat.password
-            ),
+            scicat,
             identity_cache=TtlCache[Identity](settings.identity_cache_s),
             dataset_cache=TtlCache[DatasetOwner](settings.dataset_cache_s),
         )
@@ -91,8 +84,7 @@ async def build_gateway(
             await asyncio.to_thread(s3.bucket_exists, settings.s3.landing_bucket)
 
         async def scicat_probe() -> None:
-            response = await scicat_http.get("v3/health")
-            response.raise_for_status()
+            await scicat.check_health()
 
         yield Gateway(
             catalog=catalog,

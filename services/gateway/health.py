@@ -3,9 +3,10 @@
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+
+from runtime.scicat import ScicatError
 
 Probe = Callable[[], Awaitable[None]]
 
@@ -21,7 +22,7 @@ async def check_readiness(probes: Mapping[str, Probe]) -> Readiness:
     for name, probe in probes.items():
         try:
             await probe()
-        except (OSError, httpx.HTTPError, TimeoutError, RuntimeError) as exc:
+        except (OSError, ScicatError, TimeoutError, RuntimeError) as exc:
             failing[name] = f"{type(exc).__name__}: {exc}"[:300]
     return Readiness(ready=not failing, failing=failing)
 

@@ -11,13 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
 from contracts.events import JobDataset, JobRequested
 from contracts.jobs import JobRecord
 from contracts.kv import id_key
-from runtime.kvstore import KvConflict, KvRecords
+from runtime.kvstore import KvBucket, KvConflict, KvRecords
 from services.gateway.errors import Conflict, InvalidRequest, NotFound
 
 JobKind = Literal["archive", "retrieve"]
@@ -90,7 +89,7 @@ class JobIntake:
         publish: Callable[[JobRequested], Awaitable[None]],
         datasets_of_job: Callable[[str], Awaitable[tuple[JobDataset, ...]]],
         clock: Callable[[], datetime],
-        jobs: KeyValue,
+        jobs: KvBucket,
     ) -> None:
         self._jobs = KvRecords(jobs, JobRecord)
         self._publish = publish

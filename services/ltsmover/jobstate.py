@@ -3,12 +3,10 @@
 from collections.abc import Callable
 from typing import TypeVar
 
-from nats.js.kv import KeyValue
-
 from contracts.events import DatablocksCreated, JobRequested
 from contracts.jobs import JobRecord
 from contracts.kv import id_key
-from runtime.kvstore import KvRecords
+from runtime.kvstore import KvBucket, KvRecords
 
 T = TypeVar("T")
 
@@ -16,7 +14,7 @@ T = TypeVar("T")
 class JobStore:
     """Job records in the `jobs` bucket; every change is a compare-and-set, retried on conflict."""
 
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, kv: KvBucket) -> None:
         self.kv = kv
         self._records = KvRecords(kv, JobRecord)
 
@@ -48,7 +46,7 @@ class JobStore:
 class DatablockRecords:
     """What the datablocker packed, per dataset (`datablocks` bucket)."""
 
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, kv: KvBucket) -> None:
         self.kv = kv
         self._records = KvRecords(kv, DatablocksCreated)
 

@@ -4,11 +4,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Literal, TypeVar
 
-from nats.js.kv import KeyValue
-
 from contracts.kv import id_key
 from contracts.retrievals import RetrievalCopy
-from runtime.kvstore import KvRecords
+from runtime.kvstore import KvBucket, KvRecords
 
 T = TypeVar("T")
 
@@ -18,7 +16,7 @@ this job's datablock too; `reuse`: a verified copy is there for long enough."""
 
 
 class RetrievalCopies:
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, kv: KvBucket) -> None:
         self.kv = kv
         self._records = KvRecords(kv, RetrievalCopy)
 

@@ -5,10 +5,8 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import timedelta
 
-import httpx
-
 from contracts.streams import ConsumerSpec
-from runtime.scicat import RetryPolicy, ScicatClient
+from runtime.scicat import RetryPolicy, open_scicat_client
 from runtime.service_bus import Bus
 from services.scicat_sync.ledger import open_ledger
 from services.scicat_sync.settings import ScicatSyncSettings
@@ -28,21 +26,15 @@ async def build_scicat_writer(
     settings: ScicatSyncSettings, bus: Bus
 ) -> AsyncIterator[ScicatWriter]:
     """The writer over one HTTP client, closed when the block ends."""
-    async with httpx.AsyncClient(
-        base_url=str(settings.scicat.url), timeout=settings.scicat.timeout_s
-    ) as http:
+    retry = RetryPolicy(
+        timeout_s=settings.retry_budget_s,
+        wait_initial_s=settings.retry_wait_initial_s,
+        wait_max_s=settings.retry_wait_max_s,
+        wait_jitter_s=settings.retry_wait_jitter_s,
+    )
+    async with open_scicat_client(settings.scicat, retry=retry) as scicat:
         yield ScicatWriter(
-            scicat=ScicatClient(
-                http,
-                username=settings.scicat.username,
-                password=settings.scicat.password,
-                retry=RetryPolicy(
-                    timeout_s=settings.retry_budget_s,
-                    wait_initial_s=settings.retry_wait_initial_s,
-                    wait_max_s=settings.retry_wait_max_s,
-                    wait_jitter_s=settings.retry_wait_jitter_s,
-                ),
-            ),
+            scicat=scicat,
             ledger=await open_ledger(bus.js, settings.nats.stream_replicas),
             job_api=settings.job_api,
         )

@@ -12,18 +12,16 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from nats.js import JetStreamContext
-from nats.js.kv import KeyValue
 from pydantic import BaseModel, RootModel, field_serializer
 
 from contracts import kv
-from runtime.kvstore import KvRecords, open_bucket
+from runtime.kvstore import JetStream, KvBucket, KvRecords, open_bucket
 
 # Conflicts resolve in one or two rounds; more means something is badly wrong.
 _MAX_CAS_ROUNDS = 20
 
 
-async def open_ledger(js: JetStreamContext, replicas: int = 1) -> "AppliedLedger":
+async def open_ledger(js: JetStream, replicas: int = 1) -> "AppliedLedger":
     """The ledger on the `scicat_sync_applied` bucket, created if missing."""
     bucket = await open_bucket(
         js,
@@ -54,7 +52,7 @@ class Marker(RootModel[dict[str, Any]]):
 
 
 class AppliedLedger:
-    def __init__(self, bucket: KeyValue) -> None:
+    def __init__(self, bucket: KvBucket) -> None:
         self._claims = KvRecords(bucket, Claims, max_conflicts=_MAX_CAS_ROUNDS)
         self._markers = KvRecords(bucket, Marker)
 
