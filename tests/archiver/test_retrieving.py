@@ -11,9 +11,9 @@ import pytest
 import stamina
 
 from archiver.downloading import DownloadError, download
+from archiver.file_check import ExpectedFile, verify_files
 from archiver.retrieving import RetrieveError, endpoints_from_options, expected_files, job_offers
 from archiver.unpacking import UnsafeTar, unpack_datablock
-from archiver.verifying import ExpectedFile, verify_files
 
 URL = "http://s3.test/retrieval/block_0.tar?X-Amz-Signature=abc"
 CONTENT = bytes(range(256)) * 40  # 10240 bytes
