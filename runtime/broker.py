@@ -51,7 +51,7 @@ def durable_subscriber(
         spec.filter_subject,
         stream=JStream(spec.stream, declare=False),
         durable=spec.durable,
-        # batch 1: a fetch of more waits for the full batch (DESIGN.md), and two
+        # batch 1: a fetch of more waits for the full batch until its timeout, and two
         # instances of one service then share messages one by one.
         pull_sub=PullSub(batch_size=1, timeout=5.0),
         ack_policy=AckPolicy.MANUAL,
