@@ -20,9 +20,9 @@ from tests.ltsmover.service_fixtures import (
     mover_settings,
     record_datablocks,
     running,
-    until,
     verifier_settings,
 )
+from tests.polling import eventually
 
 
 async def pack(js: JetStreamContext, s3: Minio, pid: str, contents: list[bytes]) -> list[bytes]:
@@ -115,7 +115,7 @@ async def test_a_corrupted_copy_is_recopied_and_then_verifies(
         async def moved() -> bool:
             return any(s == "lts.moved" for s, _ in await events(js, job_id))
 
-        await until(moved)
+        await eventually(moved, f"lts.moved for job {job_id}", timeout_s=15.0, interval_s=0.05)
         corrupted = bytearray(copy.read_bytes())
         corrupted[600] ^= 0xFF
         copy.write_bytes(bytes(corrupted))

@@ -35,9 +35,9 @@ from tests.ltsmover.service_fixtures import (
     mover_settings,
     record_datablocks,
     running,
-    until,
     verifier_settings,
 )
+from tests.polling import eventually
 
 FILES = {
     "raw/a.dat": b"A" * 3000,
@@ -200,7 +200,9 @@ async def test_a_tape_offline_for_a_second_delays_the_retrieval_but_it_completes
             record = await job_record(js, job_id)
             return record is not None and record.datasets[pid].state == "waitingForRecall"
 
-        await until(recalling)
+        await eventually(
+            recalling, f"{pid} waiting for the tape recall", timeout_s=15.0, interval_s=0.05
+        )
         waiting = await job_record(js, job_id)
         record = await finished(js, job_id)
 
