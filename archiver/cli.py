@@ -79,7 +79,7 @@ def ingest(
     contact_email: Annotated[str | None, typer.Option(help="Default: your SciCat email.")] = None,
 ) -> None:
     """Register FOLDER as a raw dataset in SciCat, upload it, finalize it; print its pid."""
-    from archiver.ingesting import ingest_command
+    from archiver.ingest_display import ingest_command
 
     raise typer.Exit(
         ingest_command(
@@ -128,7 +128,7 @@ def retrieve(
     poll: Annotated[str, typer.Option(help="How often to ask SciCat about the job.")] = "2s",
 ) -> None:
     """Create a SciCat retrieve job for PID, download, unpack and verify every file into --to."""
-    from archiver.retrieving import retrieve_command
+    from archiver.retrieve_display import retrieve_command
 
     raise typer.Exit(
         retrieve_command(

@@ -24,21 +24,19 @@ import httpx
 
 from archiver.gateway_client import GatewayClient
 from archiver.ingest_errors import IngestError, UploadCancelled
-from archiver.planning import UploadPlan, plan_upload
 from archiver.scicat_client import (
     DatasetDescription,
     ScicatClient,
     origdatablock_bodies,
     raw_dataset_body,
 )
+from archiver.upload_plan import UploadPlan, plan_upload
 from archiver.uploading import Uploader, UploadProgress
 
 GiB = 1024**3
 MiB = 1024**2
 MIN_CHUNK_SIZE = 5 * MiB
 """S3's smallest part (all but the last); moto and MinIO enforce it."""
-EXIT_FAILED = 1
-EXIT_CANCELLED = 130
 _SIZE_UNITS = {
     "": 1, "b": 1,
     "k": 1000, "kb": 1000, "kib": 1024,
@@ -254,89 +252,6 @@ def cancel_on_sigint(cancel: threading.Event) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def run_ingest(request: IngestRequest, endpoints: Endpoints, *, timeout_s: float = 60.0) -> int:
-    """The command: progress bars on stderr, the pid on stdout; the exit code."""
-    from rich.console import Console
-    from rich.markup import escape
-
-    from archiver.progress_display import RichIngestProgress
-
-    errors = Console(stderr=True)
-    cancel = threading.Event()
-    connections = max(8, 2 * request.parallel + 2)
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    with (
-        httpx.Client(timeout=timeout_s, limits=limits) as http,
-        RichIngestProgress(errors) as progress,
-        cancel_on_sigint(cancel),
-    ):
-        try:
-            pid = ingest(request, endpoints, http=http, progress=progress, cancel=cancel)
-        except UploadCancelled:
-            progress.stop()
-            errors.print("[red]cancelled[/red]: nothing was finalized", highlight=False)
-            return EXIT_CANCELLED
-        except (IngestError, httpx.HTTPError) as exc:
-            progress.stop()
-            reason = escape(_reason(exc))
-            errors.print(f"[red]ingest failed[/red]: {reason}", highlight=False)
-            return EXIT_FAILED
-    Console().print(pid, markup=False, highlight=False, soft_wrap=True)
-    return 0
-
-
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, httpx.HTTPError):
-        where = exc.request.url.copy_with(query=None) if _has_request(exc) else "a service"
-        return f"no answer from {where} ({type(exc).__name__}: {exc})"
-    return str(exc)
-
-
-def _has_request(exc: httpx.HTTPError) -> bool:
-    try:
-        exc.request  # noqa: B018 - raises RuntimeError when unset
-    except RuntimeError:
-        return False
-    return True
-
-
-def ingest_command(
-    folder: Path,
-    *,
-    owner_group: str,
-    stack: Path | None,
-    scicat_url: str | None,
-    gateway_url: str | None,
-    username: str | None,
-    password: str | None,
-    archive: bool,
-    chunk_size: str,
-    parallel: int,
-    name: str | None,
-    contact_email: str | None,
-) -> int:
-    """`archiver ingest`'s options -> an ingest; the exit code."""
-    from rich.console import Console
-    from rich.markup import escape
-
-    errors = Console(stderr=True)
-    try:
-        endpoints = resolve_endpoints(stack, scicat_url, gateway_url, username, password)
-        request = IngestRequest(
-            folder=folder,
-            owner_group=owner_group,
-            archive=archive,
-            chunk_size=parse_size(chunk_size),
-            parallel=parallel,
-            name=name,
-            contact_email=contact_email,
-        )
-    except (IngestError, ValueError) as exc:
-        errors.print(f"[red]ingest failed[/red]: {escape(str(exc))}", highlight=False)
-        return EXIT_FAILED
-    return run_ingest(request, endpoints)
 
 
 def resolve_endpoints(

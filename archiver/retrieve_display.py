@@ -1,8 +1,12 @@
-"""Rich output of `archiver retrieve`: the job's step, a bar per download, the summary table."""
+"""`archiver retrieve` in a terminal: the job's step, a bar per download, the summary table.
+
+The retrieve itself is `archiver.retrieving`'s; this module only draws it and runs it.
+"""
 
 from pathlib import Path
 from types import TracebackType
 
+import httpx
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -17,7 +21,18 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from archiver.retrieving import RetrieveReport
+from archiver.durations import parse_duration
+from archiver.ingest_errors import IngestError
+from archiver.retrieving import (
+    RetrieveEndpoints,
+    RetrieveError,
+    RetrieveReport,
+    RetrieveRequest,
+    endpoints_from_options,
+    retrieve,
+)
+
+EXIT_FAILED = 1
 
 
 class RichRetrieveProgress:
@@ -127,3 +142,51 @@ def render_report(console: Console, report: RetrieveReport, target: Path) -> Non
         )
     else:
         console.print(f"[red]{len(report.problems())} problem(s)[/red]", highlight=False)
+
+
+def run_retrieve(request: RetrieveRequest, endpoints: RetrieveEndpoints) -> int:
+    """Progress on stderr, the summary on stdout; the exit code."""
+    errors = Console(stderr=True)
+    with httpx.Client(timeout=60.0) as http, RichRetrieveProgress(errors) as progress:
+        try:
+            report = retrieve(request, endpoints, http=http, progress=progress)
+        except (RetrieveError, IngestError, httpx.HTTPError) as exc:
+            progress.stop()
+            errors.print(f"[red]retrieve failed[/red]: {escape(str(exc))}", highlight=False)
+            return EXIT_FAILED
+    render_report(Console(), report, request.target)
+    return 0 if report.ok else EXIT_FAILED
+
+
+def retrieve_command(
+    pid: str,
+    *,
+    to: Path,
+    stack: Path | None,
+    scicat_url: str | None,
+    gateway_url: str | None,
+    username: str | None,
+    password: str | None,
+    job_user: str | None,
+    job_password: str | None,
+    owner_group: str | None,
+    timeout: str,
+    poll: str,
+) -> int:
+    """`archiver retrieve`'s options -> a retrieve; the exit code."""
+    try:
+        endpoints = endpoints_from_options(
+            stack, scicat_url, gateway_url, username, password, job_user, job_password
+        )
+        request = RetrieveRequest(
+            pid=pid,
+            target=to.resolve(),
+            owner_group=owner_group,
+            timeout_s=parse_duration(timeout).total_seconds(),
+            poll_s=parse_duration(poll).total_seconds(),
+        )
+    except (RetrieveError, ValueError) as exc:
+        message = f"[red]retrieve failed[/red]: {escape(str(exc))}"
+        Console(stderr=True).print(message, highlight=False)
+        return EXIT_FAILED
+    return run_retrieve(request, endpoints)

@@ -20,13 +20,12 @@ from urllib.parse import quote
 import httpx
 
 from archiver.downloading import DownloadError, download
+from archiver.file_check import ExpectedFile, FileCheck, verify_files
 from archiver.ingest_errors import IngestError
 from archiver.responses import checked
 from archiver.scicat_jobs import FINAL_STATUS_CODES, ScicatJobs
 from archiver.unpacking import UnsafeTar, unpack_datablock
-from archiver.verifying import ExpectedFile, FileCheck, verify_files
 
-EXIT_FAILED = 1
 DOWNLOADS_DIR = ".archiver-downloads"
 """Below the target: partial downloads wait here to be resumed."""
 
@@ -287,7 +286,7 @@ def _mib(n: int) -> str:
     return f"{n / 1024**2:.1f} MiB"
 
 
-# --- the command ---------------------------------------------------------------
+# --- the command's options -----------------------------------------------------
 
 
 def endpoints_from_options(
@@ -342,61 +341,3 @@ def endpoints_from_options(
         gateway_url=fields["gateway_url"],
         job_credentials=credentials,
     )
-
-
-def run_retrieve(request: RetrieveRequest, endpoints: RetrieveEndpoints) -> int:
-    """Progress on stderr, the summary on stdout; the exit code."""
-    from rich.console import Console
-    from rich.markup import escape
-
-    from archiver.retrieve_display import RichRetrieveProgress, render_report
-
-    errors = Console(stderr=True)
-    with httpx.Client(timeout=60.0) as http, RichRetrieveProgress(errors) as progress:
-        try:
-            report = retrieve(request, endpoints, http=http, progress=progress)
-        except (RetrieveError, IngestError, httpx.HTTPError) as exc:
-            progress.stop()
-            errors.print(f"[red]retrieve failed[/red]: {escape(str(exc))}", highlight=False)
-            return EXIT_FAILED
-    render_report(Console(), report, request.target)
-    return 0 if report.ok else EXIT_FAILED
-
-
-def retrieve_command(
-    pid: str,
-    *,
-    to: Path,
-    stack: Path | None,
-    scicat_url: str | None,
-    gateway_url: str | None,
-    username: str | None,
-    password: str | None,
-    job_user: str | None,
-    job_password: str | None,
-    owner_group: str | None,
-    timeout: str,
-    poll: str,
-) -> int:
-    """`archiver retrieve`'s options -> a retrieve; the exit code."""
-    from rich.console import Console
-    from rich.markup import escape
-
-    from archiver.durations import parse_duration
-
-    try:
-        endpoints = endpoints_from_options(
-            stack, scicat_url, gateway_url, username, password, job_user, job_password
-        )
-        request = RetrieveRequest(
-            pid=pid,
-            target=to.resolve(),
-            owner_group=owner_group,
-            timeout_s=parse_duration(timeout).total_seconds(),
-            poll_s=parse_duration(poll).total_seconds(),
-        )
-    except (RetrieveError, ValueError) as exc:
-        message = f"[red]retrieve failed[/red]: {escape(str(exc))}"
-        Console(stderr=True).print(message, highlight=False)
-        return EXIT_FAILED
-    return run_retrieve(request, endpoints)

@@ -12,8 +12,8 @@ import httpx
 import stamina
 
 from archiver.ingest_errors import IngestError
-from archiver.planning import PlannedFile
 from archiver.responses import TRANSIENT, checked
+from archiver.upload_plan import PlannedFile
 
 SERVICE = "SciCat"
 FILES_PER_ORIGDATABLOCK = 1000

@@ -21,8 +21,8 @@ import stamina
 from archiver.checksums import READ_SIZE
 from archiver.gateway_client import GatewayClient, UploadedPart
 from archiver.ingest_errors import IngestError, UploadCancelled
-from archiver.planning import Part, PlannedFile
 from archiver.responses import TRANSIENT, checked
+from archiver.upload_plan import Part, PlannedFile
 from contracts.objectkeys import landing_key
 
 LANDING = "the landing zone (S3)"

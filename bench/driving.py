@@ -2,7 +2,7 @@
 
 `BenchStack` starts a `DevStack` (auto ports, posix LTS) under a fresh
 directory in `var/bench/`. `Client` registers and uploads datasets exactly as
-the Ingestor does (`archiver.planning`/`uploading`), finalizes them at the
+the Ingestor does (`archiver.upload_plan`/`uploading`), finalizes them at the
 gateway, creates jobs in SciCat (whose url action hands them to the gateway),
 and learns when things happened from the SciCat stand-in's write history
 (`GET /api/v3/admin/history`: every write with its server-side timestamp), so
@@ -27,13 +27,13 @@ import httpx
 from minio import Minio
 
 from archiver.gateway_client import GatewayClient
-from archiver.planning import plan_upload
 from archiver.scicat_client import (
     DatasetDescription,
     ScicatClient,
     origdatablock_bodies,
     raw_dataset_body,
 )
+from archiver.upload_plan import plan_upload
 from archiver.uploading import Uploader
 from devstack.stack import DevStack, StackPorts
 

@@ -3,8 +3,9 @@
 Every service runs this at start-up, so a deployment converges on the contracts
 whichever service starts first, and a consumer whose config drifted (edited by
 hand, or an older release) is put back. FastStream's own declaration is not
-used: it silently keeps an existing consumer as it is and its stream
-declaration overwrites settings (see DESIGN.md).
+used: it silently keeps an existing consumer as it is (subject filter included),
+and `JStream(...)` with its default `declare=True` overwrites the stream's
+settings (max_age went to unlimited when tried).
 """
 
 from dataclasses import dataclass

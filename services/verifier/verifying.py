@@ -133,7 +133,8 @@ def check_tar_stream(stream: Readable, datablock: Datablock) -> Verdict:
     """Read a tar once: its SHA-256 and size, and each member's SHA-256 and size.
 
     Three threads share the work: this one reads, one hashes the whole tar, one
-    hashes large members (DESIGN: two cores help only if hashing and I/O overlap).
+    hashes large members (hashing inline would serialise it: two cores help only if
+    hashing and I/O overlap).
     """
     tar_hasher = _BackgroundHasher("verify tar sha256")
     member_hasher = _BackgroundHasher("verify member sha256")

@@ -26,6 +26,7 @@ from runtime.publishing import publish_event
 from runtime.service_bus import Bus
 from runtime.settling import PermanentError
 from tests import inprocess_consumer
+from tests.polling import eventually
 
 SPEC = replace(
     streams.DATABLOCKER_UPLOAD_FINISHED,
@@ -53,14 +54,6 @@ def consuming(
 ) -> AbstractAsyncContextManager[Bus]:
     """The test consumer running in this process, as a service would run it."""
     return inprocess_consumer.consuming(url, SPEC, UploadFinished, handle)
-
-
-async def until(condition: Callable[[], Awaitable[bool]], timeout_s: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError
-        await asyncio.sleep(0.02)
 
 
 async def letter_count(js: JetStreamContext) -> int:
@@ -91,11 +84,13 @@ async def poison(js: JetStreamContext, url: str, pids: list[str]) -> None:
                 msg_id=f"upload.finished:{pid}",
                 correlation_id=f"corr-{pid}",
             )
-
-        async def all_lettered() -> bool:
-            return await letter_count(js) == len(pids)
-
-        await until(all_lettered)
+        await eventually(
+            lambda: letter_count(js),
+            f"{len(pids)} dead letters",
+            done=lambda count: count == len(pids),
+            timeout_s=5.0,
+            interval_s=0.02,
+        )
 
 
 async def test_a_poison_message_is_listed_shown_and_retried_into_a_fixed_consumer(
@@ -129,11 +124,13 @@ async def test_a_poison_message_is_listed_shown_and_retried_into_a_fixed_consume
 
     async with consuming(url, accept):
         retried = await cli("dlq", "retry", "1", "--nats-url", url)
-
-        async def was_handled() -> bool:
-            return handled == ["p/poison"]
-
-        await until(was_handled)
+        await eventually(
+            lambda: handled,
+            "the retried p/poison handled",
+            done=lambda pids: pids == ["p/poison"],
+            timeout_s=5.0,
+            interval_s=0.02,
+        )
     republished = await clean_js.get_msg("ARCHIVER", 2)
 
     assert retried.exit_code == 0, retried.output
@@ -220,11 +217,13 @@ async def test_a_max_deliveries_advisory_is_listed_as_a_dead_letter(
     # The server decides "no more deliveries" (and advises) when it next tries to deliver.
     with contextlib.suppress(nats.errors.TimeoutError):
         await sub.fetch(1, timeout=0.3)
-
-    async def advised() -> bool:
-        return await letter_count(clean_js) == 1
-
-    await until(advised)
+    await eventually(
+        lambda: letter_count(clean_js),
+        "the max-deliveries advisory as one letter",
+        done=lambda count: count == 1,
+        timeout_s=5.0,
+        interval_s=0.02,
+    )
     letters = await list_letters(clean_js)
     await sub.unsubscribe()
 

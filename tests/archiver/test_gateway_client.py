@@ -143,12 +143,22 @@ def test_507_waits_with_doubling_delays_then_uploads() -> None:
     assert json.loads(calls[1].content) == {"dataset_id": "20.500/x", "dataset_size_gib": 3}
 
 
-def test_507_wait_is_bounded_and_cancellable() -> None:
-    """Past max_wait the ingest gives up; a cancel during the wait stops it at once."""
+def _always_full() -> GatewayClient:
     handler, _ = _routes(requestDatasetUpload=lambda r: httpx.Response(507, json={"detail": "x"}))
     gateway = _client(handler)
     gateway.log_in("t")
+    return gateway
+
+
+def test_507_wait_gives_up_past_max_wait() -> None:
+    """Past max_wait the ingest gives up."""
+    gateway = _always_full()
     with pytest.raises(IngestError, match="had no room"):
         wait_for_room(gateway, "p/1", 1, say=lambda m: None, wait=lambda s: False, max_wait_s=25)
+
+
+def test_a_cancel_during_the_507_wait_stops_it_at_once() -> None:
+    """A cancel during the wait for room stops the ingest."""
+    gateway = _always_full()
     with pytest.raises(UploadCancelled):
         wait_for_room(gateway, "p/1", 1, say=lambda m: None, wait=lambda s: True, max_wait_s=99)

@@ -59,11 +59,15 @@ def test_endpoints_come_from_stack_json_with_the_ingestor_user(tmp_path: Path) -
     )
 
 
-def test_options_override_the_stack_and_missing_ones_are_named(tmp_path: Path) -> None:
-    """Explicit options win over stack.json; without either, each missing option is listed."""
+def test_options_override_the_stack(tmp_path: Path) -> None:
+    """Explicit options win over stack.json."""
     path = tmp_path / "stack.json"
     path.write_text(json.dumps(STACK))
     assert resolve_endpoints(path, None, None, "user1", "pw").username == "user1"
+
+
+def test_missing_options_are_named() -> None:
+    """Without stack.json or the option, each missing option is listed."""
     with pytest.raises(IngestError, match="missing --gateway-url, --password"):
         resolve_endpoints(None, "http://s/api", None, "u", None)
 

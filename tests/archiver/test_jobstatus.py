@@ -192,17 +192,26 @@ async def test_status_of_one_job_shows_datasets_and_datablocks(
 
 
 async def test_an_unknown_job_exits_with_1(clean_js: JetStreamContext, nats_server_process) -> None:
-    """`archiver status NOPE` says so and exits 1; an empty bucket lists no jobs."""
+    """`archiver status NOPE` says so and exits 1."""
     await store_jobs(clean_js)
 
     result = await asyncio.to_thread(
         CliRunner().invoke, app, ["status", "nope", "--nats-url", nats_server_process.url]
     )
+
+    assert result.exit_code == 1
+    assert "No job nope" in result.output
+
+
+async def test_an_empty_bucket_lists_no_jobs(
+    clean_js: JetStreamContext, nats_server_process
+) -> None:
+    """`archiver status` over an empty job bucket says there are none."""
+    await store_jobs(clean_js)
+
     listing = await asyncio.to_thread(
         CliRunner().invoke, app, ["status", "--nats-url", nats_server_process.url]
     )
 
-    assert result.exit_code == 1
-    assert "No job nope" in result.output
     assert listing.exit_code == 0
     assert "No jobs in flight" in listing.output

@@ -11,9 +11,9 @@ import pytest
 import stamina
 
 from archiver.downloading import DownloadError, download
+from archiver.file_check import ExpectedFile, verify_files
 from archiver.retrieving import RetrieveError, endpoints_from_options, expected_files, job_offers
 from archiver.unpacking import UnsafeTar, unpack_datablock
-from archiver.verifying import ExpectedFile, verify_files
 
 URL = "http://s3.test/retrieval/block_0.tar?X-Amz-Signature=abc"
 CONTENT = bytes(range(256)) * 40  # 10240 bytes
@@ -184,24 +184,29 @@ def test_verify_files_detects_a_corrupted_and_a_missing_file(tmp_path: Path) -> 
     assert check.bytes_verified == 5
 
 
-def test_expected_files_come_from_the_offered_datablocks_only() -> None:
-    """Files of datablocks the job did not offer are not expected; a missing record is an error."""
-    blocks = [
-        {
-            "archiveId": "x/block_0.tar",
-            "chkAlg": "sha256",
-            "dataFileList": [{"path": "a.bin", "chk": "ab" * 32, "size": 3}],
-        },
-        {
-            "archiveId": "x/block_1.tar",
-            "chkAlg": "sha256",
-            "dataFileList": [{"path": "b.bin", "chk": "cd" * 32, "size": 4}],
-        },
-    ]
+TWO_BLOCKS = [
+    {
+        "archiveId": "x/block_0.tar",
+        "chkAlg": "sha256",
+        "dataFileList": [{"path": "a.bin", "chk": "ab" * 32, "size": 3}],
+    },
+    {
+        "archiveId": "x/block_1.tar",
+        "chkAlg": "sha256",
+        "dataFileList": [{"path": "b.bin", "chk": "cd" * 32, "size": 4}],
+    },
+]
 
-    assert expected_files(blocks, {"x/block_0.tar"}) == {"a.bin": ExpectedFile("ab" * 32, 3)}
+
+def test_expected_files_come_from_the_offered_datablocks_only() -> None:
+    """Files of datablocks the job did not offer are not expected."""
+    assert expected_files(TWO_BLOCKS, {"x/block_0.tar"}) == {"a.bin": ExpectedFile("ab" * 32, 3)}
+
+
+def test_an_offered_datablock_without_a_record_is_an_error() -> None:
+    """A datablock the job offers but SciCat has no record of stops the retrieve."""
     with pytest.raises(RetrieveError, match=r"no datablock record for x/block_9\.tar"):
-        expected_files(blocks, {"x/block_9.tar"})
+        expected_files(TWO_BLOCKS, {"x/block_9.tar"})
 
 
 def test_job_offers_refuse_a_name_with_a_slash() -> None:

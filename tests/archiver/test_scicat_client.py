@@ -8,13 +8,13 @@ import httpx
 import pytest
 
 from archiver.ingest_errors import ServiceRefused
-from archiver.planning import Part, PlannedFile
 from archiver.scicat_client import (
     DatasetDescription,
     ScicatClient,
     origdatablock_bodies,
     raw_dataset_body,
 )
+from archiver.upload_plan import Part, PlannedFile
 
 FILE = PlannedFile(
     path=Path("/data/run42/a.txt"),

@@ -8,7 +8,7 @@ import pytest
 import stamina
 
 from archiver.ingest_errors import ServiceRefused, UploadCancelled
-from archiver.planning import Part
+from archiver.upload_plan import Part
 from archiver.uploading import put_headers, put_slice
 
 EFGH = "5eCIoLZhY6Cial4FPSpEltwWq24OPdGt8tFqqEoHjJ0="

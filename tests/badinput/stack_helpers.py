@@ -1,8 +1,7 @@
 """Helpers for the bad-input tests: the stack's bus, dead letters, SciCat."""
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import quote
@@ -34,21 +33,6 @@ async def dead_letters(js: JetStreamContext) -> list[DeadLetter]:
         if raw.subject.startswith("deadletter."):
             letters.append(DeadLetter.model_validate_json(raw.data))
     return letters
-
-
-async def eventually(probe: Callable[[], Any], timeout_s: float = 30.0) -> Any:
-    """The first truthy answer of `probe` (sync or async), or TimeoutError."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        answer = probe()
-        if asyncio.iscoroutine(answer):
-            answer = await answer
-        if answer:
-            return answer
-        if loop.time() > deadline:
-            raise TimeoutError
-        await asyncio.sleep(0.2)
 
 
 class Scicat:

@@ -35,7 +35,8 @@ from contracts.scicat import LifecyclePatch
 from devstack.processes import tool_path
 from devstack.stack import DevStack
 from runtime.publishing import publish_event
-from tests.badinput.stack_helpers import Scicat, dead_letters, eventually, jetstream
+from tests.badinput.stack_helpers import Scicat, dead_letters, jetstream
+from tests.polling import eventually
 
 SHA = "ab" * 32
 MARKER = ".archiver-upload-complete"
@@ -86,7 +87,12 @@ async def _letters_for(
         found = {(d.stream, d.stream_seq): d for d in await dead_letters(js)}
         return {k: found[k] for k in wanted} if wanted <= set(found) else None
 
-    return await eventually(probe, timeout_s)
+    return await eventually(
+        probe,
+        f"dead letters of {sorted(wanted)}",
+        timeout_s=timeout_s,
+        interval_s=0.2,
+    )
 
 
 async def test_undecodable_wrong_schema_and_huge_messages_are_dead_lettered_at_once(
@@ -246,7 +252,10 @@ async def test_events_for_unknown_datasets_and_jobs_end_in_a_dead_letter_or_a_re
             ]
 
         chained = await eventually(
-            lambda: _chained(js, pid, job, verdict_dead_lettered), timeout_s=30
+            lambda: _chained(js, pid, job, verdict_dead_lettered),
+            f"the follow-up events of {pid}'s unknown-target chain",
+            timeout_s=30,
+            interval_s=0.2,
         )
         all_letters = await dead_letters(js)
 
@@ -367,14 +376,21 @@ async def test_after_the_garbage_every_consumer_still_handles_valid_events(
             life = scicat.dataset(empty).get("datasetlifecycle") or {}
             return life.get("archiveStatusMessage") == "missingFilesError"
 
-        await eventually(archived, timeout_s=60)
-        await eventually(packing_failure_recorded, timeout_s=30)
+        await eventually(archived, f"{ingested} datasetOnArchiveDisk", timeout_s=60, interval_s=0.2)
+        await eventually(
+            packing_failure_recorded,
+            f"{empty} missingFilesError",
+            timeout_s=30,
+            interval_s=0.2,
+        )
 
         async def gateway_settled() -> bool:
             info = await js.consumer_info("MINIO", streams.GATEWAY_MINIO_EVENTS.durable)
             return info.ack_floor.stream_seq >= marker.seq and info.num_ack_pending == 0
 
-        await eventually(gateway_settled, timeout_s=15)
+        await eventually(
+            gateway_settled, "the gateway settled the marker", timeout_s=15, interval_s=0.2
+        )
         job_statuses = [
             e
             for e in await _events(js, subjects.JOB_STATUS)

@@ -1,7 +1,6 @@
 """A 3-node NATS cluster on loopback: three nats-server processes with JetStream and routes."""
 
 import asyncio
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,6 +9,7 @@ from nats.errors import Error as NatsError
 
 from devstack.natsserver import nats_server
 from devstack.processes import ManagedProcess, free_port, port_open
+from tests.polling import eventually
 
 CLUSTER_NAME = "archiver-chaos"
 
@@ -59,15 +59,14 @@ class NatsCluster:
         """JetStream answers only once the nodes elected a meta leader."""
         client = await nats.connect(servers=self.urls.split(","))
         try:
-            deadline = time.monotonic() + timeout_s
-            while True:
-                try:
-                    await client.jetstream().account_info()
-                    return
-                except NatsError:
-                    if time.monotonic() > deadline:
-                        raise
-                    await asyncio.sleep(0.2)
+            await eventually(
+                lambda: client.jetstream().account_info(),
+                "a JetStream meta leader",
+                done=lambda _info: True,
+                timeout_s=timeout_s,
+                interval_s=0.2,
+                ignoring=(NatsError,),
+            )
         finally:
             await client.close()
 

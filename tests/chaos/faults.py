@@ -1,6 +1,5 @@
 """Faults injected into a running stack: freeze-and-kill at a chosen moment, read-only dirs."""
 
-import asyncio
 import contextlib
 import os
 import shutil
@@ -11,6 +10,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 from devstack.processes import ManagedProcess
+from tests.polling import eventually
 
 
 async def freeze_when(
@@ -26,11 +26,7 @@ async def freeze_when(
     step being interrupted while the test looks at the state, then kills it.
     """
     started = time.monotonic()
-    while not await moment():
-        if time.monotonic() - started > timeout_s:
-            msg = f"after {timeout_s:.0f} s: {what} never happened"
-            raise AssertionError(msg)
-        await asyncio.sleep(poll_s)
+    await eventually(moment, what, timeout_s=timeout_s, interval_s=poll_s)
     assert process.pid is not None
     os.kill(process.pid, signal.SIGSTOP)
     return time.monotonic() - started

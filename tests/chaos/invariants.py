@@ -18,7 +18,8 @@ from minio.error import S3Error
 from contracts import subjects
 from contracts.kv import id_key
 from contracts.streams import DEAD_LETTERS
-from tests.chaos.jobs import FINAL_STATUSES, ChaosStack, Dataset, wait_for
+from tests.chaos.jobs import FINAL_STATUSES, RESTARTING, ChaosStack, Dataset
+from tests.polling import eventually
 
 DATASETS_PREFIX = "openem-network/datasets/"
 CLEANUP_TIMEOUT_S = 30.0
@@ -86,7 +87,13 @@ async def check_archived(
         found = (await world.dataset(dataset.pid))["datasetlifecycle"]
         return found if found["archiveStatusMessage"] == "datasetOnArchiveDisk" else None
 
-    lifecycle = await wait_for(archived_lifecycle, 30, "lifecycle datasetOnArchiveDisk")
+    lifecycle = await eventually(
+        archived_lifecycle,
+        "lifecycle datasetOnArchiveDisk",
+        timeout_s=30,
+        interval_s=0.25,
+        ignoring=RESTARTING,
+    )
     assert lifecycle["archiveStatusMessage"] == "datasetOnArchiveDisk", lifecycle
     assert lifecycle["archivable"] is False, lifecycle
     assert lifecycle["retrievable"] is True, lifecycle
@@ -249,7 +256,9 @@ async def check_buckets_after_archive(world: ChaosStack, pid: str) -> None:
         return not left
 
     try:
-        await wait_for(cleaned, CLEANUP_TIMEOUT_S, "cleanup")
+        await eventually(
+            cleaned, "cleanup", timeout_s=CLEANUP_TIMEOUT_S, interval_s=0.25, ignoring=RESTARTING
+        )
     except AssertionError:
         left = {b: sorted(_keys(world, b, prefix)) for b in ("landing", "archival")}
         msg = f"{pid} archived, but objects remain after {CLEANUP_TIMEOUT_S:.0f} s: {left}"

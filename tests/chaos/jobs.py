@@ -10,11 +10,9 @@ import asyncio
 import hashlib
 import json
 import threading
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -29,8 +27,10 @@ from archiver.ingesting import IngestRequest, endpoints_from_stack, ingest
 from contracts import subjects
 from contracts.streams import ARCHIVER, ConsumerSpec
 from devstack.stack import SCICAT_USERS, DevStack
+from tests.polling import eventually
 
-T = TypeVar("T")
+RESTARTING = (NatsError, httpx.HTTPError)
+"""A server failing over or restarting: a probe meeting these looks again."""
 
 MiB = 1024 * 1024
 OWNER_GROUP = "group1"
@@ -212,7 +212,13 @@ class ChaosStack:
             found = await self.events_of(subjects.JOB_REQUESTED_ARCHIVE, pid)
             return found[0]["job_id"] if found else None
 
-        return await wait_for(requested, timeout_s, f"no archive job requested for {pid}")
+        return await eventually(
+            requested,
+            f"an archive job requested for {pid}",
+            timeout_s=timeout_s,
+            interval_s=0.25,
+            ignoring=RESTARTING,
+        )
 
     async def ack_pending(self, spec: ConsumerSpec) -> int:
         try:
@@ -231,26 +237,10 @@ class ChaosStack:
                 return None  # SciCat restarting
             return job if job.get("statusCode") in FINAL_STATUSES else None
 
-        return await wait_for(final, timeout_s, f"job {job_id} not finished")
-
-
-async def wait_for(
-    probe: Callable[[], Awaitable[T | None]], timeout_s: float, what: str, poll_s: float = 0.25
-) -> T:
-    """Poll `probe` until it returns something truthy; fail with `what` after `timeout_s`.
-
-    None, False and an empty list all mean "not yet": a probe listing events
-    returns `[]` until the first one is stored, and that must not end the wait.
-    """
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            found = await probe()
-        except (NatsError, httpx.HTTPError):
-            found = None  # a server failing over or restarting: look again
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            msg = f"after {timeout_s:.0f} s: {what}"
-            raise AssertionError(msg)
-        await asyncio.sleep(poll_s)
+        return await eventually(
+            final,
+            f"job {job_id} finished",
+            timeout_s=timeout_s,
+            interval_s=0.25,
+            ignoring=RESTARTING,
+        )

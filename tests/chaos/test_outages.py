@@ -20,7 +20,8 @@ from contracts import streams, subjects
 from devstack.processes import port_open
 from tests.chaos.faults import corrupt_in_place, read_only
 from tests.chaos.invariants import check_archived, sha256_of
-from tests.chaos.jobs import ChaosStack, small_dataset, wait_for
+from tests.chaos.jobs import RESTARTING, ChaosStack, small_dataset
+from tests.polling import eventually
 
 # A fault plus the 30 s ack wait of a killed handler: more than the default 120 s.
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
@@ -111,7 +112,13 @@ async def test_scicat_down_for_a_minute_mid_job(world: ChaosStack, tmp_path: Pat
             for e in await world.history()
         )
 
-    await wait_for(archiving_started, 60, "lifecycle 'started' written", poll_s=0.05)
+    await eventually(
+        archiving_started,
+        "lifecycle 'started' written",
+        timeout_s=60,
+        interval_s=0.05,
+        ignoring=RESTARTING,
+    )
     scicat.stop()
     down_since = time.monotonic()
     dataset.job_id = await world.job_of(dataset.pid)
@@ -146,7 +153,13 @@ async def test_duplicate_notifications_and_job_posts_make_one_chain(
     async def notifications_settled() -> bool:
         return await world.ack_pending(streams.GATEWAY_MINIO_EVENTS) == 0
 
-    await wait_for(notifications_settled, 30, "MinIO notifications handled")
+    await eventually(
+        notifications_settled,
+        "MinIO notifications handled",
+        timeout_s=30,
+        interval_s=0.25,
+        ignoring=RESTARTING,
+    )
     created = [
         e
         for e in await world.history()
@@ -177,7 +190,13 @@ async def test_lts_read_only_for_a_while_then_job_completes(
         async def refused() -> bool:
             return retries() > 0
 
-        await wait_for(refused, 60, "the ltsmover refused by the read-only LTS")
+        await eventually(
+            refused,
+            "the ltsmover refused by the read-only LTS",
+            timeout_s=60,
+            interval_s=0.25,
+            ignoring=RESTARTING,
+        )
         await asyncio.sleep(READ_ONLY_AFTER_FIRST_FAILURE_S)
     assert retries() >= 2, "the write was not retried while LTS was read-only"
 
@@ -196,8 +215,12 @@ async def test_lts_copy_corrupted_before_verification_is_copied_again(
     verifier.stop()
     try:
         dataset = await world.ingest(tmp_path / "c1", files, archive=True)
-        moved = await wait_for(
-            lambda: world.events_of(subjects.LTS_MOVED, dataset.pid), 60, "lts.moved"
+        moved = await eventually(
+            lambda: world.events_of(subjects.LTS_MOVED, dataset.pid),
+            "lts.moved",
+            timeout_s=60,
+            interval_s=0.25,
+            ignoring=RESTARTING,
         )
         assert moved, "no lts.moved to corrupt the copy of"
         for event in moved:

@@ -17,7 +17,8 @@ from contracts import streams, subjects
 from devstack.stack import DevStack
 from tests.chaos.faults import freeze_when, kill_and_restart, open_files_below
 from tests.chaos.invariants import check_archived, lts_temp_files
-from tests.chaos.jobs import ChaosStack, Dataset, small_dataset, wait_for
+from tests.chaos.jobs import RESTARTING, ChaosStack, Dataset, small_dataset
+from tests.polling import eventually
 
 # A fault plus the 30 s ack wait of a killed handler: more than the default 120 s.
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
@@ -127,7 +128,13 @@ async def test_scicat_sync_killed_mid_write_leaves_no_duplicate(
     async def redelivered_and_acked() -> bool:
         return await world.ack_pending(streams.SCICAT_SYNC_DATABLOCKS_CREATED) == 0
 
-    await wait_for(redelivered_and_acked, REDELIVERY_S, "datablocks.created settled")
+    await eventually(
+        redelivered_and_acked,
+        "datablocks.created settled",
+        timeout_s=REDELIVERY_S,
+        interval_s=0.25,
+        ignoring=RESTARTING,
+    )
     await check_archived(world, dataset)
 
 
@@ -137,7 +144,13 @@ async def test_gateway_killed_after_answering_job_post(world: ChaosStack, tmp_pa
     stack: DevStack = world.stack
     files = small_dataset(tmp_path / "d5", seed=55)
     dataset: Dataset = await world.ingest(tmp_path / "d5", files, archive=False)
-    await wait_for(lambda: _packed(world, dataset.pid), 60, "datablocks created")
+    await eventually(
+        lambda: _packed(world, dataset.pid),
+        "datablocks created",
+        timeout_s=60,
+        interval_s=0.25,
+        ignoring=RESTARTING,
+    )
     gateway = stack.processes["gateway"]
 
     job = await world.create_job(dataset.pid)  # SciCat's url action got the gateway's 201

@@ -1,6 +1,5 @@
 """The datablocker running in-process on the real nats-server and moto S3."""
 
-import asyncio
 from datetime import UTC, datetime
 
 from nats.js import JetStreamContext
@@ -22,17 +21,20 @@ from services.datablocker.app import create_app
 from services.datablocker.settings import DatablockerSettings
 from tests.datablocker.landing_fixtures import minio_client, new_pid, put_file
 from tests.datablocker.scicat_standin import ScicatStandin
+from tests.polling import eventually
 
 
 async def last_on(js: JetStreamContext, subject: str, timeout_s: float = 10.0) -> bytes:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        try:
-            return (await js.get_last_msg("ARCHIVER", subject)).data
-        except NotFoundError:
-            if asyncio.get_running_loop().time() > deadline:
-                raise
-            await asyncio.sleep(0.05)
+    """The data of the last message on `subject` in ARCHIVER, once there is one."""
+    message = await eventually(
+        lambda: js.get_last_msg("ARCHIVER", subject),
+        f"a message on {subject}",
+        done=lambda _message: True,
+        ignoring=(NotFoundError,),
+        timeout_s=timeout_s,
+        interval_s=0.05,
+    )
+    return message.data
 
 
 def upload_finished(pid: str) -> UploadFinished:
@@ -106,15 +108,13 @@ def settings_for(
 
 async def acked_through(js: JetStreamContext, durable: str, seq: int, timeout_s: float = 10.0):
     """The consumer's info once every message up to stream sequence `seq` is settled."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        info = await js.consumer_info("ARCHIVER", durable)
-        if info.ack_floor.stream_seq >= seq and info.num_ack_pending == 0:
-            return info
-        if asyncio.get_running_loop().time() > deadline:
-            msg = f"{durable}: ack floor {info.ack_floor.stream_seq} < {seq}"
-            raise TimeoutError(msg)
-        await asyncio.sleep(0.05)
+    return await eventually(
+        lambda: js.consumer_info("ARCHIVER", durable),
+        f"{durable} settled through stream sequence {seq}",
+        done=lambda info: info.ack_floor.stream_seq >= seq and info.num_ack_pending == 0,
+        timeout_s=timeout_s,
+        interval_s=0.05,
+    )
 
 
 def landing_keys(s3, pid: str) -> list[str]:

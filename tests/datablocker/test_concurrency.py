@@ -17,6 +17,7 @@ from services.datablocker.packing import Packer, pack_finished_upload
 from services.datablocker.settings import DatablockerSettings
 from tests.datablocker.landing_fixtures import minio_client, new_pid, put_file
 from tests.datablocker.scicat_standin import ScicatStandin
+from tests.polling import eventually
 
 ACK_WAIT = timedelta(seconds=1)
 PACK_DELAY_S = 1.6
@@ -76,13 +77,14 @@ async def test_two_datasets_pack_in_parallel_and_a_waiting_one_is_not_redelivere
             last = await publish_event(
                 clean_js, subjects.UPLOAD_FINISHED, event, msg_id=event.dedup_id()
             )
-        deadline = loop.time() + 15
-        while True:
-            info = await clean_js.consumer_info("ARCHIVER", UPLOAD_SPEC.durable)
-            if info.ack_floor.stream_seq >= last.seq and info.num_ack_pending == 0:
-                break
-            assert loop.time() < deadline, f"not all packed: {runs}"
-            await asyncio.sleep(0.05)
+        await eventually(
+            lambda: clean_js.consumer_info("ARCHIVER", UPLOAD_SPEC.durable),
+            "every upload.finished packed and acked",
+            done=lambda info: info.ack_floor.stream_seq >= last.seq and info.num_ack_pending == 0,
+            timeout_s=15,
+            interval_s=0.05,
+            explain=lambda: f"not all packed: {runs}",
+        )
         await asyncio.sleep(ACK_WAIT.total_seconds() + 0.2)  # room for a late redelivery
         info = await clean_js.consumer_info("ARCHIVER", UPLOAD_SPEC.durable)
     finally:

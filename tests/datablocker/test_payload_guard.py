@@ -1,6 +1,5 @@
 """The payload guard against a real nats-server whose max_payload is tiny (8 KiB)."""
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 
@@ -18,6 +17,7 @@ from services.datablocker.app import create_app
 from services.datablocker.settings import DatablockerSettings
 from tests.datablocker.landing_fixtures import minio_client, new_pid, put_file
 from tests.datablocker.scicat_standin import ScicatStandin
+from tests.polling import eventually
 
 
 @pytest.fixture(scope="module")
@@ -86,13 +86,13 @@ async def test_a_dataset_too_large_for_one_message_fails_as_system_with_no_datab
             source="finalize",
         )
         sent = await publish_event(js, subjects.UPLOAD_FINISHED, event, msg_id=event.dedup_id())
-        deadline = asyncio.get_running_loop().time() + 10
-        while True:
-            info = await js.consumer_info("ARCHIVER", "datablocker--upload_finished")
-            if info.ack_floor.stream_seq >= sent.seq and info.num_ack_pending == 0:
-                break
-            assert asyncio.get_running_loop().time() < deadline
-            await asyncio.sleep(0.05)
+        info = await eventually(
+            lambda: js.consumer_info("ARCHIVER", "datablocker--upload_finished"),
+            "the oversized upload.finished settled",
+            done=lambda info: info.ack_floor.stream_seq >= sent.seq and info.num_ack_pending == 0,
+            timeout_s=10,
+            interval_s=0.05,
+        )
     finally:
         await app.stop()
     failed = DatasetPackingFailed.model_validate_json(

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from devstack.processes import tool_path
+from tests.polling import eventually_sync
 
 
 def test_dev_stack_comes_up_healthy_and_describes_itself(tmp_path: Path) -> None:
@@ -48,11 +49,14 @@ def test_killing_nats_under_dev_is_reported_not_a_silent_hang(tmp_path: Path) ->
     )
     try:
         stack_json = tmp_path / "stack.json"
-        deadline = time.monotonic() + 60
-        while not stack_json.exists():
+
+        def written() -> bool:
+            if stack_json.exists():
+                return True
             assert dev.poll() is None, dev.stdout.read() if dev.stdout else ""
-            assert time.monotonic() < deadline, "stack did not come up"
-            time.sleep(0.2)
+            return False
+
+        eventually_sync(written, "the stack up (stack.json written)", timeout_s=60, interval_s=0.2)
         time.sleep(1.0)
         pids = json.loads(stack_json.read_text())["pids"]
         os.kill(pids["nats"], signal.SIGKILL)

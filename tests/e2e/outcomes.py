@@ -3,7 +3,7 @@
 from typing import Any
 
 from tests.e2e.stack_clients import StackClients
-from tests.e2e.waiting import wait_for
+from tests.polling import eventually_sync
 
 PACKING_OUTCOMES = frozenset({"datasetCreated", "missingFilesError", "scheduleArchiveJobFailed"})
 
@@ -21,10 +21,11 @@ def packing_outcome(clients: StackClients, pid: str, timeout_s: float = 30) -> d
                 return clients.scicat.lifecycle(pid)
         return None
 
-    return wait_for(
-        f"packing outcome of {pid} in SciCat",
+    return eventually_sync(
         decided,
+        f"packing outcome of {pid} in SciCat",
         timeout_s=timeout_s,
+        interval_s=0.25,
         explain=lambda: clients.explain(pids=(pid,)),
     )
 
@@ -33,10 +34,11 @@ def finished_job(
     clients: StackClients, job_id: str, pids: tuple[str, ...], timeout_s: float = 60
 ) -> dict[str, Any]:
     """The SciCat job once its status is final."""
-    return wait_for(
-        f"final status of job {job_id} in SciCat",
+    return eventually_sync(
         lambda: clients.scicat.finished_job(job_id),
+        f"final status of job {job_id} in SciCat",
         timeout_s=timeout_s,
+        interval_s=0.25,
         explain=lambda: clients.explain(job_id=job_id, pids=pids),
     )
 
@@ -73,9 +75,10 @@ def archive_outcome(
                 return clients.scicat.lifecycle(pid)
         return None
 
-    return wait_for(
-        f"archive outcome of {pid} (job {job_id}) in SciCat",
+    return eventually_sync(
         decided,
+        f"archive outcome of {pid} (job {job_id}) in SciCat",
         timeout_s=timeout_s,
+        interval_s=0.25,
         explain=lambda: clients.explain(job_id=job_id, pids=(pid,)),
     )

@@ -19,7 +19,7 @@ from tests.e2e.outcomes import archive_outcome, finished_job, packing_outcome
 from tests.e2e.stack_clients import StackClients
 from tests.e2e.storage import DATABLOCKS, RAW_FILES, keys_under, sha256_hex, tar_members
 from tests.e2e.uploads import ingest_folder, put_with_wrong_checksum, stage_upload
-from tests.e2e.waiting import wait_for
+from tests.polling import eventually_sync
 
 FINAL_CODES = ("finishedSuccessful", "finishedWithDatasetErrors", "finishedUnsuccessful")
 
@@ -137,10 +137,11 @@ def test_landing_zone_and_archival_bucket_are_cleaned_after_archiving(
             found += keys_under(clients.s3, "archival", DATABLOCKS.format(pid=pid))
         return found
 
-    wait_for(
-        "cleanup of the archived datasets' landing and archival objects",
+    eventually_sync(
         lambda: None if leftovers() else True,
+        "cleanup of the archived datasets' landing and archival objects",
         timeout_s=15,
+        interval_s=0.25,
         explain=lambda: (
             f"still there: {leftovers()}\n"
             + clients.explain(job_id=archive_run.job_id, pids=tuple(archive_run.good))

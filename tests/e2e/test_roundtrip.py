@@ -13,7 +13,6 @@ import os
 import subprocess
 import tarfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from minio import Minio
 from archiver.ingesting import IngestRequest, endpoints_from_stack, ingest
 from devstack.processes import tool_path
 from devstack.stack import SCICAT_USERS, DevStack, StackPorts
+from tests.polling import eventually_sync
 
 MiB = 1024 * 1024
 WAIT_S = 60.0
@@ -103,13 +103,13 @@ class Catalog:
         return reply.json()["id"]
 
     def finished_job(self, job_id: str) -> dict[str, Any]:
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            job = self.get(f"/v4/jobs/{job_id}")
-            if job["statusCode"].startswith("finished"):
-                return job
-            time.sleep(0.2)
-        pytest.fail(f"job {job_id} did not finish within {WAIT_S} s")
+        return eventually_sync(
+            lambda: self.get(f"/v4/jobs/{job_id}"),
+            f"job {job_id} finished",
+            done=lambda job: job["statusCode"].startswith("finished"),
+            timeout_s=WAIT_S,
+            interval_s=0.2,
+        )
 
 
 def _archived_dataset(stack: DevStack, folder: Path) -> tuple[str, dict[str, bytes]]:
@@ -120,10 +120,13 @@ def _archived_dataset(stack: DevStack, folder: Path) -> tuple[str, dict[str, byt
     with httpx.Client(timeout=30) as http:
         pid = ingest(request, endpoints, http=http, progress=_Quiet(), cancel=threading.Event())
     catalog = Catalog(stack)
-    deadline = time.monotonic() + WAIT_S
-    while (status := catalog.lifecycle(pid).get("archiveStatusMessage")) != "datasetOnArchiveDisk":
-        assert time.monotonic() < deadline, f"{pid} not archived; last status {status!r}"
-        time.sleep(0.2)
+    eventually_sync(
+        lambda: catalog.lifecycle(pid).get("archiveStatusMessage"),
+        f"{pid} archived (datasetOnArchiveDisk)",
+        done=lambda status: status == "datasetOnArchiveDisk",
+        timeout_s=WAIT_S,
+        interval_s=0.2,
+    )
     return pid, files
 
 

@@ -17,13 +17,13 @@ import httpx
 
 from archiver.gateway_client import GatewayClient
 from archiver.ingesting import Endpoints, IngestRequest, ingest
-from archiver.planning import plan_upload
 from archiver.scicat_client import (
     DatasetDescription,
     ScicatClient,
     origdatablock_bodies,
     raw_dataset_body,
 )
+from archiver.upload_plan import plan_upload
 from archiver.uploading import Uploader, object_name
 
 MiB = 1024 * 1024

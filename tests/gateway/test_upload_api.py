@@ -1,6 +1,5 @@
 """The upload API end to end as the Go Ingestor drives it: real PUTs, stream and SciCat stand-in."""
 
-import asyncio
 import base64
 import hashlib
 import json
@@ -14,6 +13,7 @@ from nats.js import JetStreamContext
 from contracts import subjects
 from contracts.events import UploadFinished
 from tests.gateway.conftest import ROOT, Gateway
+from tests.polling import eventually
 
 MiB = 1024**2
 
@@ -505,14 +505,13 @@ def minio_notification(bucket: str, key: str, event_name: str = "s3:ObjectCreate
 
 async def wait_for_consumer(js: JetStreamContext, timeout_s: float = 5.0) -> None:
     """Until the gateway's MinIO consumer has settled everything it was given."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        info = await js.consumer_info("MINIO", "gateway--minio_events")
-        if info.num_pending == 0 and info.num_ack_pending == 0:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError
-        await asyncio.sleep(0.05)
+    await eventually(
+        lambda: js.consumer_info("MINIO", "gateway--minio_events"),
+        "the gateway's MinIO consumer settled",
+        done=lambda info: info.num_pending == 0 and info.num_ack_pending == 0,
+        timeout_s=timeout_s,
+        interval_s=0.05,
+    )
 
 
 async def test_finalize_and_marker_notification_make_one_chain(

@@ -20,6 +20,7 @@ from runtime.kvstore import open_bucket
 from runtime.settings import LtsSettings, NatsSettings, S3Settings
 from services.ltsmover.settings import LtsMoverSettings
 from services.verifier.settings import VerifierSettings
+from tests.polling import eventually
 
 TAR_MTIME = 1_700_000_000
 
@@ -143,20 +144,12 @@ async def job_record(js: JetStreamContext, job_id: str) -> JobRecord | None:
     return JobRecord.model_validate_json(entry.value)
 
 
-async def until(check: Callable[[], object], timeout_s: float = 15.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError
-        await asyncio.sleep(0.05)
-
-
 async def finished(js: JetStreamContext, job_id: str) -> JobRecord:
     async def done() -> bool:
         record = await job_record(js, job_id)
         return record is not None and record.finished
 
-    await until(done)
+    await eventually(done, f"job {job_id} finished", timeout_s=15.0, interval_s=0.05)
     record = await job_record(js, job_id)
     assert record is not None
     return record

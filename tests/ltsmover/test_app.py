@@ -21,9 +21,9 @@ from tests.ltsmover.service_fixtures import (
     mover_settings,
     record_datablocks,
     running,
-    until,
     verifier_settings,
 )
+from tests.polling import eventually
 
 
 async def pack(js: JetStreamContext, s3: Minio, pid: str, contents: list[bytes]) -> list[bytes]:
@@ -116,7 +116,7 @@ async def test_a_corrupted_copy_is_recopied_and_then_verifies(
         async def moved() -> bool:
             return any(s == "lts.moved" for s, _ in await events(js, job_id))
 
-        await until(moved)
+        await eventually(moved, f"lts.moved for job {job_id}", timeout_s=15.0, interval_s=0.05)
         corrupted = bytearray(copy.read_bytes())
         corrupted[600] ^= 0xFF
         copy.write_bytes(bytes(corrupted))
@@ -195,7 +195,9 @@ async def test_a_write_waits_for_free_space_and_then_archives(
             record = await job_record(js, job_id)
             return record is not None and record.datasets[pid].state == "waitingForSpace"
 
-        await until(waiting_for_space)
+        await eventually(
+            waiting_for_space, "the dataset waits for space", timeout_s=15.0, interval_s=0.05
+        )
         waiting = await job_record(js, job_id)
         gauge["free"] = 0.5
         record = await finished(js, job_id)
@@ -255,7 +257,7 @@ async def test_a_copy_failing_its_last_allowed_check_fails_the_dataset_and_is_re
         async def moved() -> bool:
             return any(s == "lts.moved" for s, _ in await events(js, job_id))
 
-        await until(moved)
+        await eventually(moved, "lts.moved", timeout_s=15.0, interval_s=0.05)
         corrupted = bytearray(copy.read_bytes())
         corrupted[600] ^= 0xFF
         copy.write_bytes(bytes(corrupted))

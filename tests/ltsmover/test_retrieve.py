@@ -35,9 +35,9 @@ from tests.ltsmover.service_fixtures import (
     mover_settings,
     record_datablocks,
     running,
-    until,
     verifier_settings,
 )
+from tests.polling import eventually
 
 FILES = {
     "raw/a.dat": b"A" * 3000,
@@ -200,7 +200,9 @@ async def test_a_tape_offline_for_a_second_delays_the_retrieval_but_it_completes
             record = await job_record(js, job_id)
             return record is not None and record.datasets[pid].state == "waitingForRecall"
 
-        await until(recalling)
+        await eventually(
+            recalling, f"{pid} waiting for the tape recall", timeout_s=15.0, interval_s=0.05
+        )
         waiting = await job_record(js, job_id)
         record = await finished(js, job_id)
 
@@ -326,9 +328,9 @@ async def test_a_copy_failing_every_check_fails_the_job_that_waited_for_it_too(
             blocks = record.datasets[pid].datablocks if record else {}
             return any(b.state == "copying" and not b.copied for b in blocks.values())
 
-        await until(moved)
+        await eventually(moved, "the first copy is being made", timeout_s=15.0, interval_s=0.05)
         await request(js, retrieve_job(second, pid))
-        await until(waiting)
+        await eventually(waiting, "the second job waits", timeout_s=15.0, interval_s=0.05)
         async with running(create_verifier(verifier_settings(url, s3_server, root))):
             records = [await finished(js, first), await finished(js, second)]
     first_log = await events(js, first)

@@ -16,6 +16,7 @@ from runtime.publishing import publish_event
 from runtime.service_bus import Bus
 from runtime.settling import PermanentError
 from tests import inprocess_consumer
+from tests.polling import eventually
 
 SPEC = replace(
     streams.DATABLOCKER_UPLOAD_FINISHED,
@@ -42,14 +43,6 @@ def consuming(
 ) -> AbstractAsyncContextManager[Bus]:
     """The test consumer running in this process, as a service would run it."""
     return inprocess_consumer.consuming(url, SPEC, UploadFinished, handle)
-
-
-async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError
-        await asyncio.sleep(0.02)
 
 
 async def dead_letters(js: JetStreamContext) -> list[DeadLetter]:
@@ -81,7 +74,9 @@ async def test_an_acked_event_is_not_processed_again_after_restart(
 
     async with consuming(nats_server_process.url, handle):
         await publish_event(clean_js, subjects.UPLOAD_FINISHED, upload_finished("p/1"), msg_id="1")
-        await until(lambda: seen == ["p/1"])
+        await eventually(
+            lambda: seen, "p/1 handled", done=lambda s: s == ["p/1"], timeout_s=5.0, interval_s=0.02
+        )
     async with consuming(nats_server_process.url, handle):
         await asyncio.sleep(0.5)
     info = await clean_js.consumer_info(SPEC.stream, SPEC.durable)
@@ -105,7 +100,13 @@ async def test_an_event_whose_handler_raised_is_redelivered(
 
     async with consuming(nats_server_process.url, handle):
         await publish_event(clean_js, subjects.UPLOAD_FINISHED, upload_finished("p/2"), msg_id="2")
-        await until(lambda: len(attempts) == 2)
+        await eventually(
+            lambda: attempts,
+            "p/2 handled twice",
+            done=lambda a: len(a) == 2,
+            timeout_s=5.0,
+            interval_s=0.02,
+        )
         await asyncio.sleep(0.2)
     info = await clean_js.consumer_info(SPEC.stream, SPEC.durable)
 
@@ -128,7 +129,9 @@ async def test_poison_is_dead_lettered_and_the_consumer_keeps_going(
         await clean_js.publish(subjects.UPLOAD_FINISHED, b"\x00not json")
         await clean_js.publish(subjects.UPLOAD_FINISHED, json.dumps({"pid": "x"}).encode())
         await publish_event(clean_js, subjects.UPLOAD_FINISHED, upload_finished("p/3"), msg_id="3")
-        await until(lambda: seen == ["p/3"])
+        await eventually(
+            lambda: seen, "p/3 handled", done=lambda s: s == ["p/3"], timeout_s=5.0, interval_s=0.02
+        )
         await asyncio.sleep(0.2)
     letters = await dead_letters(clean_js)
 
@@ -158,7 +161,13 @@ async def test_permanent_errors_and_exhausted_retries_are_dead_lettered(
             await publish_event(
                 clean_js, subjects.UPLOAD_FINISHED, upload_finished(pid), msg_id=pid
             )
-        await until(lambda: attempts.get("p/flaky") == 3)
+        await eventually(
+            lambda: attempts,
+            "p/flaky tried 3 times",
+            done=lambda a: a.get("p/flaky") == 3,
+            timeout_s=5.0,
+            interval_s=0.02,
+        )
         await asyncio.sleep(0.3)
     letters = {d.stream_seq: d for d in await dead_letters(clean_js)}
 
@@ -205,7 +214,13 @@ async def test_a_handler_longer_than_the_ack_wait_runs_once(
         await publish_event(
             clean_js, subjects.UPLOAD_FINISHED, upload_finished("p/slow"), msg_id="s"
         )
-        await until(lambda: runs == ["p/slow"])
+        await eventually(
+            lambda: runs,
+            "p/slow started",
+            done=lambda r: r == ["p/slow"],
+            timeout_s=5.0,
+            interval_s=0.02,
+        )
         await asyncio.sleep(4.5)
     info = await clean_js.consumer_info(SHORT_ACK_WAIT.stream, SHORT_ACK_WAIT.durable)
 

@@ -25,6 +25,7 @@ from runtime.settings import NatsSettings, ScicatSettings
 from services.scicat_sync.app import create_app
 from services.scicat_sync.ledger import AppliedLedger
 from services.scicat_sync.settings import ScicatSyncSettings
+from tests.polling import eventually
 from tests.scicat_sync.conftest import ARCHIVER, Standin
 
 SHA = "b" * 64
@@ -52,14 +53,6 @@ async def running(config: ScicatSyncSettings) -> AsyncIterator[None]:
         yield
     finally:
         await app.stop()
-
-
-async def until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError
-        await asyncio.sleep(0.1)
 
 
 async def publish(js: JetStreamContext, subject: str, event: BaseModel, msg_id: str) -> None:
@@ -167,11 +160,19 @@ async def test_a_whole_archive_and_retrieve_sequence_keeps_every_lifecycle_field
     async with running(config):
         for subject, event, applied in events:
             await publish(clean_js, subject, event, event.dedup_id())
-            await until(applied)
+            await eventually(
+                applied, f"{subject} applied in SciCat", timeout_s=10.0, interval_s=0.1
+            )
         history_before = len(standin.history())
         for subject, event, _ in events:  # redelivery: the same events once more
             await publish(clean_js, subject, event, f"{event.dedup_id()}:again")
-        await until(lambda: len(standin.history()) >= history_before + 6)
+        await eventually(
+            lambda: len(standin.history()),
+            "6 more SciCat writes for the redelivered events",
+            done=lambda writes: writes >= history_before + 6,
+            timeout_s=10.0,
+            interval_s=0.1,
+        )
         await asyncio.sleep(1.0)
 
     lifecycle = standin.lifecycle(pid)
@@ -235,14 +236,16 @@ async def outage_scenario(
         # Events 16-49 arrived while SciCat was down; it stays down for outage_s in all.
         await asyncio.sleep(max(0.0, stopped_at + outage_s - loop.time()))
         standin.start()  # on its persisted state dir
-        await until(
+        await eventually(
             lambda: (
                 all(
                     standin.get(f"/v4/jobs/{j}")["statusCode"] == "finishedSuccessful" for j in jobs
                 )
                 and standin.lifecycle(pid).get("retrieveReturnMessage") == "step 49"
             ),
+            "both jobs finished and the last lifecycle step written after the outage",
             timeout_s=outage_s * 4 + 20,
+            interval_s=0.1,
         )
         await asyncio.sleep(0.5)
 

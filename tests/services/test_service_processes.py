@@ -1,8 +1,6 @@
 """Each service runs as its own process: provisions, consumes with its durable, stops on SIGTERM."""
 
-import asyncio
 import signal
-import time
 from pathlib import Path
 
 import httpx
@@ -13,6 +11,7 @@ from nats.js.errors import NotFoundError
 from contracts import streams
 from devstack.processes import ManagedProcess, free_port, tool_path
 from tests.conftest import S3Server, service_env
+from tests.polling import eventually
 
 BUS_SERVICES = {
     "datablocker": streams.DATABLOCKER_UPLOAD_FINISHED,
@@ -21,14 +20,6 @@ BUS_SERVICES = {
     "scicat_sync": streams.SCICAT_SYNC_JOB_STATUS,
     "gateway": streams.GATEWAY_MINIO_EVENTS,
 }
-
-
-async def wait_for(condition, timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError
-        await asyncio.sleep(0.1)
 
 
 def subject_for(spec: streams.ConsumerSpec) -> str:
@@ -66,7 +57,13 @@ async def test_service_consumes_with_its_durable_and_stops_on_sigterm(
                 return False
             return info.num_waiting > 0
 
-        await wait_for(consumer_waiting)
+        await eventually(
+            consumer_waiting,
+            f"{service}'s durable waiting for messages",
+            timeout_s=15.0,
+            interval_s=0.1,
+            explain=process.log_tail,
+        )
         # Garbage reaches every service's handler the same way: through its durable
         # consumer and the settler, which sets it aside with a reason.
         await clean_js.publish(subject_for(spec), b"not an event")
@@ -75,7 +72,13 @@ async def test_service_consumes_with_its_durable_and_stops_on_sigterm(
             info = await clean_js.consumer_info(spec.stream, spec.durable)
             return info.delivered.consumer_seq >= 1 and info.num_ack_pending == 0
 
-        await wait_for(settled)
+        await eventually(
+            settled,
+            f"{service} settled the garbage message",
+            timeout_s=15.0,
+            interval_s=0.1,
+            explain=process.log_tail,
+        )
         dead = await clean_js.get_last_msg("DEADLETTERS", f"deadletter.{service}")
         assert b"message does not match its contract" in dead.data
 

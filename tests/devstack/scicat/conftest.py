@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from devstack.scicat.app import create_app
 from devstack.scicat.config import StandinConfig
 from devstack.scicat.jobconfig import parse_job_config
 from tests.conftest import raw_dataset
+from tests.polling import eventually_sync
 
 PASSWORDS = {
     "admin": "2jf70TPNZsS",
@@ -50,12 +50,9 @@ class ThreadedServer:
 
     def __enter__(self) -> ThreadedServer:
         self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                msg = "uvicorn did not start within 10 s"
-                raise RuntimeError(msg)
-            time.sleep(0.01)
+        eventually_sync(
+            lambda: self._server.started, "uvicorn started", timeout_s=10, interval_s=0.01
+        )
         return self
 
     def __exit__(self, *_: object) -> None:

@@ -6,7 +6,6 @@ import json
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +15,7 @@ import httpx
 from devstack.scicat.app import create_app
 from devstack.scicat.config import StandinConfig, load_accounts
 from tests.devstack.scicat.conftest import ThreadedServer, encoded, raw_dataset
+from tests.polling import eventually_sync
 
 JOB_CONFIG = """
 configVersion: restart
@@ -44,17 +44,19 @@ def standin_process(state_dir: Path, job_config: Path, accounts: Path) -> Iterat
     process = subprocess.Popen(argv, cwd=Path(__file__).parents[3])
     url = f"http://127.0.0.1:{port}/api"
     try:
-        deadline = time.monotonic() + 20
-        while True:
+
+        def healthy() -> bool:
             try:
                 if httpx.get(f"{url}/v3/health", timeout=0.5).status_code == 200:
-                    break
+                    return True
             except httpx.TransportError:
                 pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                msg = "stand-in did not start"
+            if process.poll() is not None:
+                msg = f"stand-in did not start: it exited with {process.returncode}"
                 raise RuntimeError(msg)
-            time.sleep(0.05)
+            return False
+
+        eventually_sync(healthy, "the stand-in healthy", timeout_s=20, interval_s=0.05)
         yield url
     finally:
         process.terminate()

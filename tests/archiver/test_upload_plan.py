@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from archiver.ingest_errors import IngestError
-from archiver.planning import MiB, check_relative_name, part_bounds, part_size_for, plan_upload
+from archiver.upload_plan import MiB, check_relative_name, part_bounds, part_size_for, plan_upload
 
 ABCD = "iNQmb9TmM40TuEX88olXnSCciXgjuSF9o+Fhk28DFYk="
 EFGH = "5eCIoLZhY6Cial4FPSpEltwWq24OPdGt8tFqqEoHjJ0="
