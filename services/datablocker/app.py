@@ -16,6 +16,7 @@ from contracts.streams import ConsumerSpec
 from runtime.broker import Bus, create_broker, durable_subscriber
 from runtime.bus import publish_event
 from runtime.objectstore import s3_client
+from runtime.s3_extras import s3_extras_client
 from services.datablocker.catalog import RetryBudget, ScicatReader
 from services.datablocker.cleanup import clean_archived_dataset
 from services.datablocker.packing import AlreadyCleaned, Buckets, PackingLimits, pack_upload
@@ -57,6 +58,7 @@ def create_app(
     broker = create_broker(settings.nats, "datablocker")
     bus = Bus(broker, settings.nats)
     s3 = s3_client(settings.s3)
+    s3_extras = s3_extras_client(settings.s3)
     buckets = Buckets(landing=settings.s3.landing_bucket, archival=settings.s3.archival_bucket)
     limits = packing_limits(settings)
     results: list[PackedResults] = []
@@ -100,6 +102,7 @@ def create_app(
                 outcome = await pack(
                     event,
                     s3,
+                    s3_extras,
                     buckets,
                     limits,
                     results[0],
@@ -155,7 +158,7 @@ def create_app(
                 dataset=event.pid, job_id=event.job_id, correlation_id=event.correlation_id
             ):
                 started = time.monotonic()
-                report = await clean_archived_dataset(event, s3, buckets, results[0])
+                report = await clean_archived_dataset(event, s3, s3_extras, buckets, results[0])
                 log.info(
                     "dataset.cleaned",
                     objects=report.objects,

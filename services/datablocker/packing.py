@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Literal, Protocol
 
 import structlog
+from botocore.client import BaseClient
 from minio import Minio
 
 from contracts.events import (
@@ -126,6 +127,7 @@ def oversized_reason(pid: str, files: int, size: int, max_payload: int, *, floor
 
 def pack_dataset(
     s3: Minio,
+    s3_extras: BaseClient,
     buckets: Buckets,
     pid: str,
     limits: PackingLimits,
@@ -157,7 +159,7 @@ def pack_dataset(
             completion_marker=completion_marker,
         )
     except RegistrationMismatch as exc:
-        clear_datablocks(s3, buckets.archival, pid)
+        clear_datablocks(s3, s3_extras, buckets.archival, pid)
         raise DatasetRejected("user", str(exc)) from exc
     if reconciled.unregistered:
         log.warning(
@@ -173,7 +175,7 @@ def pack_dataset(
             layout.member_path(landing_file.relative_path)
         except layout.InvalidMemberPath as exc:
             raise DatasetRejected("user", str(exc)) from exc
-    clear_datablocks(s3, buckets.archival, pid)
+    clear_datablocks(s3, s3_extras, buckets.archival, pid)
     if max_payload is not None:
         floor = event_size_floor(files)
         if floor > max_payload - HEADERS_ALLOWANCE:
@@ -184,6 +186,7 @@ def pack_dataset(
     try:
         heads = restore_cold_objects(
             s3,
+            s3_extras,
             buckets.landing,
             files,
             pool=pool,
@@ -207,7 +210,7 @@ def pack_dataset(
     except RestoreTimedOut as exc:
         raise DatasetRejected("system", str(exc)) from exc
     except (ChecksumMismatch, FileMissing, FileChanged, layout.InvalidMemberPath) as exc:
-        clear_datablocks(s3, buckets.archival, pid)
+        clear_datablocks(s3, s3_extras, buckets.archival, pid)
         raise DatasetRejected("user", str(exc)) from exc
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -285,6 +288,7 @@ def _interruptible(
 async def pack_upload(
     event: UploadFinished,
     s3: Minio,
+    s3_extras: BaseClient,
     buckets: Buckets,
     limits: PackingLimits,
     results: ResultStore,
@@ -311,7 +315,7 @@ async def pack_upload(
     if previous is not None and await asyncio.to_thread(
         datablocks_exist, s3, buckets.archival, previous.datablocks
     ):
-        return await _unless_oversized(previous, s3, buckets, max_payload, now)
+        return await _unless_oversized(previous, s3, s3_extras, buckets, max_payload, now)
     registered: tuple[RegisteredFile, ...] | None = ()
     if catalog is not None:
         try:
@@ -323,6 +327,7 @@ async def pack_upload(
         blocks = await asyncio.to_thread(
             pack_dataset,
             s3,
+            s3_extras,
             buckets,
             event.pid,
             limits,
@@ -346,7 +351,7 @@ async def pack_upload(
         owner_user=event.owner_user,
         contact_email=event.contact_email,
     )
-    outcome = await _unless_oversized(created, s3, buckets, max_payload, now)
+    outcome = await _unless_oversized(created, s3, s3_extras, buckets, max_payload, now)
     if outcome is created:
         await results.put(created)
     return outcome
@@ -355,6 +360,7 @@ async def pack_upload(
 async def _unless_oversized(
     created: DatablocksCreated,
     s3: Minio,
+    s3_extras: BaseClient,
     buckets: Buckets,
     max_payload: int | None,
     now: Callable[[], datetime],
@@ -365,7 +371,7 @@ async def _unless_oversized(
     size = len(created.model_dump_json(by_alias=True).encode())
     if size <= max_payload - HEADERS_ALLOWANCE:
         return created
-    await asyncio.to_thread(clear_datablocks, s3, buckets.archival, created.pid)
+    await asyncio.to_thread(clear_datablocks, s3, s3_extras, buckets.archival, created.pid)
     files = sum(len(b.data_file_list) for b in created.datablocks)
     reason = oversized_reason(created.pid, files, size, max_payload, floor=False)
     return DatasetPackingFailed(

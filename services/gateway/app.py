@@ -23,6 +23,7 @@ from runtime.bus import CORRELATION_HEADER, publish_event
 from runtime.consuming import PermanentError
 from runtime.kvstore import open_bucket
 from runtime.objectstore import s3_client
+from runtime.s3_extras import s3_extras_client
 from services.gateway import notifications
 from services.gateway.admission import Admission, open_reservations
 from services.gateway.catalog import Catalog, DatasetOwner, Identity, TtlCache
@@ -72,7 +73,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         session_max=timedelta(seconds=settings.session_max_s),
     )
     landing = LandingZone(
-        s3, signer, settings.s3.landing_bucket, timedelta(seconds=settings.presigned_url_expiry_s)
+        s3,
+        s3_extras_client(settings.s3),
+        signer,
+        settings.s3.landing_bucket,
+        timedelta(seconds=settings.presigned_url_expiry_s),
     )
     admission = Admission(
         settings.landing_capacity_bytes, timedelta(seconds=settings.reservation_ttl_s)

@@ -24,7 +24,7 @@ def create_app(settings: VerifierSettings, *, lts: LtsBackend | None = None) -> 
     broker = create_broker(settings.nats, "verifier")
     bus = Bus(broker, settings.nats)
     s3 = s3_client(settings.s3)
-    backend = lts or create_lts(settings.lts, s3)
+    backend = lts or create_lts(settings.lts, s3, settings.s3)
     retrieved = BucketReader(s3, settings.s3.retrieval_bucket, "retrieval")
 
     @durable_subscriber(broker, streams.VERIFIER_LTS_MOVED)
