@@ -16,6 +16,8 @@ over and truncates it, so nothing accumulates and a partial file is never read
 as a copy. A live writer's lock makes a second writer fail with `LtsBusy`.
 """
 
+from __future__ import annotations
+
 import asyncio
 import contextlib
 import errno
@@ -27,14 +29,16 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
-from botocore.client import BaseClient
 from minio import Minio
 from minio.error import S3Error
 
 from runtime.s3_extras import restore_object, s3_extras_client
 from runtime.settings import LtsSettings, S3Settings
+
+if TYPE_CHECKING:
+    from botocore.client import BaseClient
 
 CHUNK_BYTES = 8 * 1024**2
 S3_PART_BYTES = 16 * 1024**2

@@ -13,15 +13,19 @@ refusals become `S3Refused` (with S3's error code); no answer at all becomes
 `S3Unreachable`, a `ConnectionError`.
 """
 
+from __future__ import annotations
+
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import boto3
-from botocore.client import BaseClient, Config
 from botocore.exceptions import ClientError, EndpointConnectionError, HTTPClientError
 
-from runtime.settings import S3Settings
+if TYPE_CHECKING:
+    from botocore.client import BaseClient
+
+    from runtime.settings import S3Settings
 
 _POOL_CONNECTIONS = 16
 """Kept-alive connections: at least the datablocker's threads restoring objects at once."""
@@ -64,6 +68,11 @@ class CompletedPart:
 
 def s3_extras_client(settings: S3Settings) -> BaseClient:
     """The boto3 client for this module's calls; one per process."""
+    # Imported here: boto3 and botocore.client take ~7 MB, which a process that never
+    # builds the client (ltsmover or verifier with a posix LTS) should not pay.
+    import boto3
+    from botocore.client import Config
+
     endpoint = settings.endpoint
     # Path-style addressing, as the MinIO SDK uses for every endpoint but AWS's own.
     aws = (endpoint.host or "").endswith(".amazonaws.com")
