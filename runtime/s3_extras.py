@@ -4,8 +4,8 @@ minio-py (7.2) can neither restore an archived (GLACIER) object, nor create,
 complete, list or abort a multipart upload by hand: those exist only as its
 private `_execute`/`_*_multipart_upload` methods. boto3 has each as a documented
 call, signs it in headers like every other request, and is installed with moto
-anyway. Every such call in the services goes through this module; nothing else
-imports boto3.
+anyway. Every such call in the services goes through this module; no service
+calls boto3 (or a private SDK method) itself.
 
 Build the client once per process with `s3_extras_client(settings)`, next to
 the SDK's `s3_client(settings)`. It is thread-safe, as the SDK's is. S3's
