@@ -140,6 +140,7 @@ def child_pack() -> None:
     from contracts.events import DatablocksCreated, UploadFinished
     from runtime.nats_connection import connect
     from runtime.objectstore import s3_client
+    from runtime.s3_extras import s3_extras_client
     from services.datablocker.bootstrap import packing_limits
     from services.datablocker.packing import Buckets, pack_upload
     from services.datablocker.results import PackedResults
@@ -162,6 +163,7 @@ def child_pack() -> None:
         outcome = await pack_upload(
             event,
             s3,
+            s3_extras_client(settings.s3),
             Buckets(settings.s3.landing_bucket, settings.s3.archival_bucket),
             packing_limits(settings),
             PackedResults(client.jetstream()),

@@ -16,26 +16,30 @@ over and truncates it, so nothing accumulates and a partial file is never read
 as a copy. A live writer's lock makes a second writer fail with `LtsBusy`.
 """
 
+from __future__ import annotations
+
 import asyncio
-import base64
 import contextlib
 import errno
 import fcntl
 import glob
-import hashlib
 import os
 import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from minio import Minio
-from minio.error import InvalidResponseError, S3Error
+from minio.error import S3Error
 
 from contracts.objectkeys import UnsafeName, check_relative_path
-from runtime.settings import LtsSettings
+from runtime.s3_extras import restore_object, s3_extras_client
+from runtime.settings import LtsSettings, S3Settings
+
+if TYPE_CHECKING:
+    from botocore.client import BaseClient
 
 CHUNK_BYTES = 8 * 1024**2
 S3_PART_BYTES = 16 * 1024**2
@@ -299,10 +303,8 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-_RESTORE_REQUEST = (
-    b'<RestoreRequest xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Days>7</Days>'
-    b"<GlacierJobParameters><Tier>Standard</Tier></GlacierJobParameters></RestoreRequest>"
-)
+_RESTORE_DAYS = 7
+"""Days a restored copy stays readable before S3 keeps only its archived one again."""
 
 
 class _ObjectStream:
@@ -324,8 +326,11 @@ class S3ColdLts:
 
     kind = "s3"
 
-    def __init__(self, client: Minio, bucket: str, storage_class: str = "GLACIER") -> None:
+    def __init__(
+        self, client: Minio, extras: BaseClient, bucket: str, storage_class: str = "GLACIER"
+    ) -> None:
         self.client = client
+        self.extras = extras
         self.bucket = bucket
         self.storage_class = storage_class
 
@@ -376,33 +381,11 @@ class S3ColdLts:
         except S3Error as exc:
             if exc.code != "InvalidObjectState":
                 raise _mapped(archive_id, exc) from exc
-            self._request_restore(key)
+            restore_object(self.extras, self.bucket, key, _RESTORE_DAYS)
             msg = f"{archive_id}: restore from {self.storage_class} requested, not done yet"
             raise LtsNotReadable(msg) from exc
         response.close()
         response.release_conn()
-
-    def _request_restore(self, key: str) -> None:
-        # minio-py has no RestoreObject call; this is its signed request path.
-        # S3 answers 202 (restore started, empty body), 200 (already restored) or
-        # 409 RestoreAlreadyInProgress.
-        md5 = hashlib.md5(_RESTORE_REQUEST, usedforsecurity=False).digest()
-        headers = {"Content-MD5": _b64(md5), "Content-Type": "application/xml"}
-        try:
-            self.client._execute(
-                "POST",
-                self.bucket,
-                key,
-                body=_RESTORE_REQUEST,
-                headers=headers,
-                query_params={"restore": ""},
-            )
-        except InvalidResponseError as exc:
-            if getattr(exc, "_code", None) != 202:
-                raise
-        except S3Error as exc:
-            if exc.code != "RestoreAlreadyInProgress":
-                raise
 
     def size(self, archive_id: str) -> int | None:
         try:
@@ -433,10 +416,6 @@ class CountingReader:
         return chunk
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
 def _mapped(archive_id: str, exc: S3Error) -> Exception:
     if exc.code == "InvalidObjectState":
         return LtsNotReadable(f"{archive_id}: in cold storage, not restored yet")
@@ -445,17 +424,20 @@ def _mapped(archive_id: str, exc: S3Error) -> Exception:
     return exc
 
 
-def create_lts(settings: LtsSettings, s3: Minio | None) -> LtsBackend:
-    """The backend the settings name."""
+def create_lts(
+    settings: LtsSettings, s3: Minio | None, s3_settings: S3Settings | None = None
+) -> LtsBackend:
+    """The backend the settings name; the s3 one also builds its client for restores."""
     if settings.backend == "posix":
         if settings.root is None:
             msg = "LTS_ROOT must be set for the posix LTS backend"
             raise ValueError(msg)
         return PosixLts(settings.root)
-    if s3 is None:
-        msg = "the s3 LTS backend needs an S3 client"
+    if s3 is None or s3_settings is None:
+        msg = "the s3 LTS backend needs an S3 client and the S3 settings"
         raise ValueError(msg)
-    return S3ColdLts(s3, settings.bucket, settings.storage_class)
+    extras = s3_extras_client(s3_settings)
+    return S3ColdLts(s3, extras, settings.bucket, settings.storage_class)
 
 
 class LtsRecallTimeout(LtsError):

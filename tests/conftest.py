@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import stamina
+from botocore.client import BaseClient
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
@@ -25,7 +26,8 @@ from devstack.processes import ManagedProcess, free_port, port_open
 from devstack.s3server import create_buckets, moto_ready, moto_server
 from devstack.scicat.config import default_accounts
 from runtime.nats_connection import connect
-from runtime.settings import NatsSettings
+from runtime.s3_extras import s3_extras_client
+from runtime.settings import NatsSettings, S3Settings
 
 S3_ACCESS_KEY = "testing"
 S3_SECRET_KEY = "testing-secret"
@@ -100,6 +102,11 @@ class S3Server:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def settings(self) -> S3Settings:
+        return S3Settings(
+            endpoint=self.endpoint, access_key=self.access_key, secret_key=self.secret_key
+        )
+
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
@@ -112,6 +119,12 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     create_buckets(server.endpoint, server.access_key, server.secret_key, list(BUCKETS))
     yield server
     process.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_extras(s3_server: S3Server) -> BaseClient:
+    """The client for the S3 calls the MinIO SDK lacks (`runtime.s3_extras`)."""
+    return s3_extras_client(s3_server.settings())
 
 
 def service_env(nats_url: str, s3: S3Server | None = None, **extra: str) -> dict[str, str]:

@@ -51,7 +51,7 @@ def subscribe_handlers(
     @bus.consumes(archived_spec)
     async def on_dataset_archived(event: DatasetArchived) -> None:
         await clean_archived_dataset(
-            event, datablocker.s3, datablocker.buckets, datablocker.results
+            event, datablocker.s3, datablocker.s3_extras, datablocker.buckets, datablocker.results
         )
 
 

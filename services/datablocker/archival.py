@@ -2,14 +2,16 @@
 
 from collections.abc import Iterable
 
+from botocore.client import BaseClient
 from minio import Minio
 from minio.error import S3Error
 
 from contracts.events import Datablock
 from contracts.objectkeys import datablocks_prefix
+from runtime.s3_extras import abort_multipart_upload, list_multipart_uploads
 
 
-def clear_datablocks(s3: Minio, bucket: str, pid: str) -> int:
+def clear_datablocks(s3: Minio, s3_extras: BaseClient, bucket: str, pid: str) -> int:
     """Delete every datablock of `pid` and abort its unfinished uploads; returns how many went.
 
     A crashed attempt leaves at most incomplete multipart uploads (never an
@@ -21,10 +23,8 @@ def clear_datablocks(s3: Minio, bucket: str, pid: str) -> int:
     for obj in s3.list_objects(bucket, prefix=prefix, recursive=True):
         s3.remove_object(bucket, obj.object_name or "")
         removed += 1
-    # minio-py exposes listing and aborting multipart uploads only as private calls.
-    uploads = s3._list_multipart_uploads(bucket, prefix=prefix).uploads
-    for upload in uploads:
-        s3._abort_multipart_upload(bucket, upload.object_name, upload.upload_id)
+    for upload in list(list_multipart_uploads(s3_extras, bucket, prefix)):
+        abort_multipart_upload(s3_extras, bucket, upload.key, upload.upload_id)
         removed += 1
     return removed
 

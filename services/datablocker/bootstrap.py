@@ -4,9 +4,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from botocore.client import BaseClient
 from minio import Minio
 
 from runtime.objectstore import s3_client
+from runtime.s3_extras import s3_extras_client
 from runtime.scicat import RetryPolicy, open_scicat_client
 from runtime.service_bus import Bus
 from services.datablocker.origdatablocks import ScicatOrigdatablocks
@@ -21,6 +23,7 @@ class Datablocker:
     """The S3 client, buckets and records shared by packing and cleanup."""
 
     s3: Minio
+    s3_extras: BaseClient
     buckets: Buckets
     results: PackedResults
     packer: Packer
@@ -47,6 +50,7 @@ def packing_limits(settings: DatablockerSettings) -> PackingLimits:
 async def build_datablocker(settings: DatablockerSettings, bus: Bus) -> AsyncIterator[Datablocker]:
     """The datablocker's parts; the SciCat client closes when the block ends."""
     s3 = s3_client(settings.s3)
+    s3_extras = s3_extras_client(settings.s3)
     buckets = Buckets(landing=settings.s3.landing_bucket, archival=settings.s3.archival_bucket)
     results = PackedResults(bus.js, replicas=settings.nats.stream_replicas)
     retry = RetryPolicy(
@@ -56,10 +60,12 @@ async def build_datablocker(settings: DatablockerSettings, bus: Bus) -> AsyncIte
         catalog = ScicatOrigdatablocks(scicat)
         yield Datablocker(
             s3=s3,
+            s3_extras=s3_extras,
             buckets=buckets,
             results=results,
             packer=Packer(
                 s3=s3,
+                s3_extras=s3_extras,
                 buckets=buckets,
                 limits=packing_limits(settings),
                 results=results,

@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
+from botocore.client import BaseClient
 from minio import Minio
 from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
 
 from contracts.events import DatasetArchived
 from contracts.objectkeys import archive_index, landing_prefix
+from runtime.s3_extras import abort_multipart_upload, list_multipart_uploads
 from runtime.settling import PermanentError
 from services.datablocker.packing import Buckets
 from services.datablocker.results import CleanedDataset
@@ -28,7 +30,8 @@ from services.datablocker.results import CleanedDataset
 log = structlog.get_logger(__name__)
 
 _MAX_ABORT_ROUNDS = 100
-"""ListMultipartUploads pages hold 1,000 uploads; aborted ones drop out of the next listing."""
+"""Listings of open uploads, each aborted in turn, until one finds none (an upload may be
+created while others are being aborted)."""
 
 
 class CleanupIncomplete(Exception):
@@ -62,7 +65,11 @@ def foreign_archive_ids(pid: str, archive_ids: Iterable[str]) -> list[str]:
 
 
 async def clean_archived_dataset(
-    event: DatasetArchived, s3: Minio, buckets: Buckets, marks: CleanedMarks
+    event: DatasetArchived,
+    s3: Minio,
+    s3_extras: BaseClient,
+    buckets: Buckets,
+    marks: CleanedMarks,
 ) -> CleanupReport:
     """Mark the dataset cleaned, then delete its landing objects, open uploads and listed tars.
 
@@ -85,7 +92,9 @@ async def clean_archived_dataset(
         )
     )
     started = time.monotonic()
-    report = await asyncio.to_thread(_remove_copies, s3, buckets, event.pid, event.archive_ids)
+    report = await asyncio.to_thread(
+        _remove_copies, s3, s3_extras, buckets, event.pid, event.archive_ids
+    )
     log.info(
         "dataset.cleaned",
         objects=report.objects,
@@ -99,11 +108,11 @@ async def clean_archived_dataset(
 
 
 def _remove_copies(
-    s3: Minio, buckets: Buckets, pid: str, archive_ids: tuple[str, ...]
+    s3: Minio, s3_extras: BaseClient, buckets: Buckets, pid: str, archive_ids: tuple[str, ...]
 ) -> CleanupReport:
     raw_files = landing_prefix(pid)
     landing_objects, landing_bytes = _remove_prefix(s3, buckets.landing, raw_files)
-    aborted = _abort_uploads(s3, buckets.landing, raw_files)
+    aborted = _abort_uploads(s3_extras, buckets.landing, raw_files)
     sizes: dict[str, int] = {}
     for archive_id in archive_ids:
         size = _size_of(s3, buckets.archival, archive_id)
@@ -137,15 +146,14 @@ def _remove_keys(s3: Minio, bucket: str, keys: Iterable[str]) -> None:
         raise CleanupIncomplete(msg)
 
 
-def _abort_uploads(s3: Minio, bucket: str, prefix: str) -> int:
+def _abort_uploads(s3_extras: BaseClient, bucket: str, prefix: str) -> int:
     aborted = 0
     for _ in range(_MAX_ABORT_ROUNDS):
-        # minio-py exposes listing and aborting multipart uploads only as private calls.
-        uploads = s3._list_multipart_uploads(bucket, prefix=prefix).uploads
+        uploads = list(list_multipart_uploads(s3_extras, bucket, prefix))
         if not uploads:
             return aborted
         for upload in uploads:
-            s3._abort_multipart_upload(bucket, upload.object_name, upload.upload_id)
+            abort_multipart_upload(s3_extras, bucket, upload.key, upload.upload_id)
             aborted += 1
     msg = f"multipart uploads below {prefix!r} still listed after {aborted} aborts"
     raise CleanupIncomplete(msg)

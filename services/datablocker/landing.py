@@ -6,27 +6,22 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-import urllib3
+from botocore.client import BaseClient
 from minio import Minio
 from minio.error import S3Error
 
 from contracts.objectkeys import landing_prefix
+from runtime.s3_extras import S3Refused, restore_object
 from services.datablocker.planning import LandingFile
 
 COLD_STORAGE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE", "GLACIER_IR"})
 """Classes whose objects answer GetObject with InvalidObjectState until restored (GLACIER_IR
 does not need it on AWS, but a restore request is harmless there)."""
 
-_RESTORE_BODY = (
-    b'<RestoreRequest xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
-    b"<Days>2</Days><GlacierJobParameters><Tier>Standard</Tier></GlacierJobParameters>"
-    b"</RestoreRequest>"
-)
-
-_RESTORE_CONNECTIONS = 16
-"""Kept-alive connections for restore requests (at least the packing pool's threads)."""
+_RESTORE_DAYS = 2
+"""Days a restored landing object stays readable: packing reads it right after."""
 
 
 class FileMissing(Exception):
@@ -111,6 +106,7 @@ def inspect_object(s3: Minio, bucket: str, landing_file: LandingFile) -> StoredO
 
 def restore_cold_objects(
     s3: Minio,
+    s3_extras: BaseClient,
     bucket: str,
     files: Sequence[LandingFile],
     *,
@@ -134,10 +130,7 @@ def restore_cold_objects(
     )
     waiting = [f for f in files if f.storage_class in COLD_STORAGE_CLASSES]
     waiting += [f for f in unknown if _needs_restore(heads[f.key])]
-    if waiting:
-        # Restores go through presigned URLs on a pool of their own, sized for `pool`'s threads.
-        with urllib3.PoolManager(maxsize=_RESTORE_CONNECTIONS) as http:
-            list(pool.map(lambda f: _request_restore(s3, http, bucket, f), waiting))
+    list(pool.map(lambda f: _request_restore(s3_extras, bucket, f), waiting))
     deadline = clock() + timeout_s
     while waiting:
         polled = dict(
@@ -165,26 +158,13 @@ def _needs_restore(stored: StoredObject) -> bool:
     return stored.cold and not stored.restored
 
 
-def _request_restore(
-    s3: Minio, http: urllib3.PoolManager, bucket: str, landing_file: LandingFile
-) -> None:
-    # minio-py has no RestoreObject call and treats S3's 202 answer as an error,
-    # so the request goes through a presigned URL (the body is not signed).
-    url = s3.get_presigned_url(
-        "POST",
-        bucket,
-        landing_file.key,
-        expires=timedelta(minutes=5),
-        extra_query_params={"restore": ""},
-    )
-    response = http.request("POST", url, body=_RESTORE_BODY, timeout=30.0, retries=False)
-    # 200: already restored; 202: accepted; 409: a restore is already in progress.
-    if response.status in (200, 202, 409):
-        return
-    if response.status == 404:
-        raise FileMissing(landing_file.relative_path)
-    msg = f"restore of {landing_file.key!r} answered {response.status}: {response.data[:300]!r}"
-    raise ConnectionError(msg)
+def _request_restore(s3_extras: BaseClient, bucket: str, landing_file: LandingFile) -> None:
+    try:
+        restore_object(s3_extras, bucket, landing_file.key, _RESTORE_DAYS)
+    except S3Refused as exc:
+        if exc.code in ("NoSuchKey", "NoSuchObject"):
+            raise FileMissing(landing_file.relative_path) from exc
+        raise
 
 
 def _hex_of_b64(value: str) -> str | None:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Literal, Protocol
 
 import structlog
+from botocore.client import BaseClient
 from minio import Minio
 
 from contracts import objectkeys
@@ -116,6 +117,7 @@ class Packer:
     """What packing a dataset works with: S3, the buckets, limits, results and SciCat's files."""
 
     s3: Minio
+    s3_extras: BaseClient
     buckets: Buckets
     limits: PackingLimits
     results: ResultStore
@@ -142,6 +144,7 @@ def oversized_reason(pid: str, files: int, size: int, max_payload: int, *, floor
 
 def pack_dataset(
     s3: Minio,
+    s3_extras: BaseClient,
     buckets: Buckets,
     pid: str,
     limits: PackingLimits,
@@ -173,7 +176,7 @@ def pack_dataset(
             completion_marker=completion_marker,
         )
     except RegistrationMismatch as exc:
-        clear_datablocks(s3, buckets.archival, pid)
+        clear_datablocks(s3, s3_extras, buckets.archival, pid)
         raise DatasetRejected("user", str(exc)) from exc
     if reconciled.unregistered:
         log.warning(
@@ -189,7 +192,7 @@ def pack_dataset(
             objectkeys.check_relative_path(landing_file.relative_path)
         except objectkeys.UnsafeName as exc:
             raise DatasetRejected("user", str(exc)) from exc
-    clear_datablocks(s3, buckets.archival, pid)
+    clear_datablocks(s3, s3_extras, buckets.archival, pid)
     if max_payload is not None:
         floor = event_size_floor(files)
         if floor > max_payload - HEADERS_ALLOWANCE:
@@ -200,6 +203,7 @@ def pack_dataset(
     try:
         heads = restore_cold_objects(
             s3,
+            s3_extras,
             buckets.landing,
             files,
             pool=pool,
@@ -223,7 +227,7 @@ def pack_dataset(
     except RestoreTimedOut as exc:
         raise DatasetRejected("system", str(exc)) from exc
     except (ChecksumMismatch, FileMissing, FileChanged, objectkeys.UnsafeName) as exc:
-        clear_datablocks(s3, buckets.archival, pid)
+        clear_datablocks(s3, s3_extras, buckets.archival, pid)
         raise DatasetRejected("user", str(exc)) from exc
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -306,6 +310,7 @@ async def pack_finished_upload(
     outcome = await pack_upload(
         event,
         packer.s3,
+        packer.s3_extras,
         packer.buckets,
         packer.limits,
         packer.results,
@@ -336,6 +341,7 @@ async def pack_finished_upload(
 async def pack_upload(
     event: UploadFinished,
     s3: Minio,
+    s3_extras: BaseClient,
     buckets: Buckets,
     limits: PackingLimits,
     results: ResultStore,
@@ -362,7 +368,7 @@ async def pack_upload(
     if previous is not None and await asyncio.to_thread(
         datablocks_exist, s3, buckets.archival, previous.datablocks
     ):
-        return await _unless_oversized(previous, s3, buckets, max_payload, now)
+        return await _unless_oversized(previous, s3, s3_extras, buckets, max_payload, now)
     registered: tuple[RegisteredFile, ...] | None = ()
     if catalog is not None:
         try:
@@ -374,6 +380,7 @@ async def pack_upload(
         blocks = await asyncio.to_thread(
             pack_dataset,
             s3,
+            s3_extras,
             buckets,
             event.pid,
             limits,
@@ -397,7 +404,7 @@ async def pack_upload(
         owner_user=event.owner_user,
         contact_email=event.contact_email,
     )
-    outcome = await _unless_oversized(created, s3, buckets, max_payload, now)
+    outcome = await _unless_oversized(created, s3, s3_extras, buckets, max_payload, now)
     if outcome is created:
         await results.put(created)
     return outcome
@@ -406,6 +413,7 @@ async def pack_upload(
 async def _unless_oversized(
     created: DatablocksCreated,
     s3: Minio,
+    s3_extras: BaseClient,
     buckets: Buckets,
     max_payload: int | None,
     now: Callable[[], datetime],
@@ -416,7 +424,7 @@ async def _unless_oversized(
     size = len(created.model_dump_json(by_alias=True).encode())
     if size <= max_payload - HEADERS_ALLOWANCE:
         return created
-    await asyncio.to_thread(clear_datablocks, s3, buckets.archival, created.pid)
+    await asyncio.to_thread(clear_datablocks, s3, s3_extras, buckets.archival, created.pid)
     files = sum(len(b.data_file_list) for b in created.datablocks)
     reason = oversized_reason(created.pid, files, size, max_payload, floor=False)
     return DatasetPackingFailed(

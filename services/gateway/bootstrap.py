@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from contracts import kv as kv_names
 from runtime.kvstore import open_bucket
 from runtime.objectstore import s3_client
+from runtime.s3_extras import s3_extras_client
 from runtime.scicat import open_scicat_client
 from runtime.service_bus import Bus
 from services.gateway.admission import Admission, open_reservations
@@ -94,6 +95,7 @@ async def build_gateway(
                 admission=admission,
                 landing=LandingZone(
                     s3,
+                    s3_extras_client(settings.s3),
                     signer,
                     settings.s3.landing_bucket,
                     timedelta(seconds=settings.presigned_url_expiry_s),

@@ -8,8 +8,10 @@ headers do not break the signature (MinIO: `doesPresignedSignatureMatch` reads
 only the signed ones; the reference's part URLs rely on the same). Multipart
 uploads are created with `x-amz-checksum-algorithm: SHA256`, and completed
 with every part's SHA-256, which S3 checks against what the parts carried.
+Creating, completing, listing and aborting multipart uploads go through
+`runtime.s3_extras` (the SDK has them only as private calls).
 
-The SDK is synchronous: every call here runs in a worker thread.
+Both clients are synchronous: every call here runs in a worker thread.
 """
 
 import asyncio
@@ -18,25 +20,19 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from xml.etree import ElementTree as ET
 
+from botocore.client import BaseClient
 from minio import Minio
 from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from runtime import s3_extras
+from runtime.s3_extras import CompletedPart as UploadedPart
+from runtime.s3_extras import S3Refused
 from services.gateway.errors import DependencyDown, GatewayError, InvalidRequest, NotFound
 
-_S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 _MAX_CLEANUP_ROUNDS = 1000
-
-
-@dataclass(frozen=True)
-class UploadedPart:
-    part_number: int
-    etag: str
-    checksum_sha256: str
-    """base64 of the part's SHA-256, as the client sent it in `x-amz-checksum-sha256`."""
 
 
 @dataclass(frozen=True)
@@ -60,8 +56,16 @@ def composite_sha256(part_checksums: Sequence[str]) -> str:
 
 
 class LandingZone:
-    def __init__(self, s3: Minio, signer: Minio, bucket: str, url_expiry: timedelta) -> None:
+    def __init__(
+        self,
+        s3: Minio,
+        extras: BaseClient,
+        signer: Minio,
+        bucket: str,
+        url_expiry: timedelta,
+    ) -> None:
         self._s3 = s3
+        self._extras = extras
         self._signer = signer
         self._bucket = bucket
         self._expiry = url_expiry
@@ -74,10 +78,7 @@ class LandingZone:
     async def start_multipart(self, key: str, parts: int) -> tuple[str, list[str]]:
         """CreateMultipartUpload (SHA-256 checksums) and one presigned URL per part."""
         upload_id = await _s3_call(
-            self._s3._create_multipart_upload,
-            self._bucket,
-            key,
-            {"x-amz-checksum-algorithm": "SHA256"},
+            s3_extras.create_multipart_upload, self._extras, self._bucket, key
         )
         urls = [
             await _s3_call(
@@ -95,41 +96,13 @@ class LandingZone:
     async def complete_multipart(
         self, key: str, upload_id: str, parts: Sequence[UploadedPart]
     ) -> Completed:
-        root = ET.Element("CompleteMultipartUpload")
-        for part in sorted(parts, key=lambda p: p.part_number):
-            element = ET.SubElement(root, "Part")
-            ET.SubElement(element, "PartNumber").text = str(part.part_number)
-            ET.SubElement(element, "ETag").text = f'"{part.etag.strip(chr(34))}"'
-            ET.SubElement(element, "ChecksumSHA256").text = part.checksum_sha256
-        body = ET.tostring(root)
-        headers = {
-            "Content-Type": "application/xml",
-            "Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode(),  # noqa: S324
-        }
-        response = await _s3_call(
-            self._s3._execute,
-            "POST",
-            self._bucket,
-            key,
-            body=body,
-            headers=headers,
-            query_params={"uploadId": upload_id},
+        location = await _s3_call(
+            s3_extras.complete_multipart_upload, self._extras, self._bucket, key, upload_id, parts
         )
-        answer = ET.fromstring(response.data.decode())  # noqa: S314 - our S3 server's XML
-        if answer.tag.endswith("Error"):
-            # S3 may answer 200 and put the error in the body of a long completion.
-            code = answer.findtext("Code") or "InternalError"
-            raise _mapped(code)
-        location = answer.findtext(f"{_S3_NS}Location") or answer.findtext("Location") or ""
         return Completed(location=location, key=key)
 
     async def abort_multipart(self, key: str, upload_id: str) -> None:
-        await _s3_call(
-            self._s3._abort_multipart_upload,
-            self._bucket,
-            key,
-            upload_id,
-        )
+        await _s3_call(s3_extras.abort_multipart_upload, self._extras, self._bucket, key, upload_id)
 
     async def has_objects(self, prefix: str) -> bool:
         def first() -> bool:
@@ -145,18 +118,16 @@ class LandingZone:
     def _remove_all(self, prefix: str) -> Cleanup:
         aborted = 0
         for _ in range(_MAX_CLEANUP_ROUNDS):
-            listing = self._s3._list_multipart_uploads(
-                self._bucket, prefix=prefix, max_uploads=1000
-            )
-            uploads = [u for u in listing.uploads if u.object_name.startswith(prefix)]
+            listing = s3_extras.list_multipart_uploads(self._extras, self._bucket, prefix)
+            uploads = [u for u in listing if u.key.startswith(prefix)]
             if not uploads:
                 break
             for upload in uploads:
                 try:
-                    self._s3._abort_multipart_upload(
-                        self._bucket, upload.object_name, upload.upload_id or ""
+                    s3_extras.abort_multipart_upload(
+                        self._extras, self._bucket, upload.key, upload.upload_id
                     )
-                except S3Error as exc:
+                except S3Refused as exc:
                     if exc.code != "NoSuchUpload":
                         raise
                 aborted += 1
@@ -186,7 +157,7 @@ def _mapped(code: str) -> GatewayError:
 async def _s3_call(function, *args, **kwargs):
     try:
         return await asyncio.to_thread(function, *args, **kwargs)
-    except S3Error as exc:
+    except (S3Error, S3Refused) as exc:
         raise _mapped(exc.code or "") from exc
     except (Urllib3Error, OSError) as exc:
         msg = "The landing zone (S3) is unreachable; try again later"

@@ -67,7 +67,7 @@ async def build_job_flows(
     `lts` replaces the configured backend (tests inject a gauge or a reader).
     """
     s3 = s3_client(settings.s3)
-    backend = lts or create_lts(settings.lts, s3)
+    backend = lts or create_lts(settings.lts, s3, settings.s3)
     public = settings.retrieval_public_endpoint
     presigner = s3_client(settings.s3.model_copy(update={"endpoint": public})) if public else s3
     retrieval = RetrievalBucket(s3, settings.s3.retrieval_bucket, presigner=presigner)

@@ -12,7 +12,7 @@ def build_copies_to_verify(
     """`lts` replaces the configured backend (tests inject an offline tape)."""
     s3 = s3_client(settings.s3)
     return CopiesToVerify(
-        lts=lts or create_lts(settings.lts, s3),
+        lts=lts or create_lts(settings.lts, s3, settings.s3),
         retrieved=BucketReader(s3, settings.s3.retrieval_bucket, "retrieval"),
         recall_poll_s=settings.recall_poll_s,
         recall_timeout_s=settings.recall_timeout_s,

@@ -19,13 +19,16 @@ from urllib.parse import quote
 import httpx
 import nats
 import pytest
+from botocore.client import BaseClient
 from minio import Minio
-from minio.error import InvalidResponseError, S3Error
+from minio.error import S3Error
 
 from archiver.ingest_errors import UploadCancelled
 from archiver.ingesting import IngestRequest, endpoints_from_stack, ingest
 from devstack.processes import tool_path
 from devstack.stack import DevStack, StackPorts
+from runtime.s3_extras import restore_object, s3_extras_client
+from runtime.settings import S3Settings
 
 MiB = 1024 * 1024
 PREFIX = "openem-network/datasets/{pid}/raw_files/"
@@ -75,21 +78,24 @@ def _s3(stack: DevStack) -> Minio:
     )
 
 
-def _read_object(s3: Minio, key: str) -> bytes:
+def _s3_extras(stack: DevStack) -> BaseClient:
+    return s3_extras_client(
+        S3Settings(
+            endpoint=stack.s3_endpoint,
+            access_key=stack.secrets.s3_access_key,
+            secret_key=stack.secrets.s3_secret_key,
+        )
+    )
+
+
+def _read_object(s3: Minio, s3_extras: BaseClient, key: str) -> bytes:
     """The object's bytes, restoring it first if it landed in the GLACIER class."""
     try:
         response = s3.get_object("landing", key)
     except S3Error as exc:
         if exc.code != "InvalidObjectState":
             raise
-        restore = b"<RestoreRequest><Days>1</Days></RestoreRequest>"
-        try:
-            s3._execute("POST", "landing", key, body=restore, query_params={"restore": ""})
-        except InvalidResponseError as accepted:
-            # 202: a restore is already under way (the datablocker asked first);
-            # minio-py counts any non-200 as an error.
-            if accepted._code != 202:
-                raise
+        restore_object(s3_extras, "landing", key, days=1)
         response = s3.get_object("landing", key)
     try:
         return response.read()
@@ -154,10 +160,11 @@ def test_cli_ingests_mixed_folder_byte_identical(stack: DevStack, tmp_path: Path
     assert result.returncode == 0, result.stdout + result.stderr
     pid = result.stdout.strip().splitlines()[-1]
     assert pid.startswith("20.500.11935/")
-    s3 = _s3(stack)
+    s3, s3_extras = _s3(stack), _s3_extras(stack)
     assert _landing_keys(s3, pid) == set(files)
     for relative, content in files.items():
-        assert _read_object(s3, PREFIX.format(pid=pid) + relative) == content, relative
+        key = PREFIX.format(pid=pid) + relative
+        assert _read_object(s3, s3_extras, key) == content, relative
     big = s3.stat_object("landing", PREFIX.format(pid=pid) + "big/movie.mrc")
     assert big.etag.endswith("-3")  # 12 MiB in 5 MiB parts: a multipart upload of 3 parts
     small = s3.stat_object("landing", PREFIX.format(pid=pid) + "nested/deeper/data.bin")

@@ -16,10 +16,13 @@ from pathlib import Path
 import boto3
 import httpx
 import pytest
+from botocore.client import BaseClient
 from minio import Minio
 
 from devstack.stack import DevStack
 from runtime.lts import LtsPathError, PosixLts
+from runtime.s3_extras import s3_extras_client
+from runtime.settings import S3Settings
 from services.datablocker.packing import Buckets, DatasetRejected, PackingLimits, pack_dataset
 from services.datablocker.tarball import StreamLimits
 from services.ltsmover.download_script import Download, render_download_script
@@ -48,6 +51,16 @@ def _s3(stack: DevStack) -> Minio:
         access_key=stack.secrets.s3_access_key,
         secret_key=stack.secrets.s3_secret_key,
         secure=False,
+    )
+
+
+def _s3_extras(stack: DevStack) -> BaseClient:
+    return s3_extras_client(
+        S3Settings(
+            endpoint=stack.s3_endpoint,
+            access_key=stack.secrets.s3_access_key,
+            secret_key=stack.secrets.s3_secret_key,
+        )
     )
 
 
@@ -149,7 +162,7 @@ def test_packing_rejects_a_hostile_key_that_reached_the_landing_bucket(
     assert _raw(pid, relative) in _keys(s3, "landing", _raw(pid, ""))  # S3 kept the key as is
 
     with pytest.raises(DatasetRejected) as rejected:
-        pack_dataset(s3, BUCKETS, pid, _limits())
+        pack_dataset(s3, _s3_extras(stack), BUCKETS, pid, _limits())
 
     assert rejected.value.kind == "user"
     assert repr(relative) in rejected.value.reason
@@ -164,7 +177,7 @@ def test_packing_rejects_a_path_component_longer_than_255_bytes(stack: DevStack)
     _put(stack, _raw(pid, relative), b"long")
 
     with pytest.raises(DatasetRejected) as rejected:
-        pack_dataset(s3, BUCKETS, pid, _limits())
+        pack_dataset(s3, _s3_extras(stack), BUCKETS, pid, _limits())
 
     assert repr(relative) in rejected.value.reason
     assert _keys(s3, "archival", f"openem-network/datasets/{pid}/") == set()
@@ -184,7 +197,7 @@ def test_nfc_and_nfd_spellings_of_one_name_are_kept_as_two_members(stack: DevSta
     _put(stack, _raw(pid, nfc), b"composed")
     _put(stack, _raw(pid, nfd), b"decomposed")
 
-    blocks = pack_dataset(s3, BUCKETS, pid, _limits())
+    blocks = pack_dataset(s3, _s3_extras(stack), BUCKETS, pid, _limits())
 
     listed = {f.path: f.chk for b in blocks for f in b.data_file_list}
     assert listed == {

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from minio.error import S3Error
-
 from contracts import subjects
 from contracts.kv import id_key
 from contracts.streams import DEAD_LETTERS
+from runtime.s3_extras import S3Refused, list_multipart_uploads
 from tests.chaos.jobs import FINAL_STATUSES, RESTARTING, ChaosStack, Dataset
 from tests.polling import eventually
 
@@ -237,10 +236,9 @@ def _keys(world: ChaosStack, bucket: str, prefix: str) -> set[str]:
 
 def _unfinished_uploads(world: ChaosStack, bucket: str, prefix: str) -> list[str]:
     try:
-        uploads = world.s3._list_multipart_uploads(bucket, prefix=prefix).uploads
-    except S3Error:
+        return [u.key for u in list_multipart_uploads(world.s3_extras, bucket, prefix)]
+    except S3Refused:
         return []
-    return [u.object_name for u in uploads]
 
 
 async def check_buckets_after_archive(world: ChaosStack, pid: str) -> None:

@@ -27,6 +27,8 @@ from archiver.ingesting import IngestRequest, endpoints_from_stack, ingest
 from contracts import subjects
 from contracts.streams import ARCHIVER, ConsumerSpec
 from devstack.stack import SCICAT_USERS, DevStack
+from runtime.s3_extras import s3_extras_client
+from runtime.settings import S3Settings
 from tests.polling import eventually
 
 RESTARTING = (NatsError, httpx.HTTPError)
@@ -102,6 +104,13 @@ class ChaosStack:
             access_key=stack.secrets.s3_access_key,
             secret_key=stack.secrets.s3_secret_key,
             secure=False,
+        )
+        self.s3_extras = s3_extras_client(
+            S3Settings(
+                endpoint=stack.s3_endpoint,
+                access_key=stack.secrets.s3_access_key,
+                secret_key=stack.secrets.s3_secret_key,
+            )
         )
         self._tokens: dict[str, str] = {}
 

@@ -3,9 +3,11 @@
 from datetime import UTC, datetime
 
 import pytest
+from botocore.client import BaseClient
 from minio import Minio
 
 from contracts.events import DatasetArchived
+from runtime.s3_extras import create_multipart_upload, list_multipart_uploads
 from runtime.settling import PermanentError
 from services.datablocker.cleanup import CleanupReport, clean_archived_dataset, foreign_archive_ids
 from services.datablocker.packing import Buckets, PackingLimits, pack_dataset
@@ -40,17 +42,17 @@ def keys(s3: Minio, bucket: str, pid: str) -> list[str]:
     return sorted(o.object_name for o in s3.list_objects(bucket, prefix=prefix, recursive=True))
 
 
-def uploads(s3: Minio, pid: str) -> list[str]:
+def uploads(s3_extras: BaseClient, pid: str) -> list[str]:
     prefix = f"openem-network/datasets/{pid}/"
-    return [u.object_name for u in s3._list_multipart_uploads("landing", prefix=prefix).uploads]
+    return [u.key for u in list_multipart_uploads(s3_extras, "landing", prefix)]
 
 
-def packed_dataset(s3: Minio, pid: str) -> tuple[str, ...]:
+def packed_dataset(s3: Minio, s3_extras: BaseClient, pid: str) -> tuple[str, ...]:
     """Two files of 11 and 5 bytes, packed into two datablocks; an upload left open."""
     put_file(s3, pid, "a.txt", b"hello world")
     put_file(s3, pid, "b/c.txt", b"12345")
-    s3._create_multipart_upload("landing", raw_key(pid, "b/partial.bin"), {})
-    return tuple(b.archive_id for b in pack_dataset(s3, BUCKETS, pid, LIMITS))
+    create_multipart_upload(s3_extras, "landing", raw_key(pid, "b/partial.bin"))
+    return tuple(b.archive_id for b in pack_dataset(s3, s3_extras, BUCKETS, pid, LIMITS))
 
 
 def archived(pid: str, archive_ids: tuple[str, ...]) -> DatasetArchived:
@@ -64,14 +66,15 @@ def archived(pid: str, archive_ids: tuple[str, ...]) -> DatasetArchived:
 
 async def test_cleanup_removes_exactly_the_datasets_landing_objects_and_listed_datablocks(
     s3: Minio,
+    s3_extras: BaseClient,
 ) -> None:
     """Landing files, the open upload and both tars go; another dataset's objects stay."""
     pid, other = new_pid(), new_pid()
-    archive_ids = packed_dataset(s3, pid)
-    other_ids = packed_dataset(s3, other)
+    archive_ids = packed_dataset(s3, s3_extras, pid)
+    other_ids = packed_dataset(s3, s3_extras, other)
     marks = InMemoryMarks()
 
-    report = await clean_archived_dataset(archived(pid, archive_ids), s3, BUCKETS, marks)
+    report = await clean_archived_dataset(archived(pid, archive_ids), s3, s3_extras, BUCKETS, marks)
 
     assert report == CleanupReport(
         landing_objects=2,
@@ -83,10 +86,10 @@ async def test_cleanup_removes_exactly_the_datasets_landing_objects_and_listed_d
     assert (report.objects, report.bytes) == (5, 20496)
     assert keys(s3, "landing", pid) == []
     assert keys(s3, "archival", pid) == []
-    assert uploads(s3, pid) == []
+    assert uploads(s3_extras, pid) == []
     assert keys(s3, "landing", other) == [raw_key(other, "a.txt"), raw_key(other, "b/c.txt")]
     assert keys(s3, "archival", other) == sorted(other_ids)
-    assert uploads(s3, other) == [raw_key(other, "b/partial.bin")]
+    assert uploads(s3_extras, other) == [raw_key(other, "b/partial.bin")]
     assert marks.records == [
         CleanedDataset(
             pid=pid,
@@ -97,29 +100,32 @@ async def test_cleanup_removes_exactly_the_datasets_landing_objects_and_listed_d
     ]
 
 
-async def test_a_second_cleanup_finds_nothing_and_succeeds(s3: Minio) -> None:
+async def test_a_second_cleanup_finds_nothing_and_succeeds(
+    s3: Minio, s3_extras: BaseClient
+) -> None:
     """A redelivered dataset.archived deletes nothing more and does not fail."""
     pid = new_pid()
-    event = archived(pid, packed_dataset(s3, pid))
-    await clean_archived_dataset(event, s3, BUCKETS, InMemoryMarks())
+    event = archived(pid, packed_dataset(s3, s3_extras, pid))
+    await clean_archived_dataset(event, s3, s3_extras, BUCKETS, InMemoryMarks())
 
-    again = await clean_archived_dataset(event, s3, BUCKETS, InMemoryMarks())
+    again = await clean_archived_dataset(event, s3, s3_extras, BUCKETS, InMemoryMarks())
 
     assert again == CleanupReport(0, 0, 0, 0, 0)
 
 
 async def test_a_key_outside_the_datasets_datablocks_is_refused_before_anything_is_deleted(
     s3: Minio,
+    s3_extras: BaseClient,
 ) -> None:
     """Another dataset's tar (or any other key) in archive_ids: PermanentError, nothing touched."""
     pid, other = new_pid(), new_pid()
-    archive_ids = packed_dataset(s3, pid)
-    other_ids = packed_dataset(s3, other)
+    archive_ids = packed_dataset(s3, s3_extras, pid)
+    other_ids = packed_dataset(s3, s3_extras, other)
     marks = InMemoryMarks()
     event = archived(pid, (*archive_ids, other_ids[0]))
 
     with pytest.raises(PermanentError, match="not its datablocks") as raised:
-        await clean_archived_dataset(event, s3, BUCKETS, marks)
+        await clean_archived_dataset(event, s3, s3_extras, BUCKETS, marks)
 
     assert other_ids[0] in (raised.value.detail or "")
     assert keys(s3, "landing", pid) == [raw_key(pid, "a.txt"), raw_key(pid, "b/c.txt")]

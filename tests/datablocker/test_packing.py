@@ -7,9 +7,11 @@ import tarfile
 from datetime import UTC, datetime
 
 import pytest
+from botocore.client import BaseClient
 from minio import Minio
 
 from contracts.events import DatablocksCreated, DatasetPackingFailed, UploadFinished
+from runtime.s3_extras import create_multipart_upload, list_multipart_uploads
 from services.datablocker.landing import FileMissing, inspect_object, list_dataset
 from services.datablocker.packing import (
     AlreadyCleaned,
@@ -65,12 +67,14 @@ def datablock_keys(s3: Minio, pid: str) -> list[str]:
     return sorted(o.object_name for o in s3.list_objects("archival", prefix=prefix, recursive=True))
 
 
-def open_uploads(s3: Minio, pid: str) -> list[str]:
+def open_uploads(s3_extras: BaseClient, pid: str) -> list[str]:
     prefix = f"openem-network/datasets/{pid}/datablocks/"
-    return [u.object_name for u in s3._list_multipart_uploads("archival", prefix=prefix).uploads]
+    return [u.key for u in list_multipart_uploads(s3_extras, "archival", prefix)]
 
 
-def test_a_mixed_dataset_becomes_a_tar_of_byte_identical_members(s3: Minio, s3_server) -> None:
+def test_a_mixed_dataset_becomes_a_tar_of_byte_identical_members(
+    s3: Minio, s3_server, s3_extras: BaseClient
+) -> None:
     """Empty file, nested dirs, unicode names and a multipart file come back byte for byte."""
     pid = new_pid()
     big = os.urandom(11 * MiB + 123)
@@ -79,7 +83,7 @@ def test_a_mixed_dataset_becomes_a_tar_of_byte_identical_members(s3: Minio, s3_s
     put_file(s3, pid, "run 1/Ångström/µ-spectrum.csv", b"1,2,3\n")
     put_multipart(s3_server, pid, "raw/big.bin", big, part_size=5 * MiB)
 
-    blocks = pack_dataset(s3, BUCKETS, pid, limits())
+    blocks = pack_dataset(s3, s3_extras, BUCKETS, pid, limits())
 
     archive_id = f"openem-network/datasets/{pid}/datablocks/{pid.replace('/', '-')}_0.tar"
     assert [b.archive_id for b in blocks] == [archive_id]
@@ -108,7 +112,9 @@ def test_a_mixed_dataset_becomes_a_tar_of_byte_identical_members(s3: Minio, s3_s
     assert block.packed_size > 5 * MiB  # the tar itself went up in several parts
 
 
-def test_member_mtime_comes_from_the_clients_metadata_else_last_modified(s3: Minio) -> None:
+def test_member_mtime_comes_from_the_clients_metadata_else_last_modified(
+    s3: Minio, s3_extras: BaseClient
+) -> None:
     """An `mtime` metadata value wins; without one, the object's Last-Modified is used."""
     pid = new_pid()
     s3.put_object(
@@ -116,7 +122,7 @@ def test_member_mtime_comes_from_the_clients_metadata_else_last_modified(s3: Min
     )
     s3.put_object("landing", raw_key(pid, "b.txt"), io.BytesIO(b"b"), 1)
 
-    (block,) = pack_dataset(s3, BUCKETS, pid, limits())
+    (block,) = pack_dataset(s3, s3_extras, BUCKETS, pid, limits())
 
     members = tar_members(s3, block.archive_id)
     assert members["a.txt"][0].mtime == 1700000000
@@ -124,13 +130,13 @@ def test_member_mtime_comes_from_the_clients_metadata_else_last_modified(s3: Min
     assert abs(members["b.txt"][0].mtime - datetime.now(UTC).timestamp()) < 120
 
 
-def test_blocks_split_at_the_target_size(s3: Minio) -> None:
+def test_blocks_split_at_the_target_size(s3: Minio, s3_extras: BaseClient) -> None:
     """With a 25-byte target, files of 10,10,10,50 bytes make blocks [a,b] [c] [d]."""
     pid = new_pid()
     for name, size in (("a", 10), ("b", 10), ("c", 10), ("d", 50)):
         put_file(s3, pid, name, name.encode() * size)
 
-    blocks = pack_dataset(s3, BUCKETS, pid, limits(target=25))
+    blocks = pack_dataset(s3, s3_extras, BUCKETS, pid, limits(target=25))
 
     flat = pid.replace("/", "-")
     assert [b.archive_id.rsplit("/", 1)[1] for b in blocks] == [
@@ -144,20 +150,22 @@ def test_blocks_split_at_the_target_size(s3: Minio) -> None:
     assert datablock_keys(s3, pid) == sorted(b.archive_id for b in blocks)
 
 
-def test_a_checksum_mismatch_fails_the_dataset_and_leaves_no_datablock(s3: Minio) -> None:
+def test_a_checksum_mismatch_fails_the_dataset_and_leaves_no_datablock(
+    s3: Minio, s3_extras: BaseClient
+) -> None:
     """The file is named; the block written before it is deleted again."""
     pid = new_pid()
     put_file(s3, pid, "a.txt", b"a" * 10)
     put_file(s3, pid, "b.txt", b"corrupted", checksum_of=b"original")
 
     with pytest.raises(DatasetRejected) as caught:
-        pack_dataset(s3, BUCKETS, pid, limits(target=10))
+        pack_dataset(s3, s3_extras, BUCKETS, pid, limits(target=10))
 
     assert caught.value.kind == "user"
     assert "'b.txt'" in caught.value.reason
     assert "does not match" in caught.value.reason
     assert datablock_keys(s3, pid) == []
-    assert open_uploads(s3, pid) == []
+    assert open_uploads(s3_extras, pid) == []
 
 
 def test_a_file_gone_before_it_is_read_is_reported_missing(s3: Minio) -> None:
@@ -183,58 +191,62 @@ def test_a_file_gone_before_it_is_read_is_reported_missing(s3: Minio) -> None:
     assert datablock_keys(s3, pid) == []
 
 
-def test_a_glacier_object_is_restored_then_packed(s3: Minio) -> None:
+def test_a_glacier_object_is_restored_then_packed(s3: Minio, s3_extras: BaseClient) -> None:
     """GetObject on a cold object fails until restored; packing restores it first."""
     pid = new_pid()
     put_file(s3, pid, "cold.bin", b"frozen bytes", storage_class="GLACIER")
     put_file(s3, pid, "warm.bin", b"warm bytes")
 
-    (block,) = pack_dataset(s3, BUCKETS, pid, limits())
+    (block,) = pack_dataset(s3, s3_extras, BUCKETS, pid, limits())
 
     members = tar_members(s3, block.archive_id)
     assert members["cold.bin"][1] == b"frozen bytes"
     assert members["warm.bin"][1] == b"warm bytes"
 
 
-def test_an_unsafe_member_path_is_a_user_error_naming_the_file(s3: Minio) -> None:
+def test_an_unsafe_member_path_is_a_user_error_naming_the_file(
+    s3: Minio, s3_extras: BaseClient
+) -> None:
     """A key with a backslash below raw_files/ never becomes a tar member."""
     pid = new_pid()
     put_file(s3, pid, "ok.txt", b"ok")
     put_file(s3, pid, "dir\\evil.txt", b"evil")
 
     with pytest.raises(DatasetRejected) as caught:
-        pack_dataset(s3, BUCKETS, pid, limits())
+        pack_dataset(s3, s3_extras, BUCKETS, pid, limits())
 
     assert caught.value.kind == "user"
     assert "'dir\\\\evil.txt'" in caught.value.reason
     assert datablock_keys(s3, pid) == []
 
 
-def test_a_dataset_without_files_is_a_user_error(s3: Minio) -> None:
+def test_a_dataset_without_files_is_a_user_error(s3: Minio, s3_extras: BaseClient) -> None:
     """Nothing in the landing zone: no empty tar, a user failure."""
     pid = new_pid()
 
     with pytest.raises(DatasetRejected) as caught:
-        pack_dataset(s3, BUCKETS, pid, limits())
+        pack_dataset(s3, s3_extras, BUCKETS, pid, limits())
 
     assert caught.value.kind == "user"
     assert "no files" in caught.value.reason
 
 
-def test_packing_again_recreates_the_same_archive_ids_and_clears_stale_uploads(s3: Minio) -> None:
+def test_packing_again_recreates_the_same_archive_ids_and_clears_stale_uploads(
+    s3: Minio, s3_extras: BaseClient
+) -> None:
     """A redelivery rewrites the same keys; a crashed attempt's open upload is aborted."""
     pid = new_pid()
     put_file(s3, pid, "a.txt", b"a" * 10)
     put_file(s3, pid, "b.txt", b"b" * 10)
-    first = pack_dataset(s3, BUCKETS, pid, limits(target=10))
-    s3._create_multipart_upload("archival", first[0].archive_id, {})
+    first = pack_dataset(s3, s3_extras, BUCKETS, pid, limits(target=10))
+    create_multipart_upload(s3_extras, "archival", first[0].archive_id)
 
-    second = pack_dataset(s3, BUCKETS, pid, limits(target=10))
+    second = pack_dataset(s3, s3_extras, BUCKETS, pid, limits(target=10))
 
     assert [b.archive_id for b in second] == [b.archive_id for b in first]
     assert [b.tar_sha256 for b in second] == [b.tar_sha256 for b in first]
     assert datablock_keys(s3, pid) == sorted(b.archive_id for b in first)
-    assert open_uploads(s3, pid) == []
+    assert open_uploads(s3_extras, pid) == []
 
 
 class InMemoryResults:
@@ -255,7 +267,9 @@ class InMemoryResults:
         self.cleaned_records[record.pid] = record
 
 
-async def test_a_finished_result_is_returned_again_instead_of_repacking(s3: Minio) -> None:
+async def test_a_finished_result_is_returned_again_instead_of_repacking(
+    s3: Minio, s3_extras: BaseClient
+) -> None:
     """The second delivery finds the stored result and the datablocks: same event, no new tar."""
     pid = new_pid()
     put_file(s3, pid, "a.txt", b"hello world")
@@ -267,10 +281,10 @@ async def test_a_finished_result_is_returned_again_instead_of_repacking(s3: Mini
         create_archiving_job=False,
         source="notification",
     )
-    first = await pack_upload(event, s3, BUCKETS, limits(), results)
+    first = await pack_upload(event, s3, s3_extras, BUCKETS, limits(), results)
     s3.remove_object("landing", raw_key(pid, "a.txt"))  # a repack would now fail: no files
 
-    second = await pack_upload(event, s3, BUCKETS, limits(), results)
+    second = await pack_upload(event, s3, s3_extras, BUCKETS, limits(), results)
 
     assert isinstance(first, DatablocksCreated)
     assert second == first
@@ -286,14 +300,18 @@ def finished(pid: str, owner_group: str = "g") -> UploadFinished:
     )
 
 
-async def test_too_many_files_for_one_message_fail_as_system_before_packing(s3: Minio) -> None:
+async def test_too_many_files_for_one_message_fail_as_system_before_packing(
+    s3: Minio, s3_extras: BaseClient
+) -> None:
     """30 files cannot be listed in a 6,000-byte message: a system failure, no tar, no result."""
     pid = new_pid()
     for n in range(30):
         put_file(s3, pid, f"frames/frame_{n:04d}.tif", b"x")
     results = InMemoryResults()
 
-    outcome = await pack_upload(finished(pid), s3, BUCKETS, limits(), results, max_payload=6000)
+    outcome = await pack_upload(
+        finished(pid), s3, s3_extras, BUCKETS, limits(), results, max_payload=6000
+    )
 
     assert isinstance(outcome, DatasetPackingFailed)
     assert outcome.kind == "system"
@@ -301,12 +319,13 @@ async def test_too_many_files_for_one_message_fail_as_system_before_packing(s3: 
     assert "6,000-byte message limit" in outcome.reason
     assert "takes at least" in outcome.reason  # refused from the listing, before packing
     assert datablock_keys(s3, pid) == []
-    assert open_uploads(s3, pid) == []
+    assert open_uploads(s3_extras, pid) == []
     assert results.events == {}
 
 
 async def test_a_packed_result_too_large_to_publish_is_removed_and_fails_as_system(
     s3: Minio,
+    s3_extras: BaseClient,
 ) -> None:
     """Files fit, but the whole event (a 5,000-character owner group) does not: tars removed."""
     pid = new_pid()
@@ -314,7 +333,13 @@ async def test_a_packed_result_too_large_to_publish_is_removed_and_fails_as_syst
     results = InMemoryResults()
 
     outcome = await pack_upload(
-        finished(pid, owner_group="g" * 5000), s3, BUCKETS, limits(), results, max_payload=8192
+        finished(pid, owner_group="g" * 5000),
+        s3,
+        s3_extras,
+        BUCKETS,
+        limits(),
+        results,
+        max_payload=8192,
     )
 
     assert isinstance(outcome, DatasetPackingFailed)
@@ -326,7 +351,7 @@ async def test_a_packed_result_too_large_to_publish_is_removed_and_fails_as_syst
     assert results.events == {}
 
 
-async def test_a_cleaned_dataset_is_not_packed_again(s3: Minio) -> None:
+async def test_a_cleaned_dataset_is_not_packed_again(s3: Minio, s3_extras: BaseClient) -> None:
     """After archiving and cleanup, upload.finished packs nothing even if files are back."""
     pid = new_pid()
     put_file(s3, pid, "a.txt", b"hello world")
@@ -339,7 +364,7 @@ async def test_a_cleaned_dataset_is_not_packed_again(s3: Minio) -> None:
     )
     await results.mark_cleaned(record)
 
-    outcome = await pack_upload(finished(pid), s3, BUCKETS, limits(), results)
+    outcome = await pack_upload(finished(pid), s3, s3_extras, BUCKETS, limits(), results)
 
     assert outcome == AlreadyCleaned(record)
     assert datablock_keys(s3, pid) == []

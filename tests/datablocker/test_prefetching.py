@@ -6,8 +6,10 @@ from collections import Counter
 
 import pytest
 import urllib3
+from botocore.client import BaseClient
 from minio import Minio
 
+from runtime.s3_extras import s3_extras_client
 from services.datablocker.landing import inspect_object, list_dataset
 from services.datablocker.packing import Buckets, PackingLimits, pack_dataset
 from services.datablocker.tarball import BlockMember, FileChanged, StreamLimits, stream_datablock
@@ -62,7 +64,8 @@ def tar_members(s3: Minio, archive_id: str) -> list[tuple[str, bytes]]:
 
 
 def test_each_landing_object_costs_one_head_and_one_get(s3: Minio, s3_server) -> None:
-    """Cold and warm files: one HEAD and one GET each (cold ones restored from the listing)."""
+    """Cold and warm files: one HEAD and one GET each; one restore per cold file, from the
+    listing."""
     pid = new_pid()
     for n in range(12):
         put_file(s3, pid, f"cold/{n:02d}.dat", b"c" * n, storage_class="GLACIER")
@@ -76,16 +79,23 @@ def test_each_landing_object_costs_one_head_and_one_get(s3: Minio, s3_server) ->
         secure=False,
         http_client=counting,
     )
+    s3_extras = s3_extras_client(s3_server.settings())
+    restored: list[str] = []
+    s3_extras.meta.events.register(
+        "before-call.s3.RestoreObject", lambda params, **_: restored.append(params["url_path"])
+    )
 
-    (block,) = pack_dataset(client, BUCKETS, pid, limits())
+    (block,) = pack_dataset(client, s3_extras, BUCKETS, pid, limits())
 
     assert len(block.data_file_list) == 18
     assert counting.count("HEAD", pid) == 18
     assert counting.count("GET", pid) == 18
+    assert len(restored) == 12
 
 
 def test_small_files_around_a_large_one_keep_their_order_within_a_tiny_budget(
     s3: Minio,
+    s3_extras: BaseClient,
 ) -> None:
     """A 4 KiB prefetch budget and a streamed 3 MiB file in the middle: every byte in order."""
     pid = new_pid()
@@ -97,7 +107,7 @@ def test_small_files_around_a_large_one_keep_their_order_within_a_tiny_budget(
         expected.append((name, data))
 
     (block,) = pack_dataset(
-        s3, BUCKETS, pid, limits(prefetch_object_bytes=MiB, prefetch_bytes=4096)
+        s3, s3_extras, BUCKETS, pid, limits(prefetch_object_bytes=MiB, prefetch_bytes=4096)
     )
 
     assert tar_members(s3, block.archive_id) == expected

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 import structlog
+from botocore.client import BaseClient
 from minio import Minio
 
 from contracts.events import DatablocksCreated, DatasetPackingFailed, UploadFinished
@@ -78,10 +79,17 @@ def registered(path: str, size: int | None, sha256: str | None = None, time=None
     return RegisteredFile(path=path, size=size, time=time, sha256=sha256)
 
 
-async def pack(s3: Minio, pid: str, catalog: FakeCatalog, results: InMemoryResults | None = None):
+async def pack(
+    s3: Minio,
+    s3_extras: BaseClient,
+    pid: str,
+    catalog: FakeCatalog,
+    results: InMemoryResults | None = None,
+):
     return await pack_upload(
         finished(pid),
         s3,
+        s3_extras,
         BUCKETS,
         LIMITS,
         results or InMemoryResults(),
@@ -103,6 +111,7 @@ def tar_members(s3: Minio, archive_id: str) -> dict[str, tarfile.TarInfo]:
 
 async def test_a_registered_file_missing_from_the_landing_zone_fails_the_dataset(
     s3: Minio,
+    s3_extras: BaseClient,
 ) -> None:
     """Registered b.txt and frames/x.bin never arrived: user failure naming both, nothing kept."""
     pid = new_pid()
@@ -112,7 +121,7 @@ async def test_a_registered_file_missing_from_the_landing_zone_fails_the_dataset
     )
     results = InMemoryResults()
 
-    outcome = await pack(s3, pid, catalog, results)
+    outcome = await pack(s3, s3_extras, pid, catalog, results)
 
     assert isinstance(outcome, DatasetPackingFailed)
     assert outcome.kind == "user"
@@ -124,7 +133,9 @@ async def test_a_registered_file_missing_from_the_landing_zone_fails_the_dataset
     assert results.stored == {}
 
 
-async def test_many_missing_files_are_named_first_few_then_counted(s3: Minio) -> None:
+async def test_many_missing_files_are_named_first_few_then_counted(
+    s3: Minio, s3_extras: BaseClient
+) -> None:
     """Eight missing files: five named in path order, then "and 3 more"."""
     pid = new_pid()
     put_file(s3, pid, "present.txt", b"x")
@@ -132,7 +143,7 @@ async def test_many_missing_files_are_named_first_few_then_counted(s3: Minio) ->
         registered("present.txt", 1), *(registered(f"m{n}.dat", 1) for n in range(8))
     )
 
-    outcome = await pack(s3, pid, catalog)
+    outcome = await pack(s3, s3_extras, pid, catalog)
 
     assert isinstance(outcome, DatasetPackingFailed)
     assert outcome.reason == (
@@ -141,7 +152,9 @@ async def test_many_missing_files_are_named_first_few_then_counted(s3: Minio) ->
     )
 
 
-async def test_a_file_not_matching_scicats_checksum_fails_the_dataset(s3: Minio) -> None:
+async def test_a_file_not_matching_scicats_checksum_fails_the_dataset(
+    s3: Minio, s3_extras: BaseClient
+) -> None:
     """S3's own checksum matches, SciCat's `chk` does not: user failure naming the file, no tar."""
     pid = new_pid()
     put_file(s3, pid, "a.txt", b"hello world")
@@ -150,7 +163,7 @@ async def test_a_file_not_matching_scicats_checksum_fails_the_dataset(s3: Minio)
         registered("a.txt", 11, OTHER_SHA256), registered("b.txt", 1, sha256=None)
     )
 
-    outcome = await pack(s3, pid, catalog)
+    outcome = await pack(s3, s3_extras, pid, catalog)
 
     assert isinstance(outcome, DatasetPackingFailed)
     assert outcome.kind == "user"
@@ -161,13 +174,15 @@ async def test_a_file_not_matching_scicats_checksum_fails_the_dataset(s3: Minio)
     assert datablock_keys(s3, pid) == []
 
 
-async def test_a_file_of_another_size_than_registered_fails_the_dataset(s3: Minio) -> None:
+async def test_a_file_of_another_size_than_registered_fails_the_dataset(
+    s3: Minio, s3_extras: BaseClient
+) -> None:
     """11 bytes uploaded, 12 registered: user failure before anything is packed."""
     pid = new_pid()
     put_file(s3, pid, "a.txt", b"hello world")
     catalog = FakeCatalog(registered("a.txt", 12, HELLO_SHA256))
 
-    outcome = await pack(s3, pid, catalog)
+    outcome = await pack(s3, s3_extras, pid, catalog)
 
     assert isinstance(outcome, DatasetPackingFailed)
     assert outcome.kind == "user"
@@ -178,7 +193,9 @@ async def test_a_file_of_another_size_than_registered_fails_the_dataset(s3: Mini
     assert datablock_keys(s3, pid) == []
 
 
-async def test_member_time_comes_from_scicat_else_the_objects_metadata(s3: Minio) -> None:
+async def test_member_time_comes_from_scicat_else_the_objects_metadata(
+    s3: Minio, s3_extras: BaseClient
+) -> None:
     """a.txt has SciCat's time (not its mtime metadata); b.txt, registered without, its metadata."""
     pid = new_pid()
     for name in ("a.txt", "b.txt"):
@@ -188,7 +205,7 @@ async def test_member_time_comes_from_scicat_else_the_objects_metadata(s3: Minio
     z_sha256 = hashlib.sha256(b"z").hexdigest()
     catalog = FakeCatalog(registered("a.txt", 1, z_sha256, MAY_1), registered("b.txt", 1))
 
-    outcome = await pack(s3, pid, catalog)
+    outcome = await pack(s3, s3_extras, pid, catalog)
 
     assert isinstance(outcome, DatablocksCreated)
     (block,) = outcome.datablocks
@@ -202,7 +219,9 @@ async def test_member_time_comes_from_scicat_else_the_objects_metadata(s3: Minio
     }
 
 
-async def test_a_dataset_without_origdatablocks_is_packed_as_it_lies(s3: Minio) -> None:
+async def test_a_dataset_without_origdatablocks_is_packed_as_it_lies(
+    s3: Minio, s3_extras: BaseClient
+) -> None:
     """No registered files: everything below raw_files/ is packed (the marker aside)."""
     pid = new_pid()
     put_file(s3, pid, "a.txt", b"hello world")
@@ -210,7 +229,7 @@ async def test_a_dataset_without_origdatablocks_is_packed_as_it_lies(s3: Minio) 
     put_file(s3, pid, MARKER, b"{}")
     catalog = FakeCatalog()
 
-    outcome = await pack(s3, pid, catalog)
+    outcome = await pack(s3, s3_extras, pid, catalog)
 
     assert isinstance(outcome, DatablocksCreated)
     assert catalog.reads == [pid]
@@ -220,7 +239,9 @@ async def test_a_dataset_without_origdatablocks_is_packed_as_it_lies(s3: Minio) 
     ]
 
 
-async def test_an_unregistered_landing_object_is_packed_and_reported(s3: Minio) -> None:
+async def test_an_unregistered_landing_object_is_packed_and_reported(
+    s3: Minio, s3_extras: BaseClient
+) -> None:
     """extra.log is not in SciCat: packed all the same, with one warning naming it."""
     pid = new_pid()
     put_file(s3, pid, "a.txt", b"hello world")
@@ -229,7 +250,7 @@ async def test_an_unregistered_landing_object_is_packed_and_reported(s3: Minio) 
     catalog = FakeCatalog(registered("a.txt", 11, HELLO_SHA256))
 
     with structlog.testing.capture_logs() as logs:
-        outcome = await pack(s3, pid, catalog)
+        outcome = await pack(s3, s3_extras, pid, catalog)
 
     assert isinstance(outcome, DatablocksCreated)
     (block,) = outcome.datablocks
@@ -245,26 +266,30 @@ async def test_an_unregistered_landing_object_is_packed_and_reported(s3: Minio) 
     ]
 
 
-async def test_a_completion_marker_registered_as_a_file_is_packed(s3: Minio) -> None:
+async def test_a_completion_marker_registered_as_a_file_is_packed(
+    s3: Minio, s3_extras: BaseClient
+) -> None:
     """A dataset that really holds a file of the marker's name keeps it."""
     pid = new_pid()
     put_file(s3, pid, MARKER, b"{}")
     catalog = FakeCatalog(registered(MARKER, 2))
 
-    outcome = await pack(s3, pid, catalog)
+    outcome = await pack(s3, s3_extras, pid, catalog)
 
     assert isinstance(outcome, DatablocksCreated)
     assert [f.path for f in outcome.datablocks[0].data_file_list] == [MARKER]
 
 
-async def test_files_of_a_dataset_scicat_does_not_know_are_not_packed(s3: Minio) -> None:
+async def test_files_of_a_dataset_scicat_does_not_know_are_not_packed(
+    s3: Minio, s3_extras: BaseClient
+) -> None:
     """SciCat has no such dataset: a user failure saying so; no tar."""
     pid = new_pid()
     put_file(s3, pid, "a.txt", b"hello world")
     put_file(s3, pid, MARKER, b"{}")
     catalog = FakeCatalog(down=DatasetNotInCatalog(f"SciCat knows no dataset {pid} (404)"))
 
-    outcome = await pack(s3, pid, catalog)
+    outcome = await pack(s3, s3_extras, pid, catalog)
 
     assert isinstance(outcome, DatasetPackingFailed)
     assert outcome.kind == "user"
@@ -275,12 +300,14 @@ async def test_files_of_a_dataset_scicat_does_not_know_are_not_packed(s3: Minio)
     assert datablock_keys(s3, pid) == []
 
 
-async def test_an_unknown_dataset_with_nothing_uploaded_has_no_files(s3: Minio) -> None:
+async def test_an_unknown_dataset_with_nothing_uploaded_has_no_files(
+    s3: Minio, s3_extras: BaseClient
+) -> None:
     """Unknown to SciCat and empty (a stray upload.finished): the usual "no files" failure."""
     pid = new_pid()
     catalog = FakeCatalog(down=DatasetNotInCatalog(f"SciCat knows no dataset {pid} (404)"))
 
-    outcome = await pack(s3, pid, catalog)
+    outcome = await pack(s3, s3_extras, pid, catalog)
 
     assert isinstance(outcome, DatasetPackingFailed)
     assert (outcome.kind, outcome.reason) == (
@@ -289,14 +316,18 @@ async def test_an_unknown_dataset_with_nothing_uploaded_has_no_files(s3: Minio) 
     )
 
 
-async def test_scicat_down_raises_before_anything_is_written(s3: Minio) -> None:
+async def test_scicat_down_raises_before_anything_is_written(
+    s3: Minio, s3_extras: BaseClient
+) -> None:
     """The catalog read fails: the error propagates (nak for later), no tar, no result."""
     pid = new_pid()
     put_file(s3, pid, "a.txt", b"hello world")
     results = InMemoryResults()
 
     with pytest.raises(ConnectionError):
-        await pack(s3, pid, FakeCatalog(down=ConnectionError("SciCat unreachable")), results)
+        await pack(
+            s3, s3_extras, pid, FakeCatalog(down=ConnectionError("SciCat unreachable")), results
+        )
 
     assert datablock_keys(s3, pid) == []
     assert results.stored == {}

@@ -12,6 +12,7 @@ from nats.js import JetStreamContext
 
 from contracts import subjects
 from contracts.events import UploadFinished
+from runtime.s3_extras import list_multipart_uploads, s3_extras_client
 from tests.gateway.conftest import ROOT, Gateway
 from tests.polling import eventually
 
@@ -269,12 +270,11 @@ async def test_abort_dataset_upload_aborts_open_multipart_uploads(gateway: Gatew
         presign_again = await api.post(
             "/s3/presignedUrls", json={"dataset_id": pid, "object_name": "m.bin", "parts": 1}
         )
-    uploads = landing(gateway)._list_multipart_uploads(
-        "landing", prefix=f"openem-network/datasets/{pid}/"
-    )
+    extras = s3_extras_client(gateway.settings.s3)
+    uploads = list(list_multipart_uploads(extras, "landing", f"openem-network/datasets/{pid}/"))
 
     assert aborted.status_code == 201
-    assert uploads.uploads == []
+    assert uploads == []
     assert presign_again.status_code == 409
     assert "requestDatasetUpload" in presign_again.json()["detail"]
 

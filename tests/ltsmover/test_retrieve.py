@@ -100,11 +100,11 @@ class OfflineTape:
 
 @pytest.mark.parametrize("backend", ["posix", "s3"])
 async def test_a_retrieve_job_offers_urls_that_download_the_archived_tars(
-    world, nats_server_process, s3_server, backend
+    world, nats_server_process, s3_server, s3_extras, backend
 ) -> None:
     """Both backends: finishedSuccessful, byte-identical downloads, lifecycle in order."""
     js, s3, root = world
-    lts = PosixLts(root) if backend == "posix" else S3ColdLts(s3, "lts", "GLACIER")
+    lts = PosixLts(root) if backend == "posix" else S3ColdLts(s3, s3_extras, "lts", "GLACIER")
     tag = uuid.uuid4().hex[:8]
     pid, job_id = f"20.500/ret-{tag}", f"job-{tag}"
     raws = await archived(js, lts, pid, [FILES, {"second.bin": bytes(range(256)) * 300}])

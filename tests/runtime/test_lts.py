@@ -20,7 +20,9 @@ from runtime.lts import (
     LtsWriteError,
     PosixLts,
     S3ColdLts,
+    create_lts,
 )
+from runtime.settings import LtsSettings
 
 ARCHIVE_ID = "openem-network/datasets/20.500/abc/datablocks/20.500-abc_0.tar"
 PAYLOAD = bytes(range(256)) * 4096 + b"tail"
@@ -36,11 +38,11 @@ def _minio(s3_server) -> Minio:
 
 
 @pytest.fixture(params=["posix", "s3"])
-def backend(request, tmp_path: Path, s3_server) -> Iterator[LtsBackend]:
+def backend(request, tmp_path: Path, s3_server, s3_extras) -> Iterator[LtsBackend]:
     if request.param == "posix":
         yield PosixLts(tmp_path / "lts")
         return
-    lts = S3ColdLts(_minio(s3_server), "lts", "GLACIER")
+    lts = S3ColdLts(_minio(s3_server), s3_extras, "lts", "GLACIER")
     yield lts
     for obj in lts.client.list_objects("lts", recursive=True):
         lts.client.remove_object("lts", obj.object_name)
@@ -139,7 +141,7 @@ def test_posix_free_fraction_comes_from_the_injected_gauge(tmp_path: Path) -> No
 def test_s3_cold_copy_needs_a_restore_before_reading(s3_server) -> None:
     """A GLACIER object cannot be read until restored; prepare_read requests the restore."""
     client = _minio(s3_server)
-    lts = S3ColdLts(client, "lts", "GLACIER")
+    lts = create_lts(LtsSettings(backend="s3", bucket="lts"), client, s3_server.settings())
     archive_id = "cold/restore-me.tar"
     lts.write(archive_id, io.BytesIO(b"cold bytes"), 10)
 
