@@ -168,7 +168,7 @@ DATABLOCKER_DATASET_ARCHIVED: Final = _consumer(
     subjects.DATASET_ARCHIVED,
     description="Removes an archived dataset's landing-zone files and archival datablocks.",
 )
-LTSMOVER_JOB_REQUESTED: Final = _consumer(
+LTSMOVER_JOB_REQUESTED_ALL: Final = _consumer(
     "ltsmover",
     subjects.JOB_REQUESTED_ALL,
     description="Copies datablocks to LTS (archive) or back to the retrieval bucket (retrieve).",
@@ -198,7 +198,7 @@ SCICAT_SYNC_JOB_STATUS: Final = _consumer(
     subjects.JOB_STATUS,
     description="Writes job status (v3 or v4) to SciCat.",
 )
-SCICAT_SYNC_PACKING_FAILED: Final = _consumer(
+SCICAT_SYNC_DATASET_PACKING_FAILED: Final = _consumer(
     "scicat_sync",
     subjects.DATASET_PACKING_FAILED,
     description="Tells SciCat why a dataset could not be packed (it stays archivable).",
@@ -208,13 +208,13 @@ CONSUMERS: Final = (
     GATEWAY_MINIO_EVENTS,
     DATABLOCKER_UPLOAD_FINISHED,
     DATABLOCKER_DATASET_ARCHIVED,
-    LTSMOVER_JOB_REQUESTED,
+    LTSMOVER_JOB_REQUESTED_ALL,
     VERIFIER_LTS_MOVED,
     LTSMOVER_LTS_VERIFIED,
     SCICAT_SYNC_DATABLOCKS_CREATED,
     SCICAT_SYNC_DATASET_LIFECYCLE,
     SCICAT_SYNC_JOB_STATUS,
-    SCICAT_SYNC_PACKING_FAILED,
+    SCICAT_SYNC_DATASET_PACKING_FAILED,
 )
 
 

@@ -16,7 +16,7 @@ job id.
 """
 
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -44,16 +44,28 @@ Handler = Callable[[EventT], Awaitable[None]]
 class ServiceBus:
     """The service's broker before it connects: nothing touches the network until `connect`."""
 
-    def __init__(self, settings: NatsSettings, service: str) -> None:
+    def __init__(
+        self,
+        settings: NatsSettings,
+        service: str,
+        *,
+        consumer_overrides: Mapping[str, ConsumerSpec] | None = None,
+    ) -> None:
         self.settings = settings
         self.broker: NatsBroker = create_broker(settings, service)
+        self.consumer_overrides = dict(consumer_overrides or {})
 
     async def connect(self) -> "Bus":
         """Connect, and provision streams and consumers before any handler is bound."""
         client = await self.broker.connect()
         js = client.jetstream()
         await provision(js, replicas=self.settings.stream_replicas)
-        return Bus(broker=self.broker, client=client, js=js)
+        return Bus(
+            broker=self.broker,
+            client=client,
+            js=js,
+            consumer_overrides=self.consumer_overrides,
+        )
 
 
 @dataclass
@@ -63,6 +75,8 @@ class Bus:
     broker: NatsBroker
     client: NatsClient
     js: JetStreamContext
+    consumer_overrides: Mapping[str, ConsumerSpec] = field(default_factory=dict)
+    """Specs replacing provisioned ones, by durable name (tests shorten the ack wait)."""
     _settlers: dict[str, Settler] = field(default_factory=dict)
 
     async def publish(self, subject: str, event: Event) -> PubAck:
@@ -84,6 +98,8 @@ class Bus:
         messages that then wait without heartbeats and are redelivered after the
         ack wait, so the same work would run twice.
         """
+
+        spec = self.consumer_overrides.get(spec.durable, spec)
 
         def bind(handler: Handler[EventT]) -> Handler[EventT]:
             model = event_model(handler)
@@ -140,13 +156,19 @@ Resources to close at shutdown (HTTP clients, background tasks) go on the stack.
 """
 
 
-def service_app(settings: NatsSettings, service: str, start: StartHandlers) -> FastStream:
+def service_app(
+    settings: NatsSettings,
+    service: str,
+    start: StartHandlers,
+    *,
+    consumer_overrides: Mapping[str, ConsumerSpec] | None = None,
+) -> FastStream:
     """A bus service: at start-up connect, provision, then `start`; closed after the broker stops.
 
     Handlers are bound at start-up, once their parts exist: no half-built object
     is ever reachable from a handler, and nothing connects at import time.
     """
-    service_bus = ServiceBus(settings, service)
+    service_bus = ServiceBus(settings, service, consumer_overrides=consumer_overrides)
     resources = AsyncExitStack()
 
     async def connect_and_start() -> None:

@@ -1,7 +1,7 @@
 """datablocker: landing zone -> checksummed tar datablocks in the archival bucket; cleanup after
 archiving."""
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 
 from faststream import FastStream
@@ -32,12 +32,10 @@ def subscribe_handlers(
     bus: Bus,
     datablocker: Datablocker,
     *,
-    upload_spec: ConsumerSpec,
-    archived_spec: ConsumerSpec,
     parallel_datasets: int,
     pack: PackFunction,
 ) -> None:
-    @bus.consumes(upload_spec, parallel=parallel_datasets)
+    @bus.consumes(streams.DATABLOCKER_UPLOAD_FINISHED, parallel=parallel_datasets)
     async def on_upload_finished(event: UploadFinished) -> None:
         outcome = await pack(event, datablocker.packer, max_payload=bus.max_payload)
         match outcome:
@@ -48,7 +46,7 @@ def subscribe_handlers(
             case AlreadyCleaned():
                 pass  # archived and cleaned up before: nothing more to announce
 
-    @bus.consumes(archived_spec)
+    @bus.consumes(streams.DATABLOCKER_DATASET_ARCHIVED)
     async def on_dataset_archived(event: DatasetArchived) -> None:
         await clean_archived_dataset(
             event, datablocker.s3, datablocker.s3_extras, datablocker.buckets, datablocker.results
@@ -58,21 +56,18 @@ def subscribe_handlers(
 def create_app(
     settings: DatablockerSettings,
     *,
-    upload_spec: ConsumerSpec = streams.DATABLOCKER_UPLOAD_FINISHED,
-    archived_spec: ConsumerSpec = streams.DATABLOCKER_DATASET_ARCHIVED,
+    consumer_overrides: Mapping[str, ConsumerSpec] | None = None,
     pack: PackFunction = pack_finished_upload,
 ) -> FastStream:
-    """The service; tests pass consumers with a short ack wait and a slowed-down `pack`."""
+    """The service; tests replace consumers (a short ack wait) and slow `pack` down."""
 
     async def start(bus: Bus, resources: AsyncExitStack) -> None:
         datablocker = await resources.enter_async_context(build_datablocker(settings, bus))
         subscribe_handlers(
             bus,
             datablocker,
-            upload_spec=upload_spec,
-            archived_spec=archived_spec,
             parallel_datasets=settings.max_parallel_datasets,
             pack=pack,
         )
 
-    return service_app(settings.nats, "datablocker", start)
+    return service_app(settings.nats, "datablocker", start, consumer_overrides=consumer_overrides)

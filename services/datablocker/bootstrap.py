@@ -57,7 +57,7 @@ async def build_datablocker(settings: DatablockerSettings, bus: Bus) -> AsyncIte
         timeout_s=settings.scicat_retry_timeout_s, attempts=settings.scicat_retry_attempts
     )
     async with open_scicat_client(settings.scicat, retry=retry) as scicat:
-        catalog = ScicatOrigdatablocks(scicat)
+        origdatablocks = ScicatOrigdatablocks(scicat)
         yield Datablocker(
             s3=s3,
             s3_extras=s3_extras,
@@ -69,7 +69,7 @@ async def build_datablocker(settings: DatablockerSettings, bus: Bus) -> AsyncIte
                 buckets=buckets,
                 limits=packing_limits(settings),
                 results=results,
-                catalog=catalog,
+                origdatablocks=origdatablocks,
                 completion_marker=settings.completion_marker,
             ),
         )

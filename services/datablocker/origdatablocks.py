@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from runtime.scicat import ScicatClient, ScicatNotFound, ScicatUnavailable, pid_path
-from services.datablocker.registration import DatasetNotInCatalog, RegisteredFile
+from services.datablocker.registration import DatasetNotInScicat, RegisteredFile
 
 _SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
 _SHA256_NAMES = frozenset({"sha256", "sha-256"})
@@ -26,7 +26,7 @@ class ScicatOrigdatablocks:
     async def registered_files(self, pid: str) -> tuple[RegisteredFile, ...]:
         """Every file of `pid`'s origdatablocks (none: the dataset registered no files).
 
-        Raises DatasetNotInCatalog when SciCat knows no such dataset; the
+        Raises DatasetNotInScicat when SciCat knows no such dataset; the
         client's `ScicatRefused` or `ScicatLoginFailed` when the service account
         may not read or log in (a person must fix its rights; the message is
         nak-ed, not dead-lettered); the last `ScicatUnavailable` once the retry
@@ -39,7 +39,7 @@ class ScicatOrigdatablocks:
                 answer = await self._scicat.send("GET", path)
             except ScicatNotFound as exc:
                 msg = f"SciCat knows no dataset {pid} ({exc.status_code})"
-                raise DatasetNotInCatalog(msg) from exc
+                raise DatasetNotInScicat(msg) from exc
             return registered_files_of(answer)
 
         return await self._scicat.retrying(read)

@@ -24,7 +24,7 @@ from contracts.events import (
     UploadFinished,
 )
 from services.datablocker.archival import clear_datablocks, datablocks_exist
-from services.datablocker.landing import (
+from services.datablocker.landing_objects import (
     FileMissing,
     RestoreTimedOut,
     StoredObject,
@@ -34,9 +34,9 @@ from services.datablocker.landing import (
 )
 from services.datablocker.planning import LandingFile, plan_datablocks
 from services.datablocker.registration import (
-    Catalog,
-    DatasetNotInCatalog,
+    DatasetNotInScicat,
     RegisteredFile,
+    RegisteredFilesSource,
     RegistrationMismatch,
     named,
     reconcile,
@@ -121,7 +121,7 @@ class Packer:
     buckets: Buckets
     limits: PackingLimits
     results: ResultStore
-    catalog: Catalog | None
+    origdatablocks: RegisteredFilesSource | None
     completion_marker: str | None
 
     async def cleaned(self, pid: str) -> CleanedDataset | None: ...
@@ -314,7 +314,7 @@ async def pack_finished_upload(
         packer.buckets,
         packer.limits,
         packer.results,
-        catalog=packer.catalog,
+        origdatablocks=packer.origdatablocks,
         completion_marker=packer.completion_marker,
         max_payload=max_payload,
     )
@@ -346,14 +346,14 @@ async def pack_upload(
     limits: PackingLimits,
     results: ResultStore,
     *,
-    catalog: Catalog | None = None,
+    origdatablocks: RegisteredFilesSource | None = None,
     completion_marker: str | None = None,
     max_payload: int | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> DatablocksCreated | DatasetPackingFailed | AlreadyCleaned:
     """The outcome of one `upload.finished`: the datablocks made (or made before), or why not.
 
-    `catalog` says which files the dataset registered in SciCat (None: nothing
+    `origdatablocks` says which files the dataset registered in SciCat (None: nothing
     is compared, as for a dataset that registered none); a dataset SciCat does
     not know fails (kind "user"); SciCat trouble raises.
 
@@ -370,10 +370,10 @@ async def pack_upload(
     ):
         return await _unless_oversized(previous, s3, s3_extras, buckets, max_payload, now)
     registered: tuple[RegisteredFile, ...] | None = ()
-    if catalog is not None:
+    if origdatablocks is not None:
         try:
-            registered = await catalog.registered_files(event.pid)
-        except DatasetNotInCatalog:
+            registered = await origdatablocks.registered_files(event.pid)
+        except DatasetNotInScicat:
             registered = None
     stop = threading.Event()
     try:

@@ -31,13 +31,13 @@ class RegisteredFile:
     """Lower-case hex SHA-256 when SciCat holds one (block chkAlg sha256); else None."""
 
 
-class DatasetNotInCatalog(Exception):
+class DatasetNotInScicat(Exception):
     """SciCat knows no such dataset."""
 
 
-class Catalog(Protocol):
+class RegisteredFilesSource(Protocol):
     async def registered_files(self, pid: str) -> tuple[RegisteredFile, ...]:
-        """The files of `pid`'s origdatablocks; DatasetNotInCatalog if SciCat knows no `pid`."""
+        """The files of `pid`'s origdatablocks; DatasetNotInScicat if SciCat knows no `pid`."""
         ...
 
 

@@ -25,7 +25,7 @@ from urllib3 import BaseHTTPResponse
 
 from contracts.events import Datablock, DataFile
 from contracts.objectkeys import check_relative_path
-from services.datablocker.landing import FileMissing, StoredObject
+from services.datablocker.landing_objects import FileMissing, StoredObject
 from services.datablocker.planning import LandingFile
 
 _POLL_S = 0.5

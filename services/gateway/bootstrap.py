@@ -14,11 +14,11 @@ from runtime.scicat import open_scicat_client
 from runtime.service_bus import Bus
 from services.gateway.admission import Admission, open_reservations
 from services.gateway.announcements import Announcer
-from services.gateway.catalog import Catalog, DatasetOwner, Identity, TtlCache
 from services.gateway.health import Probe
 from services.gateway.jobs import JobIntake
-from services.gateway.landing import LandingZone
+from services.gateway.landing_uploads import LandingZone
 from services.gateway.notifications import MarkerWatch
+from services.gateway.scicat_lookups import DatasetOwner, Identity, ScicatLookups, TtlCache
 from services.gateway.settings import GatewaySettings
 from services.gateway.tokens import TokenIssuer
 from services.gateway.uploads import Uploads
@@ -34,7 +34,7 @@ def now() -> datetime:
 class Gateway:
     """The parts behind the routes (`services.gateway.dependencies`) and the MinIO consumer."""
 
-    catalog: Catalog
+    catalog: ScicatLookups
     issuer: TokenIssuer
     uploads: Uploads
     intake: JobIntake
@@ -72,7 +72,7 @@ async def build_gateway(
     )
     announcer = Announcer(bus)
     async with open_scicat_client(settings.scicat) as scicat:
-        catalog = Catalog(
+        catalog = ScicatLookups(
             scicat,
             identity_cache=TtlCache[Identity](settings.identity_cache_s),
             dataset_cache=TtlCache[DatasetOwner](settings.dataset_cache_s),

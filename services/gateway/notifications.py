@@ -17,8 +17,8 @@ from contracts.events import MinioNotification, UploadFinished
 from contracts.objectkeys import landing_prefix, pid_of_landing_key
 from runtime.settling import PermanentError
 from services.gateway.admission import Admission
-from services.gateway.catalog import Catalog
 from services.gateway.errors import NotFound
+from services.gateway.scicat_lookups import ScicatLookups
 
 CREATED_PREFIX = "s3:ObjectCreated:"
 
@@ -39,7 +39,7 @@ def finished_pids(notification: MinioNotification, bucket: str, marker: str) -> 
 
 async def upload_finished_by_marker(
     pid: str,
-    catalog: Catalog,
+    catalog: ScicatLookups,
     *,
     create_archiving_job: bool,
     clock: Callable[[], datetime],
@@ -65,7 +65,7 @@ class MarkerWatch:
     landing_bucket: str
     completion_marker: str
     creates_archiving_job: bool
-    catalog: Catalog
+    catalog: ScicatLookups
     admission: Admission
     announce: Callable[[UploadFinished], Awaitable[None]]
     clock: Callable[[], datetime]

@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 import jwt
 
-from services.gateway.catalog import Identity
 from services.gateway.errors import Forbidden, NotAuthenticated
+from services.gateway.scicat_lookups import Identity
 
 ISSUER = "archiver-gateway"
 _ALGORITHM = "HS256"

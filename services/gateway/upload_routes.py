@@ -16,7 +16,7 @@ from contracts.events import DatasetPid
 from contracts.objectkeys import MAX_KEY_BYTES, check_pid, check_relative_path
 from services.gateway.dependencies import GatewayParts
 from services.gateway.errors import InvalidRequest, NotAuthenticated
-from services.gateway.landing import UploadedPart
+from services.gateway.landing_uploads import UploadedPart
 from services.gateway.tokens import Principal, exchange_scicat_token
 
 _bearer = HTTPBearer(auto_error=False, description="An upload access token from POST /token")

@@ -20,9 +20,9 @@ from contracts.objectkeys import (
     relative_path,
 )
 from services.gateway.admission import Admission, reservation_bytes
-from services.gateway.catalog import Catalog, DatasetOwner
 from services.gateway.errors import Conflict, Forbidden, InsufficientStorage, InvalidRequest
-from services.gateway.landing import Completed, LandingZone, UploadedPart, composite_sha256
+from services.gateway.landing_uploads import Completed, LandingZone, UploadedPart, composite_sha256
+from services.gateway.scicat_lookups import DatasetOwner, ScicatLookups
 from services.gateway.tokens import Principal
 
 log = structlog.get_logger(__name__)
@@ -41,7 +41,7 @@ class Uploads:
     def __init__(
         self,
         *,
-        catalog: Catalog,
+        catalog: ScicatLookups,
         admission: Admission,
         landing: LandingZone,
         publish: Publish,

@@ -14,8 +14,9 @@ from services.ltsmover.settings import LtsMoverSettings
 
 
 def subscribe_handlers(bus: Bus, flows: JobFlows) -> None:
-    @bus.consumes(streams.LTSMOVER_JOB_REQUESTED)
+    @bus.consumes(streams.LTSMOVER_JOB_REQUESTED_ALL)
     async def on_job_requested(event: JobRequested) -> None:
+        """subjects.JOB_REQUESTED_ARCHIVE and subjects.JOB_REQUESTED_RETRIEVE, one consumer."""
         await jobflow.run_job(event, flows.of(event.job_type))
 
     @bus.consumes(streams.LTSMOVER_LTS_VERIFIED)

@@ -31,7 +31,7 @@ def subscribe_handlers(bus: Bus, writer: ScicatWriter, settings: ScicatSyncSetti
     async def on_job_status(event: JobStatusChanged) -> None:
         await syncing.sync_job_status(event, writer)
 
-    @bus.consumes(consumer_spec(settings, streams.SCICAT_SYNC_PACKING_FAILED))
+    @bus.consumes(consumer_spec(settings, streams.SCICAT_SYNC_DATASET_PACKING_FAILED))
     async def on_dataset_packing_failed(event: DatasetPackingFailed) -> None:
         await syncing.sync_packing_failed(event, writer)
 

@@ -63,7 +63,14 @@ async def test_two_datasets_pack_in_parallel_and_a_waiting_one_is_not_redelivere
         scicat=scicat_standin.settings(),
         max_parallel_datasets=2,
     )
-    app = create_app(settings, upload_spec=UPLOAD_SPEC, archived_spec=ARCHIVED_SPEC, pack=slow_pack)
+    app = create_app(
+        settings,
+        consumer_overrides={
+            streams.DATABLOCKER_UPLOAD_FINISHED.durable: UPLOAD_SPEC,
+            streams.DATABLOCKER_DATASET_ARCHIVED.durable: ARCHIVED_SPEC,
+        },
+        pack=slow_pack,
+    )
     await app.start()
     try:
         for pid in pids:

@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from runtime.scicat import RetryPolicy, ScicatClient, ScicatRefused, ScicatUnavailable
 from runtime.settling import PermanentError
 from services.datablocker.origdatablocks import ScicatOrigdatablocks
-from services.datablocker.registration import DatasetNotInCatalog, RegisteredFile
+from services.datablocker.registration import DatasetNotInScicat, RegisteredFile
 
 PID = "20.500.11935/abc-123"
 FILES_PATH = "/api/v3/Datasets/20.500.11935%2Fabc-123/origdatablocks"
@@ -177,13 +177,13 @@ async def test_a_read_refused_with_a_fresh_token_is_not_permanent() -> None:
 
 
 async def test_an_unknown_dataset_is_reported_as_such() -> None:
-    """404: SciCat knows no such dataset; DatasetNotInCatalog (packing fails it as the user's)."""
+    """404: SciCat knows no such dataset; DatasetNotInScicat (packing fails it as the user's)."""
     fake = FakeScicat(
         answers=[httpx.Response(404, json={"message": "dataset: x not found", "statusCode": 404})]
     )
     reader, http = reader_for(fake)
     async with http:
-        with pytest.raises(DatasetNotInCatalog) as caught:
+        with pytest.raises(DatasetNotInScicat) as caught:
             await reader.registered_files(PID)
 
     assert str(caught.value) == f"SciCat knows no dataset {PID} (404)"

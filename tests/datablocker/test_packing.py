@@ -12,7 +12,7 @@ from minio import Minio
 
 from contracts.events import DatablocksCreated, DatasetPackingFailed, UploadFinished
 from runtime.s3_extras import create_multipart_upload, list_multipart_uploads
-from services.datablocker.landing import FileMissing, inspect_object, list_dataset
+from services.datablocker.landing_objects import FileMissing, inspect_object, list_dataset
 from services.datablocker.packing import (
     AlreadyCleaned,
     Buckets,

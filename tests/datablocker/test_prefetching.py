@@ -10,7 +10,7 @@ from botocore.client import BaseClient
 from minio import Minio
 
 from runtime.s3_extras import s3_extras_client
-from services.datablocker.landing import inspect_object, list_dataset
+from services.datablocker.landing_objects import inspect_object, list_dataset
 from services.datablocker.packing import Buckets, PackingLimits, pack_dataset
 from services.datablocker.tarball import BlockMember, FileChanged, StreamLimits, stream_datablock
 from tests.datablocker.landing_fixtures import MiB, minio_client, new_pid, put_file, raw_key

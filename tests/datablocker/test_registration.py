@@ -1,4 +1,4 @@
-"""Packing checks the landing zone against SciCat's origdatablocks (real moto, a fake catalog)."""
+"""Packing checks the landing zone against SciCat's origdatablocks (real moto, a fake SciCat)."""
 
 import hashlib
 import io
@@ -13,7 +13,7 @@ from minio import Minio
 from contracts.events import DatablocksCreated, DatasetPackingFailed, UploadFinished
 from services.datablocker.packing import Buckets, PackingLimits, pack_upload
 from services.datablocker.planning import LandingFile
-from services.datablocker.registration import DatasetNotInCatalog, RegisteredFile, reconcile
+from services.datablocker.registration import DatasetNotInScicat, RegisteredFile, reconcile
 from services.datablocker.results import CleanedDataset
 from services.datablocker.tarball import StreamLimits
 from tests.datablocker.landing_fixtures import MiB, minio_client, new_pid, put_file, raw_key
@@ -31,7 +31,7 @@ OTHER_SHA256 = "0123456789abcdef" * 4
 MAY_1 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
-class FakeCatalog:
+class FakeOrigdatablocks:
     """SciCat's origdatablocks of one dataset, as the reader returns them (or its error)."""
 
     def __init__(self, *files: RegisteredFile, down: Exception | None = None) -> None:
@@ -83,7 +83,7 @@ async def pack(
     s3: Minio,
     s3_extras: BaseClient,
     pid: str,
-    catalog: FakeCatalog,
+    origdatablocks_source: FakeOrigdatablocks,
     results: InMemoryResults | None = None,
 ):
     return await pack_upload(
@@ -93,7 +93,7 @@ async def pack(
         BUCKETS,
         LIMITS,
         results or InMemoryResults(),
-        catalog=catalog,
+        origdatablocks=origdatablocks_source,
         completion_marker=MARKER,
     )
 
@@ -116,12 +116,12 @@ async def test_a_registered_file_missing_from_the_landing_zone_fails_the_dataset
     """Registered b.txt and frames/x.bin never arrived: user failure naming both, nothing kept."""
     pid = new_pid()
     put_file(s3, pid, "a.txt", b"hello world")
-    catalog = FakeCatalog(
+    origdatablocks_source = FakeOrigdatablocks(
         registered("a.txt", 11), registered("b.txt", 3), registered("frames/x.bin", 5)
     )
     results = InMemoryResults()
 
-    outcome = await pack(s3, s3_extras, pid, catalog, results)
+    outcome = await pack(s3, s3_extras, pid, origdatablocks_source, results)
 
     assert isinstance(outcome, DatasetPackingFailed)
     assert outcome.kind == "user"
@@ -139,11 +139,11 @@ async def test_many_missing_files_are_named_first_few_then_counted(
     """Eight missing files: five named in path order, then "and 3 more"."""
     pid = new_pid()
     put_file(s3, pid, "present.txt", b"x")
-    catalog = FakeCatalog(
+    origdatablocks_source = FakeOrigdatablocks(
         registered("present.txt", 1), *(registered(f"m{n}.dat", 1) for n in range(8))
     )
 
-    outcome = await pack(s3, s3_extras, pid, catalog)
+    outcome = await pack(s3, s3_extras, pid, origdatablocks_source)
 
     assert isinstance(outcome, DatasetPackingFailed)
     assert outcome.reason == (
@@ -159,11 +159,11 @@ async def test_a_file_not_matching_scicats_checksum_fails_the_dataset(
     pid = new_pid()
     put_file(s3, pid, "a.txt", b"hello world")
     put_file(s3, pid, "b.txt", b"b")
-    catalog = FakeCatalog(
+    origdatablocks_source = FakeOrigdatablocks(
         registered("a.txt", 11, OTHER_SHA256), registered("b.txt", 1, sha256=None)
     )
 
-    outcome = await pack(s3, s3_extras, pid, catalog)
+    outcome = await pack(s3, s3_extras, pid, origdatablocks_source)
 
     assert isinstance(outcome, DatasetPackingFailed)
     assert outcome.kind == "user"
@@ -180,9 +180,9 @@ async def test_a_file_of_another_size_than_registered_fails_the_dataset(
     """11 bytes uploaded, 12 registered: user failure before anything is packed."""
     pid = new_pid()
     put_file(s3, pid, "a.txt", b"hello world")
-    catalog = FakeCatalog(registered("a.txt", 12, HELLO_SHA256))
+    origdatablocks_source = FakeOrigdatablocks(registered("a.txt", 12, HELLO_SHA256))
 
-    outcome = await pack(s3, s3_extras, pid, catalog)
+    outcome = await pack(s3, s3_extras, pid, origdatablocks_source)
 
     assert isinstance(outcome, DatasetPackingFailed)
     assert outcome.kind == "user"
@@ -203,9 +203,11 @@ async def test_member_time_comes_from_scicat_else_the_objects_metadata(
             "landing", raw_key(pid, name), io.BytesIO(b"z"), 1, metadata={"mtime": "1700000000"}
         )
     z_sha256 = hashlib.sha256(b"z").hexdigest()
-    catalog = FakeCatalog(registered("a.txt", 1, z_sha256, MAY_1), registered("b.txt", 1))
+    origdatablocks_source = FakeOrigdatablocks(
+        registered("a.txt", 1, z_sha256, MAY_1), registered("b.txt", 1)
+    )
 
-    outcome = await pack(s3, s3_extras, pid, catalog)
+    outcome = await pack(s3, s3_extras, pid, origdatablocks_source)
 
     assert isinstance(outcome, DatablocksCreated)
     (block,) = outcome.datablocks
@@ -227,12 +229,12 @@ async def test_a_dataset_without_origdatablocks_is_packed_as_it_lies(
     put_file(s3, pid, "a.txt", b"hello world")
     put_file(s3, pid, "deep/b.txt", b"b")
     put_file(s3, pid, MARKER, b"{}")
-    catalog = FakeCatalog()
+    origdatablocks_source = FakeOrigdatablocks()
 
-    outcome = await pack(s3, s3_extras, pid, catalog)
+    outcome = await pack(s3, s3_extras, pid, origdatablocks_source)
 
     assert isinstance(outcome, DatablocksCreated)
-    assert catalog.reads == [pid]
+    assert origdatablocks_source.reads == [pid]
     assert [f.path for b in outcome.datablocks for f in b.data_file_list] == [
         "a.txt",
         "deep/b.txt",
@@ -247,10 +249,10 @@ async def test_an_unregistered_landing_object_is_packed_and_reported(
     put_file(s3, pid, "a.txt", b"hello world")
     put_file(s3, pid, "extra.log", b"e")
     put_file(s3, pid, MARKER, b"{}")
-    catalog = FakeCatalog(registered("a.txt", 11, HELLO_SHA256))
+    origdatablocks_source = FakeOrigdatablocks(registered("a.txt", 11, HELLO_SHA256))
 
     with structlog.testing.capture_logs() as logs:
-        outcome = await pack(s3, s3_extras, pid, catalog)
+        outcome = await pack(s3, s3_extras, pid, origdatablocks_source)
 
     assert isinstance(outcome, DatablocksCreated)
     (block,) = outcome.datablocks
@@ -272,9 +274,9 @@ async def test_a_completion_marker_registered_as_a_file_is_packed(
     """A dataset that really holds a file of the marker's name keeps it."""
     pid = new_pid()
     put_file(s3, pid, MARKER, b"{}")
-    catalog = FakeCatalog(registered(MARKER, 2))
+    origdatablocks_source = FakeOrigdatablocks(registered(MARKER, 2))
 
-    outcome = await pack(s3, s3_extras, pid, catalog)
+    outcome = await pack(s3, s3_extras, pid, origdatablocks_source)
 
     assert isinstance(outcome, DatablocksCreated)
     assert [f.path for f in outcome.datablocks[0].data_file_list] == [MARKER]
@@ -287,9 +289,11 @@ async def test_files_of_a_dataset_scicat_does_not_know_are_not_packed(
     pid = new_pid()
     put_file(s3, pid, "a.txt", b"hello world")
     put_file(s3, pid, MARKER, b"{}")
-    catalog = FakeCatalog(down=DatasetNotInCatalog(f"SciCat knows no dataset {pid} (404)"))
+    origdatablocks_source = FakeOrigdatablocks(
+        down=DatasetNotInScicat(f"SciCat knows no dataset {pid} (404)")
+    )
 
-    outcome = await pack(s3, s3_extras, pid, catalog)
+    outcome = await pack(s3, s3_extras, pid, origdatablocks_source)
 
     assert isinstance(outcome, DatasetPackingFailed)
     assert outcome.kind == "user"
@@ -305,9 +309,11 @@ async def test_an_unknown_dataset_with_nothing_uploaded_has_no_files(
 ) -> None:
     """Unknown to SciCat and empty (a stray upload.finished): the usual "no files" failure."""
     pid = new_pid()
-    catalog = FakeCatalog(down=DatasetNotInCatalog(f"SciCat knows no dataset {pid} (404)"))
+    origdatablocks_source = FakeOrigdatablocks(
+        down=DatasetNotInScicat(f"SciCat knows no dataset {pid} (404)")
+    )
 
-    outcome = await pack(s3, s3_extras, pid, catalog)
+    outcome = await pack(s3, s3_extras, pid, origdatablocks_source)
 
     assert isinstance(outcome, DatasetPackingFailed)
     assert (outcome.kind, outcome.reason) == (
@@ -319,14 +325,18 @@ async def test_an_unknown_dataset_with_nothing_uploaded_has_no_files(
 async def test_scicat_down_raises_before_anything_is_written(
     s3: Minio, s3_extras: BaseClient
 ) -> None:
-    """The catalog read fails: the error propagates (nak for later), no tar, no result."""
+    """Reading the origdatablocks fails: the error propagates (nak for later), no tar, no result."""
     pid = new_pid()
     put_file(s3, pid, "a.txt", b"hello world")
     results = InMemoryResults()
 
     with pytest.raises(ConnectionError):
         await pack(
-            s3, s3_extras, pid, FakeCatalog(down=ConnectionError("SciCat unreachable")), results
+            s3,
+            s3_extras,
+            pid,
+            FakeOrigdatablocks(down=ConnectionError("SciCat unreachable")),
+            results,
         )
 
     assert datablock_keys(s3, pid) == []

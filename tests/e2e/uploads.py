@@ -24,7 +24,8 @@ from archiver.scicat_client import (
     raw_dataset_body,
 )
 from archiver.upload_plan import plan_upload
-from archiver.uploading import Uploader, object_name
+from archiver.uploading import Uploader
+from contracts.objectkeys import landing_key
 
 MiB = 1024 * 1024
 
@@ -119,7 +120,7 @@ def put_with_wrong_checksum(
     moto keeps `x-amz-checksum-sha256` only with `x-amz-sdk-checksum-algorithm`
     and never checks it, so the wrong checksum is stored as the client sent it.
     """
-    urls = staged.gateway.presigned_urls(staged.pid, object_name(staged.pid, relative), 1)
+    urls = staged.gateway.presigned_urls(staged.pid, landing_key(staged.pid, relative), 1)
     wrong = base64.b64encode(hashlib.sha256(b"other bytes" + content).digest()).decode()
     reply = http.put(
         urls.urls[0],

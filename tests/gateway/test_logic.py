@@ -15,7 +15,6 @@ from contracts.events import MinioNotification
 from contracts.objectkeys import pid_of_landing_key
 from runtime.scicat import ScicatClient
 from services.gateway.admission import Admission, Decision, GiB, open_reservations
-from services.gateway.catalog import Catalog, DatasetOwner, Identity, TtlCache
 from services.gateway.errors import (
     DependencyDown,
     GatewayError,
@@ -24,6 +23,7 @@ from services.gateway.errors import (
     NotFound,
 )
 from services.gateway.notifications import finished_pids
+from services.gateway.scicat_lookups import DatasetOwner, Identity, ScicatLookups, TtlCache
 from services.gateway.tokens import TokenIssuer
 from services.gateway.uploads import object_key
 
@@ -92,7 +92,7 @@ async def test_catalog_caches_identities_and_relogs_in_once_on_403() -> None:
     async with httpx.AsyncClient(
         transport=httpx.MockTransport(answer), base_url="http://scicat/api/"
     ) as http:
-        catalog = Catalog(
+        catalog = ScicatLookups(
             ScicatClient(http, username="archiveManager", password=SecretStr("pw")),
             identity_cache=TtlCache[Identity](60),
             dataset_cache=TtlCache[DatasetOwner](60),
@@ -113,8 +113,8 @@ async def test_catalog_caches_identities_and_relogs_in_once_on_403() -> None:
     ]
 
 
-def catalog_answering(answer: httpx.Response | Exception) -> Catalog:
-    """A Catalog whose SciCat logs in, then gives `answer` to every read."""
+def catalog_answering(answer: httpx.Response | Exception) -> ScicatLookups:
+    """A ScicatLookups whose SciCat logs in, then gives `answer` to every read."""
 
     def handle(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/api/v3/auth/login":
@@ -124,7 +124,7 @@ def catalog_answering(answer: httpx.Response | Exception) -> Catalog:
         return answer
 
     http = httpx.AsyncClient(transport=httpx.MockTransport(handle), base_url="http://scicat/api/")
-    return Catalog(
+    return ScicatLookups(
         ScicatClient(http, username="archiveManager", password=SecretStr("pw")),
         identity_cache=TtlCache[Identity](60),
         dataset_cache=TtlCache[DatasetOwner](60),

@@ -15,7 +15,7 @@ from tests.polling import eventually
 
 BUS_SERVICES = {
     "datablocker": streams.DATABLOCKER_UPLOAD_FINISHED,
-    "ltsmover": streams.LTSMOVER_JOB_REQUESTED,
+    "ltsmover": streams.LTSMOVER_JOB_REQUESTED_ALL,
     "verifier": streams.VERIFIER_LTS_MOVED,
     "scicat_sync": streams.SCICAT_SYNC_JOB_STATUS,
     "gateway": streams.GATEWAY_MINIO_EVENTS,

@@ -69,7 +69,7 @@ class DatasetOwner:
     contact_email: str | None
 
 
-class Catalog:
+class ScicatLookups:
     """SciCat reads through the process's `ScicatClient` (no retries: the caller retries)."""
 
     def __init__(
