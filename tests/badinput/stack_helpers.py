@@ -10,7 +10,6 @@ import httpx
 import nats
 from nats.js import JetStreamContext
 
-from contracts.events import DeadLetter
 from devstack.stack import DevStack
 
 
@@ -21,18 +20,6 @@ async def jetstream(stack: DevStack) -> AsyncIterator[JetStreamContext]:
         yield client.jetstream()
     finally:
         await client.close()
-
-
-async def dead_letters(js: JetStreamContext) -> list[DeadLetter]:
-    info = await js.stream_info("DEADLETTERS")
-    letters: list[DeadLetter] = []
-    if info.state.messages == 0:
-        return letters
-    for seq in range(info.state.first_seq, info.state.last_seq + 1):
-        raw = await js.get_msg("DEADLETTERS", seq)
-        if raw.subject.startswith("deadletter."):
-            letters.append(DeadLetter.model_validate_json(raw.data))
-    return letters
 
 
 class Scicat:

@@ -10,12 +10,13 @@ from datetime import UTC, datetime, timedelta
 from nats.js import JetStreamContext
 
 from contracts import streams, subjects
-from contracts.events import DeadLetter, UploadFinished
+from contracts.events import UploadFinished
 from runtime.provisioning import consumer_config, provision
 from runtime.publishing import publish_event
 from runtime.service_bus import Bus
 from runtime.settling import PermanentError
 from tests import inprocess_consumer
+from tests.deadletters import dead_letters
 from tests.polling import eventually
 
 SPEC = replace(
@@ -43,18 +44,6 @@ def consuming(
 ) -> AbstractAsyncContextManager[Bus]:
     """The test consumer running in this process, as a service would run it."""
     return inprocess_consumer.consuming(url, SPEC, UploadFinished, handle)
-
-
-async def dead_letters(js: JetStreamContext) -> list[DeadLetter]:
-    info = await js.stream_info("DEADLETTERS")
-    letters: list[DeadLetter] = []
-    if info.state.messages == 0:
-        return letters
-    for seq in range(info.state.first_seq, info.state.last_seq + 1):
-        raw = await js.get_msg("DEADLETTERS", seq)
-        if raw.subject.startswith("deadletter."):
-            letters.append(DeadLetter.model_validate_json(raw.data))
-    return letters
 
 
 async def prepare(js: JetStreamContext) -> None:

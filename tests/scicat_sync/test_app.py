@@ -16,7 +16,6 @@ from contracts.events import (
     DatablocksCreated,
     DataFile,
     DatasetLifecycleChanged,
-    DeadLetter,
     JobStatusChanged,
 )
 from contracts.scicat import LifecyclePatch
@@ -25,6 +24,7 @@ from runtime.settings import NatsSettings, ScicatSettings
 from services.scicat_sync.app import create_app
 from services.scicat_sync.ledger import AppliedLedger
 from services.scicat_sync.settings import ScicatSyncSettings
+from tests.deadletters import dead_letters
 from tests.polling import eventually
 from tests.scicat_sync.conftest import ARCHIVER, Standin
 
@@ -57,18 +57,6 @@ async def running(config: ScicatSyncSettings) -> AsyncIterator[None]:
 
 async def publish(js: JetStreamContext, subject: str, event: BaseModel, msg_id: str) -> None:
     await publish_event(js, subject, event, msg_id=msg_id)
-
-
-async def dead_letters(js: JetStreamContext) -> list[DeadLetter]:
-    info = await js.stream_info("DEADLETTERS")
-    letters: list[DeadLetter] = []
-    if info.state.messages == 0:
-        return letters
-    for seq in range(info.state.first_seq, info.state.last_seq + 1):
-        raw = await js.get_msg("DEADLETTERS", seq)
-        if raw.subject.startswith("deadletter."):
-            letters.append(DeadLetter.model_validate_json(raw.data))
-    return letters
 
 
 def writes_to(standin: Standin, path_part: str) -> list[dict[str, Any]]:
