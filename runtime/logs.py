@@ -36,6 +36,12 @@ def configure_logging(settings: LogSettings, service: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(settings.level)
     structlog.contextvars.bind_contextvars(service=service)
+    # FastStream gives its loggers their own colour handler and stops them propagating:
+    # route them through the one handler above, so every line has the same format.
+    for name in ("faststream", "faststream.access"):
+        faststream_logger = logging.getLogger(name)
+        faststream_logger.handlers.clear()
+        faststream_logger.propagate = True
     # FastStream logs two INFO lines per message; our handlers log outcomes instead.
     logging.getLogger("faststream").setLevel(logging.WARNING)
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
