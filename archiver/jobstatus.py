@@ -142,6 +142,10 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
+def _percent(value: float) -> str:
+    return f"{value:.0f}%" if value in (0.0, 100.0) else f"{value:.1f}%"
+
+
 def _when(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
@@ -151,19 +155,29 @@ def render_jobs(console: Console, views: list[JobView], now: datetime, *, show_a
         console.print("No jobs." if show_all else "No jobs in flight.")
         return
     table = Table(title="Jobs" if show_all else "Jobs in flight")
-    for name in ("job", "type", "status", "dataset", "step", "last progress", "flag"):
+    for name in ("job", "type", "status", "done", "dataset", "step", "last progress", "flag"):
         table.add_column(name, overflow="fold")
     for view in views:
         record = view.record
         if not view.datasets:
             flag = STUCK if view.stuck else ""
-            table.add_row(record.job_id, record.job_type, record.status, "", "", "", flag)
+            table.add_row(
+                record.job_id,
+                record.job_type,
+                record.status,
+                _percent(record.percent_done),
+                "",
+                "",
+                "",
+                flag,
+            )
         for i, dataset in enumerate(view.datasets):
             first = i == 0
             table.add_row(
                 record.job_id if first else "",
                 record.job_type if first else "",
                 record.status if first else "",
+                _percent(dataset.progress.percent_done),
                 dataset.progress.pid,
                 dataset.step,
                 _ago(now, dataset.last_progress),
@@ -177,7 +191,7 @@ def render_job(console: Console, view: JobView, now: datetime) -> None:
     flag = f"  [bold red]{STUCK}[/bold red]" if view.stuck else ""
     console.print(
         f"[bold]Job {record.job_id}[/bold] ({record.job_type}, SciCat {record.scicat_api}): "
-        f"{record.status}: {record.status_message}{flag}",
+        f"{record.status}: {record.status_message}, {_percent(record.percent_done)} done{flag}",
         highlight=False,
     )
     console.print(
@@ -209,7 +223,8 @@ def render_job(console: Console, view: JobView, now: datetime) -> None:
             progress.state,
             progress.message or "",
             error,
-            f"{_size(progress.bytes_done)} / {_size(progress.bytes_total)}",
+            f"{_percent(progress.percent_done)} "
+            f"({_size(progress.bytes_done)} / {_size(progress.bytes_total)})",
             _when(progress.started_at),
             _when(progress.decided_at),
             STUCK if dataset.stuck else "",
@@ -218,7 +233,7 @@ def render_job(console: Console, view: JobView, now: datetime) -> None:
             blocks.add_row(
                 progress.pid,
                 block.archive_id,
-                block.state,
+                progress.shown_state(block),
                 str(block.attempt),
                 "yes" if block.copied else "no",
                 _size(block.packed_size),

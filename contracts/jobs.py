@@ -38,6 +38,11 @@ class DatablockProgress(BaseModel):
     """Why the last verification failed."""
 
 
+def percent(done: int, total: int) -> float:
+    """`done` of `total` in percent, one decimal; nothing to do is 0."""
+    return round(100 * done / total, 1) if total else 0.0
+
+
 class DatasetProgress(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -63,6 +68,20 @@ class DatasetProgress(BaseModel):
     @property
     def bytes_done(self) -> int:
         return sum(b.packed_size for b in self.datablocks.values() if b.state == "verified")
+
+    @property
+    def percent_done(self) -> float:
+        """Bytes verified of all bytes, 0-100; a succeeded dataset is 100 (it may have none)."""
+        if self.state == "succeeded":
+            return 100.0
+        return percent(self.bytes_done, self.bytes_total)
+
+    def shown_state(self, block: DatablockProgress) -> str:
+        """The block's state for a person: an unfinished block of a failed dataset is abandoned,
+        not still "copying"."""
+        if self.state == "failed" and block.state not in ("verified", "failed"):
+            return "abandoned"
+        return block.state
 
 
 class JobRecord(BaseModel):
@@ -98,3 +117,18 @@ class JobRecord(BaseModel):
     @property
     def all_decided(self) -> bool:
         return all(d.decided for d in self.datasets.values())
+
+    @property
+    def bytes_total(self) -> int:
+        return sum(d.bytes_total for d in self.datasets.values())
+
+    @property
+    def bytes_done(self) -> int:
+        return sum(d.bytes_done for d in self.datasets.values())
+
+    @property
+    def percent_done(self) -> float:
+        """Bytes verified of all the job's bytes, 0-100; a successful job is 100."""
+        if self.status == "finishedSuccessful":
+            return 100.0
+        return percent(self.bytes_done, self.bytes_total)

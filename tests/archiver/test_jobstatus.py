@@ -215,3 +215,48 @@ async def test_an_empty_bucket_lists_no_jobs(
 
     assert listing.exit_code == 0
     assert "No jobs in flight" in listing.output
+
+
+def test_percent_done_counts_verified_bytes_and_a_success_is_whole() -> None:
+    """p/busy has 1 of 2 KiB verified (50%), the job 2 of 3 KiB; succeeded datasets are 100%."""
+    job = in_flight_job()
+
+    assert job.datasets["p/busy"].percent_done == 50.0
+    assert job.datasets["p/done"].percent_done == 100.0
+    assert job.datasets["p/waiting"].percent_done == 0.0
+    assert job.percent_done == 66.7
+
+
+def test_an_unfinished_datablock_of_a_failed_dataset_reads_abandoned() -> None:
+    """A failed dataset's block that was still copying is shown abandoned, a verified one as is."""
+    dataset = DatasetProgress(
+        pid="p/gone",
+        state="failed",
+        datablocks={
+            "a/gone_0.tar": DatablockProgress(
+                archive_id="a/gone_0.tar", packed_size=1, state="verified"
+            ),
+            "a/gone_1.tar": DatablockProgress(
+                archive_id="a/gone_1.tar", packed_size=1, state="copying", copied=True
+            ),
+        },
+    )
+
+    shown = [dataset.shown_state(b) for b in dataset.datablocks.values()]
+
+    assert shown == ["verified", "abandoned"]
+
+
+async def test_status_shows_percent_per_job_and_dataset(
+    clean_js: JetStreamContext, nats_server_process
+) -> None:
+    """The list shows each dataset's percent; one job's page the job's and the datasets'."""
+    await store_jobs(clean_js, in_flight_job())
+
+    _, listing = await status(nats_server_process.url, None)
+    _, page = await status(nats_server_process.url, "j-run")
+
+    assert "50.0%" in listing
+    assert "100%" in listing
+    assert "66.7% done" in page
+    assert "50.0% (1.0 KiB / 2.0 KiB)" in page
