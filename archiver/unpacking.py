@@ -65,8 +65,10 @@ def _checked_members(
         path = _member_path(tar_path, member)
         if path is None:
             continue  # the `.` directory: the target itself
-        if path in files or (member.isfile() and path in folders):
-            raise _refused(tar_path, member, "the tar holds this path twice")
+        if path in files:
+            raise _refused(tar_path, member, "a file by this name comes earlier in the tar")
+        if member.isfile() and path in folders:
+            raise _refused(tar_path, member, "the tar has a folder by this name, not a file")
         parents = path.split("/")[:-1]
         for depth in range(1, len(parents) + 1):
             parent = "/".join(parents[:depth])
