@@ -18,6 +18,14 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _log_to_terminal_without_secrets() -> None:
+    # Every command: library warnings (retries) on stderr, secrets redacted.
+    from archiver.terminal_logging import configure_terminal_logging
+
+    configure_terminal_logging()
+
+
 @app.command()
 def run(service: Annotated[Service, typer.Argument(help="Which service to run.")]) -> None:
     """Run one service in the foreground until SIGTERM or Ctrl-C."""
@@ -195,13 +203,14 @@ def _operate(run: "Callable[[str, Console], int]", nats_url: str | None) -> None
     from rich.console import Console
 
     from archiver.operator_bus import BusUnreachableError, OperatorSettings, resolve_nats_url
+    from runtime.redaction import redact_text
 
     console = Console()
     url = resolve_nats_url(nats_url, OperatorSettings())
     try:
         code = run(url, console)
     except BusUnreachableError as exc:
-        console.print(str(exc))
+        console.print(redact_text(str(exc)), markup=False, highlight=False)
         code = 1
     raise typer.Exit(code)
 

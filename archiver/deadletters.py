@@ -31,6 +31,7 @@ from archiver.operator_bus import (
 )
 from contracts import streams, subjects
 from contracts.events import DeadLetter
+from runtime.redaction import redact, redact_text
 
 ADVISORY_REASON = "max deliveries reached (server advisory)"
 _SERVICE_OF_CONSUMER = {c.durable: c.service for c in streams.CONSUMERS}
@@ -189,7 +190,7 @@ def render_letters(console: Console, letters: list[Letter]) -> None:
             letter.consumer,
             f"{letter.subject or '?'} ({letter.stream} #{letter.stream_seq})",
             str(letter.deliveries),
-            letter.reason,
+            redact_text(letter.reason),
         )
     console.print(table)
 
@@ -197,8 +198,8 @@ def render_letters(console: Console, letters: list[Letter]) -> None:
 def _pretty(message: StoredMessage) -> str:
     body = message.json()
     if body is None:
-        return message.data.decode(errors="replace")
-    return json.dumps(body, indent=2, sort_keys=True)
+        return redact_text(message.data.decode(errors="replace"))
+    return json.dumps(redact(body), indent=2, sort_keys=True)
 
 
 def render_letter(console: Console, letter: Letter, original: StoredMessage | None) -> None:
@@ -206,7 +207,7 @@ def render_letter(console: Console, letter: Letter, original: StoredMessage | No
         k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(letter).items()
     }
     console.print(f"[bold]Dead letter #{letter.seq}[/bold]")
-    console.print_json(json.dumps(fields))
+    console.print_json(json.dumps(redact(fields)))
     if original is None:
         console.print(
             f"[bold red]The original {letter.stream} #{letter.stream_seq} is no longer in its "
@@ -217,7 +218,8 @@ def render_letter(console: Console, letter: Letter, original: StoredMessage | No
         f"[bold]Original {original.stream} #{original.seq}[/bold] "
         f"subject={original.subject} stored={_when(original.time)}"
     )
-    console.print(f"headers: {json.dumps(dict(original.headers), sort_keys=True)}")
+    headers = json.dumps(redact(dict(original.headers)), sort_keys=True)
+    console.print(f"headers: {headers}", markup=False, highlight=False)
     console.print(_pretty(original), markup=False, highlight=False)
 
 

@@ -30,6 +30,7 @@ from archiver.ingesting import (
     parse_size,
     resolve_endpoints,
 )
+from runtime.redaction import redact_text
 
 EXIT_FAILED = 1
 EXIT_CANCELLED = 130
@@ -99,7 +100,7 @@ class RichIngestProgress:
             self._progress.remove_task(task)
 
     def note(self, message: str) -> None:
-        self._progress.console.print(escape(message), highlight=False)
+        self._progress.console.print(escape(redact_text(message)), highlight=False)
 
 
 def run_ingest(request: IngestRequest, endpoints: Endpoints, *, timeout_s: float = 60.0) -> int:
@@ -121,7 +122,7 @@ def run_ingest(request: IngestRequest, endpoints: Endpoints, *, timeout_s: float
             return EXIT_CANCELLED
         except (IngestError, httpx.HTTPError) as exc:
             progress.stop()
-            reason = escape(_reason(exc))
+            reason = escape(redact_text(_reason(exc)))
             errors.print(f"[red]ingest failed[/red]: {reason}", highlight=False)
             return EXIT_FAILED
     Console().print(pid, markup=False, highlight=False, soft_wrap=True)
@@ -172,6 +173,7 @@ def ingest_command(
             contact_email=contact_email,
         )
     except (IngestError, ValueError) as exc:
-        errors.print(f"[red]ingest failed[/red]: {escape(str(exc))}", highlight=False)
+        reason = escape(redact_text(str(exc)))
+        errors.print(f"[red]ingest failed[/red]: {reason}", highlight=False)
         return EXIT_FAILED
     return run_ingest(request, endpoints)

@@ -14,11 +14,13 @@ from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from archiver.operator_bus import connected
 from contracts import kv
 from contracts.jobs import DatasetProgress, JobRecord
+from runtime.redaction import redact_text
 
 STUCK = "STUCK"
 DEFAULT_STUCK_AFTER = timedelta(minutes=30)
@@ -191,7 +193,8 @@ def render_job(console: Console, view: JobView, now: datetime) -> None:
     flag = f"  [bold red]{STUCK}[/bold red]" if view.stuck else ""
     console.print(
         f"[bold]Job {record.job_id}[/bold] ({record.job_type}, SciCat {record.scicat_api}): "
-        f"{record.status}: {record.status_message}, {_percent(record.percent_done)} done{flag}",
+        f"{record.status}: {escape(redact_text(record.status_message))}, "
+        f"{_percent(record.percent_done)} done{flag}",
         highlight=False,
     )
     console.print(
@@ -217,11 +220,11 @@ def render_job(console: Console, view: JobView, now: datetime) -> None:
         blocks.add_column(name, overflow="fold")
     for dataset in view.datasets:
         progress = dataset.progress
-        error = f"{progress.error_kind}: {progress.error}" if progress.error else ""
+        error = redact_text(f"{progress.error_kind}: {progress.error}") if progress.error else ""
         datasets.add_row(
             progress.pid,
             progress.state,
-            progress.message or "",
+            redact_text(progress.message or ""),
             error,
             f"{_percent(progress.percent_done)} "
             f"({_size(progress.bytes_done)} / {_size(progress.bytes_total)})",
@@ -237,7 +240,7 @@ def render_job(console: Console, view: JobView, now: datetime) -> None:
                 str(block.attempt),
                 "yes" if block.copied else "no",
                 _size(block.packed_size),
-                block.reason or "",
+                redact_text(block.reason or ""),
             )
     console.print(datasets)
     if blocks.row_count:

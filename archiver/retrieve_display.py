@@ -31,6 +31,7 @@ from archiver.retrieving import (
     endpoints_from_options,
     retrieve,
 )
+from runtime.redaction import redact_text
 
 EXIT_FAILED = 1
 
@@ -81,7 +82,7 @@ class RichRetrieveProgress:
 
     # --- RetrieveProgress ---------------------------------------------------------
     def job_changed(self, status: str, detail: str) -> None:
-        line = f"job {status}: {detail}" if detail else f"job {status}"
+        line = redact_text(f"job {status}: {detail}" if detail else f"job {status}")
         if self._job is None:
             self._job = self._job_line.add_task(line, total=None)
         else:
@@ -111,7 +112,7 @@ class RichRetrieveProgress:
             self._progress.advance(self._verify, nbytes)
 
     def note(self, message: str) -> None:
-        self._console.print(escape(message), highlight=False)
+        self._console.print(escape(redact_text(message)), highlight=False)
 
 
 def _size(n: int) -> str:
@@ -124,7 +125,7 @@ def render_report(console: Console, report: RetrieveReport, target: Path) -> Non
     table.add_column("")
     table.add_column("", overflow="fold")
     check = report.check
-    table.add_row("SciCat job", f"{report.job_id}: {report.status_message}")
+    table.add_row("SciCat job", redact_text(f"{report.job_id}: {report.status_message}"))
     table.add_row("datablocks", f"{report.datablocks} ({_size(report.packed_bytes)} packed)")
     table.add_row("downloaded now", _size(report.downloaded_bytes))
     table.add_row("files verified", f"{len(check.verified)} ({_size(check.bytes_verified)})")
@@ -133,7 +134,7 @@ def render_report(console: Console, report: RetrieveReport, target: Path) -> Non
     table.add_row("target", str(target))
     console.print(table)
     for problem in report.problems():
-        console.print(f"[red]FAILED[/red]: {escape(problem)}", highlight=False)
+        console.print(f"[red]FAILED[/red]: {escape(redact_text(problem))}", highlight=False)
     if report.ok:
         console.print(
             f"[green]all {len(check.verified)} file(s) intact[/green] (SHA-256 as recorded in"
@@ -152,7 +153,8 @@ def run_retrieve(request: RetrieveRequest, endpoints: RetrieveEndpoints) -> int:
             report = retrieve(request, endpoints, http=http, progress=progress)
         except (RetrieveError, IngestError, httpx.HTTPError) as exc:
             progress.stop()
-            errors.print(f"[red]retrieve failed[/red]: {escape(str(exc))}", highlight=False)
+            reason = escape(redact_text(str(exc)))
+            errors.print(f"[red]retrieve failed[/red]: {reason}", highlight=False)
             return EXIT_FAILED
     render_report(Console(), report, request.target)
     return 0 if report.ok else EXIT_FAILED
@@ -186,7 +188,7 @@ def retrieve_command(
             poll_s=parse_duration(poll).total_seconds(),
         )
     except (RetrieveError, ValueError) as exc:
-        message = f"[red]retrieve failed[/red]: {escape(str(exc))}"
+        message = f"[red]retrieve failed[/red]: {escape(redact_text(str(exc)))}"
         Console(stderr=True).print(message, highlight=False)
         return EXIT_FAILED
     return run_retrieve(request, endpoints)

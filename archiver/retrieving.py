@@ -24,7 +24,7 @@ from archiver.file_check import ExpectedFile, FileCheck, verify_files
 from archiver.ingest_errors import IngestError
 from archiver.responses import checked
 from archiver.scicat_jobs import FINAL_STATUS_CODES, ScicatJobs
-from archiver.unpacking import UnsafeTar, unpack_datablock
+from archiver.unpacking import UnpackError, unpack_datablock
 
 DOWNLOADS_DIR = ".archiver-downloads"
 """Below the target: partial downloads wait here to be resumed."""
@@ -145,7 +145,7 @@ def retrieve(
     try:
         for offer in offers:
             unpacked.update(unpack_datablock(downloads / offer["name"], request.target))
-    except UnsafeTar as exc:
+    except UnpackError as exc:
         raise RetrieveError(str(exc)) from exc
     finally:
         # Unpacked or refused, a tar is not needed again: a rerun downloads anew.

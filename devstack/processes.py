@@ -49,8 +49,10 @@ class ManagedProcess:
     popen: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_file = self.log_path.open("ab")
+        self.log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Mode 600: a log is for its owner, whatever a process lets slip into it.
+        log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        log_file = os.fdopen(log_fd, "ab")
         self.popen = subprocess.Popen(
             list(self.argv),
             stdout=log_file,

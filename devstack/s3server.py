@@ -1,17 +1,22 @@
-"""moto's standalone S3 server, talked to over HTTP like MinIO would be."""
+"""moto's standalone S3 server, talked to over HTTP like MinIO would be.
 
+It runs as `python -m devstack.moto_main`: moto's server with a request log that
+drops presigned URLs' query strings (a live URL in a log is a capability handed out).
+"""
+
+import sys
 from pathlib import Path
 
 import httpx
 from minio import Minio
 
-from devstack.processes import ManagedProcess, tool_path
+from devstack.processes import ManagedProcess
 
 
 def moto_server(port: int, log_path: Path) -> ManagedProcess:
     return ManagedProcess(
         name="s3",
-        argv=[tool_path("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        argv=[sys.executable, "-m", "devstack.moto_main", "-H", "127.0.0.1", "-p", str(port)],
         log_path=log_path,
     )
 

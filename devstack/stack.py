@@ -22,6 +22,7 @@ import nats
 
 from contracts.streams import CONSUMERS
 from devstack.natsserver import nats_server
+from devstack.private_files import is_private, private_dir, write_private
 from devstack.processes import ManagedProcess, StartupError, free_port, port_open, tool_path
 from devstack.s3server import create_buckets, moto_ready, moto_server
 
@@ -68,7 +69,10 @@ class DevSecrets:
     def load_or_create(cls, state_dir: Path) -> "DevSecrets":
         path = state_dir / "secrets.json"
         if path.exists():
-            return cls(**json.loads(path.read_text()))
+            kept = cls(**json.loads(path.read_text()))
+            if not is_private(path):  # written by an older stack: rewrite it mode 600
+                write_private(path, json.dumps(asdict(kept), indent=2))
+            return kept
         created = cls(
             s3_access_key="devstack",
             s3_secret_key=secrets.token_urlsafe(24),
@@ -76,8 +80,7 @@ class DevSecrets:
             job_password=secrets.token_urlsafe(24),
             token_secret=secrets.token_urlsafe(32),
         )
-        path.write_text(json.dumps(asdict(created), indent=2))
-        path.chmod(0o600)
+        write_private(path, json.dumps(asdict(created), indent=2))
         return created
 
 
@@ -103,7 +106,7 @@ class DevStack:
         self.logs = state_dir / "logs"
         self.lts_root = state_dir / "lts"
         self.processes: dict[str, ManagedProcess] = {}
-        state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(state_dir)
         self.secrets = DevSecrets.load_or_create(state_dir)
 
     # --- descriptions -----------------------------------------------------
@@ -243,7 +246,11 @@ class DevStack:
         deadline = time.monotonic() + timeout_s
         for service in SERVICES:
             self.processes[service].wait_ready(lambda: True, max(0.1, deadline - time.monotonic()))
-        (self.state_dir / "stack.json").write_text(json.dumps(self.description(), indent=2))
+        self.write_description()
+
+    def write_description(self) -> None:
+        """stack.json holds passwords and keys: mode 600, in a state dir only its owner enters."""
+        write_private(self.state_dir / "stack.json", json.dumps(self.description(), indent=2))
 
     @staticmethod
     def _http_ok(url: str) -> bool:

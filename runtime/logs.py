@@ -5,6 +5,7 @@ import sys
 
 import structlog
 
+from runtime.redaction import install_retry_log, redacting_renderer
 from runtime.settings import LogSettings
 
 
@@ -12,7 +13,8 @@ def configure_logging(settings: LogSettings, service: str) -> None:
     json_output = settings.format == "json" or (
         settings.format == "auto" and not sys.stderr.isatty()
     )
-    renderer: structlog.types.Processor = (
+    # Every finished line passes the redaction: no token, password or presigned URL in logs.
+    renderer: structlog.types.Processor = redacting_renderer(
         structlog.processors.JSONRenderer() if json_output else structlog.dev.ConsoleRenderer()
     )
     shared: list[structlog.types.Processor] = [
@@ -47,3 +49,4 @@ def configure_logging(settings: LogSettings, service: str) -> None:
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     # httpx logs every request at INFO; failures surface through our own lines.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    install_retry_log()

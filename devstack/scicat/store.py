@@ -71,7 +71,9 @@ class StateStore:
     def append_history(self, entry: dict[str, Any]) -> int:
         """Append one write record and persist it; returns its index."""
         entry = {"index": len(self.history), **entry}
-        with (self._dir / "history.jsonl").open("a", encoding="utf-8") as handle:
+        # Mode 600 like the collections (mkstemp): job results hold presigned URLs.
+        fd = os.open(self._dir / "history.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(entry) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
