@@ -12,7 +12,8 @@ from urllib.parse import unquote
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from devstack.scicat.auth import Caller, require_caller
+from devstack.scicat.access import Caller
+from devstack.scicat.auth import require_caller
 from devstack.scicat.bodies import is_merge_patch, read_body
 from devstack.scicat.catalog import Catalog, to_obsolete_view
 from devstack.scicat.errors import nest_error
@@ -50,7 +51,7 @@ def build_dataset_router(catalog: Catalog) -> APIRouter:
     async def patch_v3(pid: str, request: Request, caller: CallerDep) -> dict[str, Any]:
         body = await read_body(request)
         updated = catalog.patch_dataset(
-            caller, unquote(pid), body, api_version=3, merge_patch=is_merge_patch(request)
+            caller, unquote(pid), body, api_version=3, is_merge_patch=is_merge_patch(request)
         )
         return to_obsolete_view(updated)
 
@@ -75,17 +76,20 @@ def build_dataset_router(catalog: Catalog) -> APIRouter:
     ) -> dict[str, Any]:
         dataset = catalog.readable_dataset(caller, unquote(pid))
         reply = dict(dataset)
+        # Relations are filtered by the caller's rights (DatasetsAccessService).
+        visible = caller.is_admin or caller.has_access(dataset)
         if include and "origdatablocks" in include:
-            reply["origdatablocks"] = catalog.origdatablocks_of(dataset["pid"])
+            reply["origdatablocks"] = catalog.origdatablocks_of(dataset["pid"]) if visible else []
         if include and "datablocks" in include:
-            reply["datablocks"] = catalog.datablocks_matching(caller, {"datasetId": dataset["pid"]})
+            blocks = catalog.datablocks_matching(caller, {"datasetId": dataset["pid"]})
+            reply["datablocks"] = blocks if visible else []
         return reply
 
     @router.patch("/api/v4/datasets/{pid}")
     async def patch_v4(pid: str, request: Request, caller: CallerDep) -> dict[str, Any]:
         body = await read_body(request)
         return catalog.patch_dataset(
-            caller, unquote(pid), body, api_version=4, merge_patch=is_merge_patch(request)
+            caller, unquote(pid), body, api_version=4, is_merge_patch=is_merge_patch(request)
         )
 
     # --- lifecycle (same behaviour in v3 and v4) -------------------------------------
@@ -99,7 +103,7 @@ def build_dataset_router(catalog: Catalog) -> APIRouter:
         @router.patch(f"/api/{version}/datasets/{{pid}}/datasetlifecycle")
         async def patch_lifecycle(pid: str, request: Request, caller: CallerDep) -> dict:
             body = await read_body(request)
-            return catalog.patch_lifecycle(caller, unquote(pid), body)
+            return await catalog.patch_lifecycle(caller, unquote(pid), body)
 
     # --- origdatablocks --------------------------------------------------------------
 
@@ -112,8 +116,7 @@ def build_dataset_router(catalog: Catalog) -> APIRouter:
 
     @router.get("/api/v3/datasets/{pid}/origdatablocks")
     async def list_dataset_origdatablocks(pid: str, caller: CallerDep) -> list[dict[str, Any]]:
-        dataset = catalog.readable_dataset(caller, unquote(pid))
-        return catalog.origdatablocks_of(dataset["pid"])
+        return catalog.blocks_of_dataset(caller, unquote(pid), "origdatablocks")
 
     for version in ("v3", "v4"):
 
@@ -129,12 +132,11 @@ def build_dataset_router(catalog: Catalog) -> APIRouter:
         pid: str, request: Request, caller: CallerDep
     ) -> dict[str, Any]:
         body = await read_body(request)
-        return catalog.create_datablock(caller, body, dataset_pid=unquote(pid))
+        return await catalog.create_datablock(caller, body, dataset_pid=unquote(pid))
 
     @router.get("/api/v3/datasets/{pid}/datablocks")
     async def list_dataset_datablocks(pid: str, caller: CallerDep) -> list[dict[str, Any]]:
-        dataset = catalog.readable_dataset(caller, unquote(pid))
-        return catalog.datablocks_matching(caller, {"datasetId": dataset["pid"]})
+        return catalog.blocks_of_dataset(caller, unquote(pid), "datablocks")
 
     @router.delete("/api/v3/datasets/{pid}/datablocks/{block_id}")
     async def delete_dataset_datablock(pid: str, block_id: str, caller: CallerDep) -> Response:
@@ -144,7 +146,7 @@ def build_dataset_router(catalog: Catalog) -> APIRouter:
     @router.post("/api/v3/datablocks", status_code=201)
     async def create_datablock(request: Request, caller: CallerDep) -> dict[str, Any]:
         body = await read_body(request)
-        return catalog.create_datablock(caller, body, dataset_pid=None)
+        return await catalog.create_datablock(caller, body, dataset_pid=None)
 
     @router.get("/api/v3/datablocks")
     async def find_datablocks(caller: CallerDep, filter: str | None = None) -> list[dict]:

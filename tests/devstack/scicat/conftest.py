@@ -21,7 +21,7 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 
 from devstack.scicat.app import create_app
-from devstack.scicat.config import StandinConfig
+from devstack.scicat.config import DEV_SITE_ENV, config_from_env
 from devstack.scicat.jobconfig import parse_job_config
 from tests.conftest import raw_dataset
 from tests.polling import eventually_sync
@@ -97,7 +97,7 @@ def job_config_yaml(archiver_port: int, closed_port: int) -> str:
           method: POST
           headers:
             Content-Type: application/json
-            Authorization: "Bearer ${{ARCHIVER_JOB_TOKEN}}"
+            Authorization: "Bearer {{{{{{ env.ARCHIVER_JOB_TOKEN }}}}}}"
           body: "{{{{{{ jsonify job }}}}}}\""""
 
     def job_type(name: str, flag: str, auth: str, url: str) -> str:
@@ -107,7 +107,7 @@ def job_config_yaml(archiver_port: int, closed_port: int) -> str:
       auth: "{auth}"
       actions:{validate.format(flag=flag)}{url_action.format(url=url)}
     update:
-      auth: archivemanager"""
+      auth: '#jobAdmin'"""
 
     return "configVersion: test-v1\njobs:" + "".join(
         [
@@ -154,12 +154,10 @@ def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standin]:
     archiver = FakeArchiver()
     with ThreadedServer(archiver.app()) as archiver_server:
         archiver.port = archiver_server.port
-        job_config = parse_job_config(
-            job_config_yaml(archiver.port, closed_port()),
-            env={"ARCHIVER_JOB_TOKEN": "job-token-123"},
-        )
+        job_config = parse_job_config(job_config_yaml(archiver.port, closed_port()))
         state_dir = tmp_path_factory.mktemp("scicat-state")
-        config = StandinConfig(state_dir=state_dir, job_config=job_config)
+        env = {**DEV_SITE_ENV, "ARCHIVER_JOB_TOKEN": "job-token-123"}
+        config = config_from_env(env, state_dir=state_dir, job_config=job_config)
         with ThreadedServer(create_app(config)) as server:
             yield Standin(f"http://127.0.0.1:{server.port}/api", state_dir, archiver)
 
