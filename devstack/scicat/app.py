@@ -62,7 +62,9 @@ def create_app(
     store = StateStore(config.state_dir)
     catalog = Catalog(store, config.pid_prefix, clock, config.write_window_s)
     # One client for all url job actions; SciCat sets no timeout of its own (undici's).
-    timeout = httpx.Timeout(config.url_action_timeout_s, connect=config.url_action_connect_timeout_s)
+    timeout = httpx.Timeout(
+        config.url_action_timeout_s, connect=config.url_action_connect_timeout_s
+    )
     http = httpx.AsyncClient(transport=http_transport, timeout=timeout)
     jobs = Jobs(
         store,

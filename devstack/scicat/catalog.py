@@ -465,6 +465,10 @@ class Catalog:
             if matches(block, where) and caller.may_read_datablock(block)
         ]
 
+    def datablocks_matching_all(self, where: dict[str, Any]) -> list[dict]:
+        """Datablocks matching `where`, unfiltered by rights (the v3 dataset lookups)."""
+        return [b for b in self._store.datablocks.values() if matches(b, where)]
+
     def delete_datablock(self, caller: Caller, pid: str, block_id: str) -> None:
         """DELETE /Datasets/{pid}/datablocks/{id}: DELETE_GROUPS only."""
         if not caller.may_delete_blocks:  # endpoint DatasetDatablockDelete

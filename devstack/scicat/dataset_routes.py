@@ -43,9 +43,23 @@ def build_dataset_router(catalog: Catalog) -> APIRouter:
         return {"valid": True}
 
     @router.get("/api/v3/datasets/{pid}")
-    async def get_v3(pid: str, caller: CallerDep) -> dict[str, Any]:
+    async def get_v3(pid: str, caller: CallerDep, filter: str | None = None) -> dict[str, Any]:
+        """findById: the list route's access filter; `filter.include` adds relations.
+
+        The v3 list route builds its lookups with applyDefaults=false, so included
+        origdatablocks and datablocks are NOT filtered by the caller's rights: whoever
+        may read the dataset (e.g. DatasetReadAny of the lifecycle groups) reads them.
+        """
+        relations = _included_relations(filter)
         dataset = catalog.readable_dataset(caller, unquote(pid))
-        return {**to_obsolete_view(dataset), "history": []}
+        reply = {**to_obsolete_view(dataset)}
+        if "origdatablocks" in relations:
+            reply["origdatablocks"] = catalog.origdatablocks_of(dataset["pid"])
+        if "datablocks" in relations:
+            reply["datablocks"] = [
+                b for b in catalog.datablocks_matching_all({"datasetId": dataset["pid"]})
+            ]
+        return {**reply, "history": []}
 
     @router.patch("/api/v3/datasets/{pid}")
     async def patch_v3(pid: str, request: Request, caller: CallerDep) -> dict[str, Any]:
@@ -160,3 +174,20 @@ def build_dataset_router(catalog: Catalog) -> APIRouter:
         return catalog.datablocks_matching(caller, where)
 
     return router
+
+
+def _included_relations(filter_text: str | None) -> set[str]:
+    """`{"include": ["origdatablocks", {"relation": "datablocks"}, "all"]}` -> names."""
+    if not filter_text:
+        return set()
+    try:
+        parsed = json.loads(filter_text)
+    except ValueError as exc:
+        raise nest_error(400, f"Invalid JSON in filter: {exc}") from exc
+    include = parsed.get("include") if isinstance(parsed, dict) else None
+    names = set()
+    for item in include if isinstance(include, list) else []:
+        name = item.get("relation") if isinstance(item, dict) else item
+        if isinstance(name, str):
+            names.add(name)
+    return {"origdatablocks", "datablocks"} if "all" in names else names

@@ -36,7 +36,9 @@ def _phrase(status_code: int) -> str:
 def nest_error(status_code: int, message: str | list[str] | None = None) -> ScicatError:
     """A NestJS built-in exception (HttpException.createBody)."""
     if message is None:
-        return ScicatError(status_code, {"message": _phrase(status_code), "statusCode": status_code})
+        return ScicatError(
+            status_code, {"message": _phrase(status_code), "statusCode": status_code}
+        )
     return ScicatError(
         status_code, {"message": message, "error": _phrase(status_code), "statusCode": status_code}
     )

@@ -145,7 +145,15 @@ def _json_ready(value: Any) -> Any:
 
 
 _HTML_ESCAPES = str.maketrans(
-    {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;", "`": "&#x60;", "=": "&#x3D;"}
+    {
+        "&": "&amp;",
+        "<": "&lt;",
+        ">": "&gt;",
+        '"': "&quot;",
+        "'": "&#x27;",
+        "`": "&#x60;",
+        "=": "&#x3D;",
+    }
 )
 
 
@@ -464,7 +472,8 @@ def _strip_around(nodes: list[Any], index: int, left: bool, right: bool) -> None
 def compile_template(template: str) -> Template:
     """Parse once; render many times (as `Handlebars.compile`)."""
     if not isinstance(template, str):
-        msg = f"You must pass a string or Handlebars AST to Handlebars.compile. You passed {template!r}"
+        msg = "You must pass a string or Handlebars AST to Handlebars.compile. "
+        msg += f"You passed {template!r}"
         raise TemplateError(msg)
     root: list[Any] = []
     stack: list[tuple[str, list[Any], Block | None, bool]] = [("", root, None, False)]
@@ -556,7 +565,9 @@ class Template:
     def __init__(self, nodes: list[Any]) -> None:
         self._nodes = nodes
 
-    def __call__(self, context: Any, helpers: Mapping[str, Callable[..., Any]] | None = None) -> str:
+    def __call__(
+        self, context: Any, helpers: Mapping[str, Callable[..., Any]] | None = None
+    ) -> str:
         all_helpers = {**SCICAT_HELPERS, **(helpers or {})}
         frame = _Frame(context, {"root": context}, None)
         return _render(self._nodes, frame, all_helpers)
@@ -636,7 +647,7 @@ def _child(frame: _Frame, context: Any, data: Mapping[str, Any] | None = None) -
     return _Frame(context, {**frame.data, **(data or {})}, frame)
 
 
-def _builtin_if(frame, helpers, params, options, block, negate=False):  # noqa: ANN001, ANN202, PLR0913
+def _builtin_if(frame, helpers, params, options, block, negate=False):
     if len(params) != 1:
         msg = "#if requires exactly one argument"
         raise TemplateError(msg)
@@ -652,11 +663,11 @@ def _builtin_if(frame, helpers, params, options, block, negate=False):  # noqa: 
     return SafeString(options.fn(frame.context))
 
 
-def _builtin_unless(frame, helpers, params, options, block):  # noqa: ANN001, ANN202
+def _builtin_unless(frame, helpers, params, options, block):
     return _builtin_if(frame, helpers, params, options, block, negate=True)
 
 
-def _builtin_with(frame, helpers, params, options, block):  # noqa: ANN001, ANN202
+def _builtin_with(frame, helpers, params, options, block):
     value = params[0] if params else UNDEFINED
     if block is None:
         msg = "#with requires a block"
@@ -666,7 +677,7 @@ def _builtin_with(frame, helpers, params, options, block):  # noqa: ANN001, ANN2
     return SafeString(_render(block.body, _child(frame, value), helpers))
 
 
-def _builtin_each(frame, helpers, params, options, block):  # noqa: ANN001, ANN202
+def _builtin_each(frame, helpers, params, options, block):
     if block is None:
         msg = "Must pass iterator to #each"
         raise TemplateError(msg)
@@ -686,13 +697,13 @@ def _builtin_each(frame, helpers, params, options, block):  # noqa: ANN001, ANN2
     return SafeString("".join(out))
 
 
-def _builtin_lookup(frame, helpers, params, options, block):  # noqa: ANN001, ANN202
+def _builtin_lookup(frame, helpers, params, options, block):
     if len(params) < 2 or params[0] is None or params[0] is UNDEFINED:
         return params[0] if params else UNDEFINED
     return _lookup(params[0], js_string(params[1]))
 
 
-def _builtin_log(frame, helpers, params, options, block):  # noqa: ANN001, ANN202
+def _builtin_log(frame, helpers, params, options, block):
     return UNDEFINED
 
 

@@ -176,7 +176,9 @@ class Jobs:
                     if entry.get("pid"):
                         dataset = self._catalog.find_dataset(entry["pid"]) or {}
                         all_published = all_published and dataset.get("isPublished") is True
-                        groups.append([*(dataset.get("accessGroups") or []), dataset.get("ownerGroup")])
+                        groups.append(
+                            [*(dataset.get("accessGroups") or []), dataset.get("ownerGroup")]
+                        )
                 common = _intersection([*groups, user_groups])
                 if all_published and user_groups:
                     v4["ownerGroup"] = user_groups[0]
@@ -244,8 +246,10 @@ class Jobs:
                     owner_user = caller.username
             if body.get("ownerGroup"):
                 owner_group = body["ownerGroup"]
-            if not body.get("ownerGroup") and not body.get("ownerUser") and not body.get(
-                "contactEmail"
+            if (
+                not body.get("ownerGroup")
+                and not body.get("ownerUser")
+                and not body.get("contactEmail")
             ):
                 raise status_error(400, "Contact email should be specified for an anonymous job.")
             contact = body.get("contactEmail") or (job_user[2] if job_user else caller.email)
@@ -310,7 +314,7 @@ class Jobs:
         return job
 
     @staticmethod
-    def _dataset_rule(auth, caller, owner_group, job_user):  # noqa: ANN001, ANN205
+    def _dataset_rule(auth, caller, owner_group, job_user):
         """The `datasetsWhere` of instanceAuthorizationJobCreate as a predicate."""
         user_groups = set(job_user[1]) if job_user else set()
         same_owner = (
@@ -326,7 +330,11 @@ class Jobs:
             published = dataset.get("isPublished") is True
             if auth == "#datasetAccess":
                 if same_owner:
-                    return dataset.get("ownerGroup") == owner_group or owner_group in groups or published
+                    return (
+                        dataset.get("ownerGroup") == owner_group
+                        or owner_group in groups
+                        or published
+                    )
                 if job_user and not owner_group:
                     return (
                         dataset.get("ownerGroup") in user_groups
@@ -365,7 +373,9 @@ class Jobs:
             if isinstance(entry, str):
                 keys |= {str(i) for i in range(len(entry))}
             if keys != {"pid", "files"}:
-                raise status_error(400, "Dataset list is expected to contain sets of pid and files.")
+                raise status_error(
+                    400, "Dataset list is expected to contain sets of pid and files."
+                )
             item = entry if isinstance(entry, dict) else {}
             if not isinstance(item.get("pid"), str):
                 raise status_error(400, "In datasetList each 'pid' field should be a string.")
@@ -432,7 +442,8 @@ class Jobs:
             if action.ignoreErrors:
                 return
             reason = _js_error(exc, url)
-            msg = f"Invalid job input. Job '{job['type']}' unable to perform action 'url' due to {reason}"
+            msg = f"Invalid job input. Job '{job['type']}' unable to perform action 'url'"
+            msg += f" due to {reason}"
             raise status_error(400, msg) from exc
         if response.is_success or action.ignoreErrors:
             return
@@ -490,7 +501,10 @@ class Jobs:
         body = body if isinstance(body, dict) else {}
         result = body.get("jobResultObject")
         if body.get("executionTime"):
-            result = {**(result if isinstance(result, dict) else {}), "executionTime": body["executionTime"]}
+            result = {
+                **(result if isinstance(result, dict) else {}),
+                "executionTime": body["executionTime"],
+            }
         v4: dict[str, Any] = {
             "statusCode": body.get("jobStatusMessage") or job.get("statusCode"),
             "statusMessage": body.get("jobStatusMessage") or job.get("statusMessage"),
@@ -520,7 +534,10 @@ class Jobs:
         fields = merge_patch(job, body) if is_merge_patch else body
         result = fields.get("jobResultObject")
         if isinstance(result, dict) and result.get("executionTime"):
-            job["jobParams"] = {**job.get("jobParams", {}), "executionTime": result["executionTime"]}
+            job["jobParams"] = {
+                **job.get("jobParams", {}),
+                "executionTime": result["executionTime"],
+            }
             result = {k: v for k, v in result.items() if k != "executionTime"}
         job["statusCode"] = fields.get("statusCode")
         job["statusMessage"] = fields.get("statusMessage")

@@ -61,14 +61,18 @@ def test_lifecycle_group_reads_and_patches_any_dataset_but_not_its_datablocks(si
 
 
 def test_delete_group_may_not_post_or_read_datablocks_of_another_group(site: Site) -> None:
-    """DELETE_GROUPS alone: 403 on datablocks of another group's dataset (RawDatasetDatablock.js 0040)."""
+    """DELETE_GROUPS alone: 403 on another group's datablocks (RawDatasetDatablock.js 0040)."""
     pid = site.dataset("group1")
     path = f"/v3/Datasets/{encoded(pid)}/datablocks"
     with site.client("deleter") as deleter:
         posted = deleter.post(path, json=datablock(f"{pid}/1.tar"))
         listed = deleter.get(path)
     assert posted.status_code == 403
-    assert posted.json() == {"message": "Unauthorized access", "error": "Forbidden", "statusCode": 403}
+    assert posted.json() == {
+        "message": "Unauthorized access",
+        "error": "Forbidden",
+        "statusCode": 403,
+    }
     assert listed.status_code == 403
 
 
@@ -81,7 +85,9 @@ def test_delete_group_deletes_datablocks_and_reads_them_through_the_datablocks_r
     with site.client("ingestor") as ingestor:
         block_id = ingestor.post(path, json=datablock(f"{pid}/1.tar")).json()["_id"]
     with site.client("deleter") as deleter:
-        found = deleter.get("/v3/datablocks", params={"filter": f'{{"where":{{"datasetId":"{pid}"}}}}'})
+        found = deleter.get(
+            "/v3/datablocks", params={"filter": f'{{"where":{{"datasetId":"{pid}"}}}}'}
+        )
         deleted = deleter.delete(f"{path}/{block_id}")
     with site.client("admin") as admin:
         admin_delete = admin.delete(f"{path}/{block_id}")
@@ -115,7 +121,8 @@ def test_default_create_dataset_groups_is_all_without_a_pid(site: Site) -> None:
 
 
 def test_job_for_another_owner_group_is_400_unless_create_job_privileged(site: Site) -> None:
-    """instanceAuthorizationJobCreate: "User needs to belong to job owner group." unless privileged."""
+    """instanceAuthorizationJobCreate: "User needs to belong to job owner group." unless
+    CREATE_JOB_PRIVILEGED."""
     pid = site.dataset("group1")
     with site.client("user2") as user2:
         refused = user2.post("/v4/jobs", json=job(pid))
@@ -123,14 +130,17 @@ def test_job_for_another_owner_group_is_400_unless_create_job_privileged(site: S
         keeper_refused = keeper.post("/v4/jobs", json=job(pid))
     with site.client("jobcreator") as creator:
         created = creator.post("/v4/jobs", json=job(pid))
-    expected = {"status": 400, "message": "Invalid new job. User needs to belong to job owner group."}
+    expected = {
+        "status": 400,
+        "message": "Invalid new job. User needs to belong to job owner group.",
+    }
     assert (refused.status_code, refused.json()) == (400, expected)
     assert (keeper_refused.status_code, keeper_refused.json()) == (400, expected)
     assert created.status_code == 201, created.text
 
 
 def test_job_patch_needs_update_job_privileged_groups(site: Site) -> None:
-    """updateJob: 403 for the owner under #jobAdmin; JobUpdateAny for UPDATE_JOB_PRIVILEGED_GROUPS."""
+    """updateJob: 403 for the owner under #jobAdmin; UPDATE_JOB_PRIVILEGED_GROUPS may update."""
     pid = site.dataset("group1")
     with site.client("user1") as user1:
         job_id = user1.post("/v4/jobs", json=job(pid)).json()["id"]
@@ -150,13 +160,17 @@ def test_job_patch_needs_update_job_privileged_groups(site: Site) -> None:
 def test_create_job_privileged_may_not_update_jobs_even_when_also_update_privileged(
     site: Site,
 ) -> None:
-    """The job tiers are exclusive (jobsEndpointAccess): create-privileged comes first, no JobUpdate."""
+    """The job tiers are exclusive (jobsEndpointAccess): create-privileged first, no JobUpdate."""
     pid = site.dataset("group1")
     with site.client("jobcreator") as creator:
         job_id = creator.post("/v4/jobs", json=job(pid)).json()["id"]
-        own_update = creator.patch(f"/v4/jobs/{job_id}", json={"statusCode": "a", "statusMessage": "b"})
+        own_update = creator.patch(
+            f"/v4/jobs/{job_id}", json={"statusCode": "a", "statusMessage": "b"}
+        )
     with site.client("jobboth") as both:
-        both_update = both.patch(f"/v4/jobs/{job_id}", json={"statusCode": "a", "statusMessage": "b"})
+        both_update = both.patch(
+            f"/v4/jobs/{job_id}", json={"statusCode": "a", "statusMessage": "b"}
+        )
     assert (own_update.status_code, own_update.json()["message"]) == (403, "Forbidden resource")
     assert (both_update.status_code, both_update.json()["message"]) == (403, "Forbidden resource")
 
@@ -170,7 +184,7 @@ def test_update_job_privileged_may_not_create_jobs(site: Site) -> None:
 
 
 def test_lifecycle_group_is_a_substring_match(site: Site) -> None:
-    """configuration.ts keeps UPDATE_DATASET_LIFECYCLE_GROUPS as a string: "life" is "in" "lifecycle"."""
+    """configuration.ts keeps UPDATE_DATASET_LIFECYCLE_GROUPS a string: "life" is in "lifecycle"."""
     pid = site.dataset("group1")
     with site.client("life") as life:
         patched = life.patch(
@@ -201,7 +215,9 @@ def test_job_config_auth_names_a_group_with_at_and_a_user_with_a_bare_word(site:
     with site.client("user1") as user1:
         for job_type in ("by_group", "by_user", "group_word"):
             ids[job_type] = user1.post("/v4/jobs", json=job(pid, job_type)).json()["id"]
-        by_user = user1.patch(f"/v4/jobs/{ids['by_user']}", json={"statusCode": "a", "statusMessage": "b"})
+        by_user = user1.patch(
+            f"/v4/jobs/{ids['by_user']}", json={"statusCode": "a", "statusMessage": "b"}
+        )
         group_word = user1.patch(
             f"/v4/jobs/{ids['group_word']}", json={"statusCode": "a", "statusMessage": "b"}
         )
@@ -210,7 +226,9 @@ def test_job_config_auth_names_a_group_with_at_and_a_user_with_a_bare_word(site:
             f"/v4/jobs/{ids['by_group']}", json={"statusCode": "a", "statusMessage": "b"}
         )
     with site.client("user1") as user1:
-        by_group = user1.patch(f"/v4/jobs/{ids['by_group']}", json={"statusCode": "a", "statusMessage": "b"})
+        by_group = user1.patch(
+            f"/v4/jobs/{ids['by_group']}", json={"statusCode": "a", "statusMessage": "b"}
+        )
     assert by_group.status_code == 200
     assert by_user.status_code == 200
     assert group_word.status_code == 403
@@ -222,7 +240,10 @@ def test_datasetowner_job_on_a_foreign_dataset_is_403(site: Site) -> None:
     pid = site.dataset("group1")
     with site.client("user2") as user2:
         refused = user2.post("/v4/jobs", json=job(pid, owner_group="group2"))
-    assert (refused.status_code, refused.json()["message"]) == (403, "Unauthorized to create this job.")
+    assert (refused.status_code, refused.json()["message"]) == (
+        403,
+        "Unauthorized to create this job.",
+    )
 
 
 def _raw(owner_group: str, **overrides: object) -> dict[str, object]:
@@ -234,4 +255,8 @@ def _raw(owner_group: str, **overrides: object) -> dict[str, object]:
 def test_missing_token_is_403_forbidden_resource(site: Site) -> None:
     """The PoliciesGuard answers a request without a token with 403 "Forbidden resource"."""
     reply = httpx.get(f"{site.url}/v4/jobs/anything")
-    assert reply.json() == {"message": "Forbidden resource", "error": "Forbidden", "statusCode": 403}
+    assert reply.json() == {
+        "message": "Forbidden resource",
+        "error": "Forbidden",
+        "statusCode": 403,
+    }

@@ -10,7 +10,7 @@ import httpx
 from devstack.scicat.app import create_app
 from devstack.scicat.config import config_from_env
 from devstack.scicat.jobconfig import parse_job_config
-from tests.devstack.scicat.conftest import Standin, create_dataset, encoded
+from tests.devstack.scicat.conftest import Standin, create_dataset
 
 
 def archive_job(pid: str, job_type: str = "archive") -> dict[str, object]:
@@ -76,9 +76,9 @@ def test_unreachable_archiver_is_400_and_the_job_stays(standin: Standin) -> None
         "'url' due to TypeError: fetch failed",
     }
     saved = json.loads((standin.state_dir / "jobs.json").read_text())
-    assert [j["type"] for j in saved.values() if j["jobParams"]["datasetList"][0]["pid"] == pid] == [
-        "archive_unreachable"
-    ]
+    assert [
+        j["type"] for j in saved.values() if j["jobParams"]["datasetList"][0]["pid"] == pid
+    ] == ["archive_unreachable"]
 
 
 def test_validate_action_refuses_non_archivable_dataset(standin: Standin) -> None:
