@@ -25,12 +25,13 @@ from devstack.natsserver import nats_server
 from devstack.private_files import is_private, private_dir, write_private
 from devstack.processes import ManagedProcess, StartupError, free_port, port_open, tool_path
 from devstack.s3server import create_buckets, moto_ready, moto_server
+from devstack.scicat.config import DEV_SITE_ENV
 
 SERVICES = ("scicat_sync", "datablocker", "ltsmover", "verifier", "gateway")
 ROOT_PATH = "/archiver/api/v1"
 BUCKETS = {"landing": "landing", "archival": "archival", "retrieval": "retrieval", "lts": "lts"}
 # The stand-in's dev accounts (devstack/scicat/config.py); the archiver's
-# service account is SciCat's archiveManager.
+# service account is archiveManager, with the rights DEV_SITE_ENV grants its group.
 SCICAT_USERS = {
     "admin": ("admin", "2jf70TPNZsS"),
     "ingestor": ("ingestor", "aman"),
@@ -199,7 +200,10 @@ class DevStack:
                 "--job-config", str(job_config),
             ],
             log_path=self.logs / "scicat.log",
+            # SciCat's site configuration (group lists) and what the job config's
+            # url action reads from SciCat's environment.
             env={
+                **DEV_SITE_ENV,
                 "ARCHIVER_JOBS_URL": f"{self.gateway_url}/archiver/jobs",
                 "ARCHIVER_JOB_USER": self.secrets.job_user,
                 "ARCHIVER_JOB_PASSWORD": self.secrets.job_password,

@@ -24,7 +24,7 @@ from contracts.streams import STREAMS
 from devstack.natsserver import nats_server
 from devstack.processes import ManagedProcess, free_port, port_open
 from devstack.s3server import create_buckets, moto_ready, moto_server
-from devstack.scicat.config import default_accounts
+from devstack.scicat.config import DEV_SITE_ENV, default_accounts
 from runtime.nats_connection import connect
 from runtime.s3_extras import s3_extras_client
 from runtime.settings import NatsSettings, S3Settings
@@ -222,7 +222,10 @@ class ScicatStandin(ScicatApi):
             config = base / "jobconfig.yaml"
             config.write_text(job_config)
             command += ["--job-config", str(config)]
-        self.process = ManagedProcess("scicat-standin", command, base / "standin.log")
+        # Configured as the dev stack's SciCat site (group lists in SciCat's env vars).
+        self.process = ManagedProcess(
+            "scicat-standin", command, base / "standin.log", env=DEV_SITE_ENV
+        )
 
     def start(self) -> None:
         self.process.start()

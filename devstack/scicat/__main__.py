@@ -1,15 +1,24 @@
-"""Run the stand-in: `python -m devstack.scicat --port P --state-dir D [...]`."""
+"""Run the stand-in: `python -m devstack.scicat --port P --state-dir D [...]`.
+
+Configure it as SciCat: ADMIN_GROUPS, DELETE_GROUPS, CREATE_DATASET_GROUPS,
+CREATE_DATASET_WITH_PID_GROUPS, CREATE_DATASET_PRIVILEGED_GROUPS,
+UPDATE_DATASET_LIFECYCLE_GROUPS, CREATE_JOB_PRIVILEGED_GROUPS,
+UPDATE_JOB_PRIVILEGED_GROUPS, DELETE_JOB_GROUPS and JOB_CONFIGURATION_FILE in
+the environment (`--job-config` wins over the last); STANDIN_WRITE_WINDOW_MS
+sets the read-merge-write pause (default 50).
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 import uvicorn
 
 from devstack.scicat.app import create_app
-from devstack.scicat.config import StandinConfig, load_accounts
+from devstack.scicat.config import config_from_env, load_accounts
 
 
 def _arguments() -> argparse.Namespace:
@@ -29,7 +38,7 @@ def main() -> None:
         fields["job_config_path"] = args.job_config
     if args.accounts_file:
         fields["accounts"] = load_accounts(args.accounts_file)
-    config = StandinConfig.model_validate(fields)
+    config = config_from_env(os.environ, **fields)
     uvicorn.run(create_app(config), host="127.0.0.1", port=config.port, log_level="warning")
 
 

@@ -1,4 +1,7 @@
-"""A faithful SciCat (scicat-backend-next v4.x) stand-in for tests and the dev stack.
+"""A faithful SciCat (SciCatProject/backend v4.28) stand-in for tests and the dev stack.
+
+Configured as SciCat is (see `config`): the group lists ADMIN_GROUPS, ... and
+JOB_CONFIGURATION_FILE from the environment; rights in `access`.
 
 Routes (case-insensitive, pids `%2F`-encoded in paths):
 
@@ -9,10 +12,11 @@ Routes (case-insensitive, pids `%2F`-encoded in paths):
 - `POST|GET /api/v3/datasets/{pid}/origdatablocks`, `POST /api/v{3,4}/origdatablocks`
 - `POST|GET /api/v3/datasets/{pid}/datablocks`, `DELETE .../datablocks/{id}`,
   `POST /api/v3/datablocks`, `GET /api/v3/datablocks?filter={"where":{...}}`
-- `POST /api/v4/jobs`, `GET|PATCH /api/v4/jobs/{id}`, `POST /api/v3/Jobs`,
-  `GET|PATCH /api/v3/Jobs/{id}`
+- `POST|GET /api/v4/jobs` (GET: `?filter={"where":...,"limits":...}`),
+  `GET|PATCH /api/v4/jobs/{id}`, `POST|GET /api/v3/Jobs`, `GET|PATCH /api/v3/Jobs/{id}`
 
-Stand-in only: `GET /api/v3/admin/history?history_since=N` (admin token) returns
+Stand-in only: `GET /api/v3/admin/history?history_since=N` (a member of
+ADMIN_GROUPS) returns
 `{"total": n, "entries": [...]}`, every write received in order with `index`,
 `method`, `path` (canonical, pid decoded), `raw_path`, `content_type`, `body`
 (passwords masked), `username`, `timestamp` and the resulting `status`.
@@ -56,10 +60,21 @@ def create_app(
 ) -> FastAPI:
     """Build the stand-in; `http_transport` replaces the network for url job actions."""
     store = StateStore(config.state_dir)
-    catalog = Catalog(store, config.pid_prefix, clock)
-    # One client for all url job actions, bounded by the configured timeout.
-    http = httpx.AsyncClient(transport=http_transport, timeout=config.url_action_timeout_s)
-    jobs = Jobs(store, catalog, resolve_job_config(config), http, clock)
+    catalog = Catalog(store, config.pid_prefix, clock, config.write_window_s)
+    # One client for all url job actions; SciCat sets no timeout of its own (undici's).
+    timeout = httpx.Timeout(
+        config.url_action_timeout_s, connect=config.url_action_connect_timeout_s
+    )
+    http = httpx.AsyncClient(transport=http_transport, timeout=timeout)
+    jobs = Jobs(
+        store,
+        catalog,
+        resolve_job_config(config),
+        config.accounts,
+        config.template_env,
+        http,
+        clock,
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

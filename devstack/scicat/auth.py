@@ -1,4 +1,4 @@
-"""Login, JWTs and who-may-do-what, following SciCat's auth and CASL rules.
+"""Login and JWTs, following SciCat's auth module (rights are in `access`).
 
 SciCat signs the user record (without password) as an HS256 JWT and reads it
 back from `Authorization: Bearer`. A missing, invalid or expired token is not
@@ -8,13 +8,13 @@ a 401 on data routes: the PoliciesGuard answers 403 "Forbidden resource".
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import jwt
 from fastapi import Request
 
+from devstack.scicat.access import Caller
 from devstack.scicat.config import Account, StandinConfig
 from devstack.scicat.errors import forbidden_resource
 
@@ -86,26 +86,6 @@ def login_reply(username: str, account: Account, config: StandinConfig, now: dat
     }
 
 
-@dataclass(frozen=True)
-class Caller:
-    """The authenticated user of one request, with the rights SciCat derives."""
-
-    username: str
-    email: str
-    groups: tuple[str, ...]
-    is_admin: bool
-    is_archive_manager: bool
-    may_create_any_dataset: bool
-
-    @property
-    def manages_everything(self) -> bool:
-        """Admins and archive managers read and change any dataset and job."""
-        return self.is_admin or self.is_archive_manager
-
-    def in_any(self, groups: list[str] | tuple[str, ...] | None) -> bool:
-        return bool(set(groups or ()) & set(self.groups))
-
-
 def caller_from_token(token: str, config: StandinConfig) -> Caller | None:
     """Decode and check a token; None when it is invalid, expired or the user is gone."""
     try:
@@ -116,19 +96,7 @@ def caller_from_token(token: str, config: StandinConfig) -> Caller | None:
     account = config.accounts.get(username) if isinstance(username, str) else None
     if account is None:
         return None
-    groups = tuple(account.groups)
-    is_admin = bool(set(groups) & set(config.admin_groups))
-    is_archive_manager = bool(set(groups) & set(config.archive_manager_groups))
-    return Caller(
-        username=username,
-        email=account.email,
-        groups=groups,
-        is_admin=is_admin,
-        is_archive_manager=is_archive_manager,
-        may_create_any_dataset=is_admin
-        or is_archive_manager
-        or bool(set(groups) & set(config.create_dataset_privileged_groups)),
-    )
+    return Caller(username, account.email, tuple(account.groups), config.access)
 
 
 def bearer_token(request: Request) -> str | None:
@@ -145,21 +113,3 @@ def require_caller(request: Request) -> Caller:
     if caller is None:
         raise forbidden_resource()
     return caller
-
-
-# --- dataset rights (CASL rules of scicat-backend-next, simplified to our roles) ----
-
-
-def can_read_dataset(caller: Caller, dataset: dict[str, Any]) -> bool:
-    return (
-        caller.manages_everything
-        or caller.in_any([dataset.get("ownerGroup", "")])
-        or caller.in_any(dataset.get("accessGroups"))
-        or caller.email in (dataset.get("sharedWith") or [])
-        or bool(dataset.get("isPublished"))
-    )
-
-
-def can_update_dataset(caller: Caller, dataset: dict[str, Any]) -> bool:
-    """SciCat's DatasetUpdateOwner: only the ownerGroup (accessGroups may only read)."""
-    return caller.manages_everything or caller.in_any([dataset.get("ownerGroup", "")])

@@ -1,7 +1,8 @@
 """Dataset, origdatablock and datablock logic (no HTTP here).
 
-Behaviour follows scicat-backend-next's datasets/datablocks/origdatablocks
-controllers and Mongoose schemas, including two quirks callers must live with:
+Behaviour follows SciCatProject/backend v4.28's datasets/datablocks/origdatablocks
+controllers and Mongoose schemas (rights: `access.Caller`), including the
+quirks callers must live with:
 
 - `update_dataset` sets top-level fields like Mongoose `findOneAndUpdate`: a
   nested `datasetlifecycle` replaces the whole sub-document, and fields it does
@@ -9,19 +10,28 @@ controllers and Mongoose schemas, including two quirks callers must live with:
 - the dataset routes add an (orig)datablock's size to the dataset's counters
   (incrementally), the plain origdatablock routes recompute them from all
   origdatablocks of the dataset.
+- read-merge-write: `PATCH .../datasetlifecycle` reads the dataset, merges the
+  lifecycle in memory and writes the whole dataset back; the datablock routes
+  read the dataset, create the block and then write counters computed from what
+  they read. Between read and write SciCat awaits other work; the stand-in
+  pauses `write_window_s` there, so a concurrent write in that window is lost
+  exactly as it can be in SciCat.
 """
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from devstack.scicat import dtos
-from devstack.scicat.auth import Caller, can_read_dataset, can_update_dataset
-from devstack.scicat.errors import internal_error, nest_error, status_error
+from devstack.scicat.access import Caller
+from devstack.scicat.errors import forbidden_resource, internal_error, nest_error, status_error
 from devstack.scicat.store import StateStore
+from devstack.scicat.wherefilter import matches
 
 Clock = Callable[[], datetime]
 
@@ -129,11 +139,19 @@ def to_obsolete_view(dataset: dict[str, Any]) -> dict[str, Any]:
 class Catalog:
     """The dataset side of the stand-in, working on a `StateStore`."""
 
-    def __init__(self, store: StateStore, pid_prefix: str, clock: Clock) -> None:
+    def __init__(
+        self, store: StateStore, pid_prefix: str, clock: Clock, write_window_s: float = 0.0
+    ) -> None:
         self._store = store
         self._pid_prefix = pid_prefix.rstrip("/")
         self._clock = clock
         self._started = clock()
+        self._write_window_s = write_window_s
+
+    async def _write_window(self) -> None:
+        """SciCat's awaits between reading a document and writing it back."""
+        if self._write_window_s > 0:
+            await asyncio.sleep(self._write_window_s)
 
     # --- datasets ---------------------------------------------------------------------
 
@@ -150,6 +168,8 @@ class Catalog:
         return dtos.check(body, spec)
 
     def create_dataset(self, caller: Caller, body: dict[str, Any], api_version: int) -> dict:
+        if not caller.may_create_datasets:
+            raise forbidden_resource()
         errors = self.validate_dataset(body, api_version)
         if errors:
             # v3 validates by hand and throws HttpException({status, message});
@@ -176,10 +196,8 @@ class Catalog:
         return stored
 
     def _check_create_rights(self, caller: Caller, body: dict[str, Any]) -> None:
-        if caller.may_create_any_dataset:
-            return
-        owns = caller.in_any([body.get("ownerGroup", "")])
-        if not owns or body.get("pid"):
+        """checkPermissionsForObsoleteDatasetCreate."""
+        if not caller.may_create_dataset(body):
             raise nest_error(403, "Unauthorized to create this dataset")
 
     def _with_schema_defaults(self, doc: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -210,21 +228,26 @@ class Catalog:
     def find_dataset(self, pid: str) -> dict[str, Any] | None:
         return self._store.datasets.get(pid)
 
+    def dataset_pids(self) -> list[str]:
+        """Every pid, in insertion (Mongo natural) order."""
+        return list(self._store.datasets)
+
     def readable_dataset(self, caller: Caller, pid: str) -> dict[str, Any]:
         """The dataset, or 404 when missing and 403 when the caller may not see it."""
         dataset = self._store.datasets.get(pid)
         if dataset is None:
             raise nest_error(404, f"dataset: {pid} not found")
-        if not can_read_dataset(caller, dataset):
+        if not caller.may_read_dataset(dataset):
             raise nest_error(403, "Unauthorized access")
         return dataset
 
-    def writable_dataset(self, caller: Caller, pid: str, not_found: str | None = None) -> dict:
+    def dataset_for_blocks(self, caller: Caller, pid: str, allowed: Callable[[dict], bool]) -> dict:
+        """checkPermissionsForDatasetExtended: 404 when missing, 403 "Unauthorized access"."""
         dataset = self._store.datasets.get(pid)
         if dataset is None:
-            raise nest_error(404, not_found)
-        if not can_update_dataset(caller, dataset):
-            raise nest_error(403, "Unauthorized to update this dataset")
+            raise nest_error(404, f"dataset: {pid} not found")
+        if not allowed(dataset):
+            raise nest_error(403, "Unauthorized access")
         return dataset
 
     def update_dataset(self, pid: str, fields: dict[str, Any], username: str) -> dict[str, Any]:
@@ -246,8 +269,10 @@ class Catalog:
         return dataset
 
     def patch_dataset(
-        self, caller: Caller, pid: str, body: Any, api_version: int, merge_patch: bool
+        self, caller: Caller, pid: str, body: Any, api_version: int, is_merge_patch: bool
     ) -> dict[str, Any]:
+        if not caller.may_create_datasets:  # endpoint DatasetUpdate
+            raise forbidden_resource()
         dataset = self._store.datasets.get(pid)
         if dataset is None:
             raise nest_error(404, None if api_version == 3 else "Dataset not found")
@@ -264,28 +289,52 @@ class Catalog:
             errors = dtos.check(body, dtos.V4_UPDATE, partial=True)
             if errors:
                 raise nest_error(400, errors)
-        if not can_update_dataset(caller, dataset):
+        if not caller.may_update_dataset(dataset):
             raise nest_error(403, "Unauthorized to update this dataset")
         if api_version == 3:
             # The v3 controller ignores the content type: always $set semantics.
             fields = to_current_schema(body, dataset.get("type", ""))
-        elif merge_patch:
-            fields = _merge_patch(dataset, body)
+        elif is_merge_patch:
+            fields = merge_patch(dataset, body)
         else:
             fields = body
         return self.update_dataset(pid, fields, caller.username)
 
-    def patch_lifecycle(self, caller: Caller, pid: str, body: Any) -> dict[str, Any]:
-        """PATCH .../datasetlifecycle: merge the given fields into the stored lifecycle."""
-        if not isinstance(body, dict) or all(v is None for v in body.values()):
-            raise nest_error(400, "dataset lifecycle DTO must not be empty")
+    async def patch_lifecycle(self, caller: Caller, pid: str, body: Any) -> dict[str, Any]:
+        """findByIdAndUpdateLifecycle: read, merge `{...current, ...body}`, write it all back.
+
+        Only an empty body is "empty": null values are accepted and stored as null.
+        """
+        if not caller.may_update_lifecycles:
+            raise forbidden_resource()
+        if not isinstance(body, dict):
+            raise nest_error(400, ["an unknown value was passed to the validate function"])
         errors = dtos.check(body, dtos.LIFECYCLE, partial=True)
         if errors:
             raise nest_error(400, errors)
-        dataset = self.writable_dataset(caller, pid, f"dataset with pid {pid} not found")
-        merged = {**dataset.get("datasetlifecycle", {}), **body}
-        updated = self.update_dataset(pid, {"datasetlifecycle": merged}, caller.username)
-        return updated["datasetlifecycle"]
+        if not body:
+            raise nest_error(400, "dataset lifecycle DTO must not be empty")
+        found = self._store.datasets.get(pid)
+        if found is None:
+            raise nest_error(404, f"dataset with pid {pid} not found")
+        snapshot = copy.deepcopy(found)
+        changes = {
+            k: _normalise_date(v) if k in _LIFECYCLE_DATE_FIELDS and v is not None else v
+            for k, v in body.items()
+        }
+        snapshot["datasetlifecycle"] = {**(snapshot.get("datasetlifecycle") or {}), **changes}
+        if not caller.may_update_lifecycle(snapshot):
+            raise nest_error(403, "Unauthorized to update this dataset")
+        await self._write_window()
+        # findByIdAndUpdate(pid, foundDataset): every field as read, so a write
+        # made since the read is undone.
+        self._store.datasets[pid] = {
+            **snapshot,
+            "updatedBy": caller.username,
+            "updatedAt": iso(self._clock()),
+        }
+        self._store.save("datasets")
+        return self._store.datasets[pid]["datasetlifecycle"]
 
     # --- origdatablocks -----------------------------------------------------------------
 
@@ -293,16 +342,21 @@ class Catalog:
         self, caller: Caller, body: Any, dataset_pid: str | None
     ) -> dict[str, Any]:
         """Through the dataset route when `dataset_pid` is given, else the plain route."""
+        if not caller.may_create_datasets:  # endpoint (Dataset)OrigdatablockCreate
+            raise forbidden_resource()
         spec = dtos.DATASET_ORIGDATABLOCK if dataset_pid else dtos.ORIGDATABLOCK
         errors = dtos.check(body, spec) if isinstance(body, dict) else ["body must be an object"]
         if errors:
             raise nest_error(400, errors)
         pid = dataset_pid or body["datasetId"]
-        dataset = self._store.datasets.get(pid)
-        if dataset is None:
-            raise nest_error(404, f"dataset: {pid} not found")
-        if not can_update_dataset(caller, dataset):
-            raise nest_error(403, "Unauthorized to update this dataset")
+        if dataset_pid:
+            dataset = self.dataset_for_blocks(caller, pid, caller.may_create_blocks_in)
+        else:
+            dataset = self._store.datasets.get(pid)
+            if dataset is None:
+                raise nest_error(404, f"Dataset: {pid} not found for attaching an origdatablock")
+            if not caller.may_create_blocks_in(dataset):
+                raise nest_error(403, "Unauthorized access")
         block = self._new_block(body, dataset, caller)
         self._store.origdatablocks[block["_id"]] = block
         self._store.save("origdatablocks")
@@ -348,35 +402,42 @@ class Catalog:
 
     # --- datablocks ---------------------------------------------------------------------
 
-    def create_datablock(
+    async def create_datablock(
         self, caller: Caller, body: Any, dataset_pid: str | None
     ) -> dict[str, Any]:
-        """Duplicate archiveId: 500 via the dataset route (uncaught Mongo error), 409 plainly."""
+        """POST /Datasets/{pid}/datablocks (`dataset_pid`) or POST /datablocks.
+
+        A duplicate archiveId is a bare 500 on the dataset route (an uncaught Mongo
+        error) and 409 on the plain one. The dataset's counters are computed from
+        the dataset as read before the block was created (read-merge-write).
+        """
+        if dataset_pid and not caller.may_create_datasets:  # endpoint DatasetDatablockCreate
+            raise forbidden_resource()
         spec = dtos.DATASET_DATABLOCK if dataset_pid else dtos.DATABLOCK
         errors = dtos.check(body, spec) if isinstance(body, dict) else ["body must be an object"]
         if errors:
             raise nest_error(400, errors)
         pid = dataset_pid or body["datasetId"]
-        dataset = self._store.datasets.get(pid)
         if dataset_pid:
-            if dataset is None:
-                raise nest_error(404, f"dataset: {pid} not found")
-            if not can_update_dataset(caller, dataset):
-                raise nest_error(403, "Unauthorized to update this dataset")
-        elif dataset is not None and not can_update_dataset(caller, dataset):
-            raise nest_error(403, "Forbidden resource")
+            found = self.dataset_for_blocks(caller, pid, caller.may_create_blocks_in)
+        elif not caller.may_create_datablock_records:
+            raise nest_error(403)  # checkPermission: ForbiddenException() without a message
+        else:
+            found = self._store.datasets.get(pid)
+        dataset = copy.deepcopy(found) if found is not None else None
         if any(b["archiveId"] == body["archiveId"] for b in self._store.datablocks.values()):
             if dataset_pid:
                 raise internal_error()
             raise nest_error(409, "A datablock with this this unique key already exists!")
         owner = dataset or {"pid": pid, "ownerGroup": body.get("ownerGroup", "")}
         block = self._new_block(body, owner, caller)
-        if dataset is None:  # the plain route accepts an unknown datasetId
-            block["ownerGroup"] = body.get("ownerGroup", "")
-            block["accessGroups"] = body.get("accessGroups", [])
+        if not dataset_pid:
+            block["ownerGroup"] = body.get("ownerGroup") or owner.get("ownerGroup") or ""
+            block["accessGroups"] = body.get("accessGroups") or owner.get("accessGroups") or []
         self._store.datablocks[block["_id"]] = block
         self._store.save("datablocks")
         if dataset is not None:
+            await self._write_window()
             self.update_dataset(
                 pid,
                 {
@@ -388,21 +449,32 @@ class Catalog:
             )
         return block
 
+    def blocks_of_dataset(self, caller: Caller, pid: str, kind: str) -> list[dict[str, Any]]:
+        """GET /Datasets/{pid}/(orig)datablocks: all of the dataset's blocks, if the caller
+        may read them (ReadAny is admins' only; others need the access conditions)."""
+        self.dataset_for_blocks(caller, pid, caller.may_read_blocks_of)
+        blocks = self._store.origdatablocks if kind == "origdatablocks" else self._store.datablocks
+        return [b for b in blocks.values() if b["datasetId"] == pid]
+
     def datablocks_matching(self, caller: Caller, where: dict[str, Any]) -> list[dict]:
-        """GET /datablocks?filter={"where": {...}}: equality on top-level fields."""
-        found = []
-        for block in self._store.datablocks.values():
-            if not all(block.get(k) == v for k, v in where.items()):
-                continue
-            visible = caller.manages_everything or caller.in_any(
-                [block.get("ownerGroup", ""), *(block.get("accessGroups") or [])]
-            )
-            if visible:
-                found.append(block)
-        return found
+        """GET /datablocks?filter=: the where filter, limited to readable blocks unless
+        the caller may read any (DatablockReadAny: DELETE_GROUPS and admins)."""
+        return [
+            block
+            for block in self._store.datablocks.values()
+            if matches(block, where) and caller.may_read_datablock(block)
+        ]
+
+    def datablocks_matching_all(self, where: dict[str, Any]) -> list[dict]:
+        """Datablocks matching `where`, unfiltered by rights (the v3 dataset lookups)."""
+        return [b for b in self._store.datablocks.values() if matches(b, where)]
 
     def delete_datablock(self, caller: Caller, pid: str, block_id: str) -> None:
-        dataset = self.writable_dataset(caller, pid, f"dataset: {pid} not found")
+        """DELETE /Datasets/{pid}/datablocks/{id}: DELETE_GROUPS only."""
+        if not caller.may_delete_blocks:  # endpoint DatasetDatablockDelete
+            raise forbidden_resource()
+        found = self.dataset_for_blocks(caller, pid, lambda _: caller.may_delete_blocks)
+        dataset = copy.deepcopy(found)
         block = self._store.datablocks.get(block_id)
         if block is None or block["datasetId"] != pid:
             raise nest_error(404, f"datablock: {block_id} not found")
@@ -419,7 +491,7 @@ class Catalog:
         )
 
 
-def _merge_patch(target: Any, patch: Any) -> Any:
+def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386 JSON merge patch (json-merge-patch's `apply`)."""
     if not isinstance(patch, dict):
         return patch
@@ -428,5 +500,5 @@ def _merge_patch(target: Any, patch: Any) -> Any:
         if value is None:
             result.pop(key, None)
         else:
-            result[key] = _merge_patch(result.get(key), value)
+            result[key] = merge_patch(result.get(key), value)
     return result

@@ -1,17 +1,27 @@
 """Configuration of the SciCat stand-in: one pydantic model, built once at start-up.
 
-The stand-in is a development tool, so every field has a dev default except the
-state directory (where the JSON state lives must always be chosen explicitly).
+The stand-in is configured as SciCat is: the group lists and the job config file
+come from the environment under SciCat's names (`ADMIN_GROUPS`, ...,
+`JOB_CONFIGURATION_FILE`; see `access.AccessGroups`), with SciCat's defaults.
+`config_from_env` is the one place that reads the environment; the process
+environment is also what job templates see as `env` (SciCat passes `process.env`).
+
+Beyond SciCat: the accounts (SciCat's functional accounts, with their groups),
+and `write_window_s`, the pause between reading a dataset and writing it back in
+the lifecycle PATCH and the datablock routes (SciCat's awaits between its
+`findOne` and its `findOneAndUpdate`), which lets tests lose a field exactly as
+SciCat can.
 """
 
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from devstack.scicat.access import AccessGroups
 from devstack.scicat.jobconfig import JobConfig, load_job_config
 
 # Dev-only secrets: the stand-in never runs outside a laptop or CI.
@@ -68,18 +78,19 @@ class StandinConfig(BaseModel):
     token_expires_s: int = 3600
     pid_prefix: str = "20.500.11935"
     accounts: dict[str, Account] = Field(default_factory=default_accounts)
-    # SciCat's ADMIN_GROUPS: full rights everywhere.
-    admin_groups: list[str] = Field(default_factory=lambda: ["admin"])
-    # Rights on any dataset and job (SciCat's DELETE_GROUPS/archivemanager role).
-    archive_manager_groups: list[str] = Field(default_factory=lambda: ["archivemanager"])
-    # SciCat's CREATE_DATASET_PRIVILEGED_GROUPS: may create datasets for any
-    # ownerGroup and with a caller-chosen pid (the Ingestor's functional account).
-    create_dataset_privileged_groups: list[str] = Field(default_factory=lambda: ["ingestor"])
+    # SciCat's group lists (ADMIN_GROUPS, ...): SciCat's defaults unless set.
+    access: AccessGroups = Field(default_factory=AccessGroups)
     # Either a parsed job config or a file to parse; the parsed one wins.
     job_config_path: Path | None = None
     job_config: JobConfig | None = None
-    # Bound on each url job action; SciCat waits inside the create request.
-    url_action_timeout_s: float = 10.0
+    # What job templates see as `env` (SciCat: process.env).
+    template_env: dict[str, str] = Field(default_factory=dict, repr=False)
+    # SciCat sets no timeout of its own on a url action: undici's defaults apply
+    # (10 s to connect, 300 s for the answer's headers and between body chunks).
+    url_action_connect_timeout_s: float = 10.0
+    url_action_timeout_s: float = 300.0
+    # Pause between reading a dataset and writing it back (see the module docstring).
+    write_window_s: float = 0.05
 
 
 def load_accounts(path: Path) -> dict[str, Account]:
@@ -90,13 +101,44 @@ def load_accounts(path: Path) -> dict[str, Account]:
 
 EXAMPLE_JOB_CONFIG = Path(__file__).with_name("jobconfig.example.yaml")
 
+# The SciCat site configuration of the dev stack and the tests: what a facility
+# sets in its SciCat's environment (docs/scicat.md). `admin` is the people's
+# administrator, `ingestor` the Ingestor's functional account; the archiver's
+# account (archiveManager, group `archivemanager`) holds what the archiver's
+# services need from SciCat v4.28 as they are written today (see docs/scicat.md,
+# "The archiver's account").
+ARCHIVER_GROUP = "archivemanager"
+DEV_SITE_ENV: dict[str, str] = {
+    "ADMIN_GROUPS": f"admin,{ARCHIVER_GROUP}",
+    "DELETE_GROUPS": "admin",
+    "CREATE_DATASET_PRIVILEGED_GROUPS": "ingestor",
+}
+
+
+def config_from_env(env: Mapping[str, str], **fields: object) -> StandinConfig:
+    """The stand-in's configuration from SciCat's environment variables plus `fields`.
+
+    `JOB_CONFIGURATION_FILE` names the job config (a `job_config_path` field wins);
+    `STANDIN_WRITE_WINDOW_MS` sets the read-merge-write pause.
+    """
+    values: dict[str, object] = {
+        "access": AccessGroups.from_env(env),
+        "template_env": dict(env),
+    }
+    if env.get("JOB_CONFIGURATION_FILE"):
+        values["job_config_path"] = Path(env["JOB_CONFIGURATION_FILE"])
+    if env.get("STANDIN_WRITE_WINDOW_MS"):
+        values["write_window_s"] = float(env["STANDIN_WRITE_WINDOW_MS"]) / 1000
+    return StandinConfig.model_validate({**values, **fields})
+
 
 def resolve_job_config(config: StandinConfig) -> JobConfig:
-    """The parsed job config: given, else read from its file (or the packaged example).
+    """The parsed job config: given, else read from its file (else the packaged example).
 
-    `${VAR}` in the file is filled from the process environment; this is the only
-    place the stand-in reads it.
+    Unlike SciCat, which configures no job types without JOB_CONFIGURATION_FILE,
+    the stand-in then loads `jobconfig.example.yaml` (the archiver's archive and
+    retrieve jobs).
     """
     if config.job_config is not None:
         return config.job_config
-    return load_job_config(config.job_config_path or EXAMPLE_JOB_CONFIG, os.environ)
+    return load_job_config(config.job_config_path or EXAMPLE_JOB_CONFIG)

@@ -12,7 +12,8 @@ from urllib.parse import unquote
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from devstack.scicat.auth import Caller, require_caller
+from devstack.scicat.access import Caller
+from devstack.scicat.auth import require_caller
 from devstack.scicat.bodies import is_merge_patch, read_body
 from devstack.scicat.catalog import Catalog, to_obsolete_view
 from devstack.scicat.errors import nest_error
@@ -42,15 +43,29 @@ def build_dataset_router(catalog: Catalog) -> APIRouter:
         return {"valid": True}
 
     @router.get("/api/v3/datasets/{pid}")
-    async def get_v3(pid: str, caller: CallerDep) -> dict[str, Any]:
+    async def get_v3(pid: str, caller: CallerDep, filter: str | None = None) -> dict[str, Any]:
+        """findById: the list route's access filter; `filter.include` adds relations.
+
+        The v3 list route builds its lookups with applyDefaults=false, so included
+        origdatablocks and datablocks are NOT filtered by the caller's rights: whoever
+        may read the dataset (e.g. DatasetReadAny of the lifecycle groups) reads them.
+        """
+        relations = _included_relations(filter)
         dataset = catalog.readable_dataset(caller, unquote(pid))
-        return {**to_obsolete_view(dataset), "history": []}
+        reply = {**to_obsolete_view(dataset)}
+        if "origdatablocks" in relations:
+            reply["origdatablocks"] = catalog.origdatablocks_of(dataset["pid"])
+        if "datablocks" in relations:
+            reply["datablocks"] = [
+                b for b in catalog.datablocks_matching_all({"datasetId": dataset["pid"]})
+            ]
+        return {**reply, "history": []}
 
     @router.patch("/api/v3/datasets/{pid}")
     async def patch_v3(pid: str, request: Request, caller: CallerDep) -> dict[str, Any]:
         body = await read_body(request)
         updated = catalog.patch_dataset(
-            caller, unquote(pid), body, api_version=3, merge_patch=is_merge_patch(request)
+            caller, unquote(pid), body, api_version=3, is_merge_patch=is_merge_patch(request)
         )
         return to_obsolete_view(updated)
 
@@ -75,17 +90,20 @@ def build_dataset_router(catalog: Catalog) -> APIRouter:
     ) -> dict[str, Any]:
         dataset = catalog.readable_dataset(caller, unquote(pid))
         reply = dict(dataset)
+        # Relations are filtered by the caller's rights (DatasetsAccessService).
+        visible = caller.is_admin or caller.has_access(dataset)
         if include and "origdatablocks" in include:
-            reply["origdatablocks"] = catalog.origdatablocks_of(dataset["pid"])
+            reply["origdatablocks"] = catalog.origdatablocks_of(dataset["pid"]) if visible else []
         if include and "datablocks" in include:
-            reply["datablocks"] = catalog.datablocks_matching(caller, {"datasetId": dataset["pid"]})
+            blocks = catalog.datablocks_matching(caller, {"datasetId": dataset["pid"]})
+            reply["datablocks"] = blocks if visible else []
         return reply
 
     @router.patch("/api/v4/datasets/{pid}")
     async def patch_v4(pid: str, request: Request, caller: CallerDep) -> dict[str, Any]:
         body = await read_body(request)
         return catalog.patch_dataset(
-            caller, unquote(pid), body, api_version=4, merge_patch=is_merge_patch(request)
+            caller, unquote(pid), body, api_version=4, is_merge_patch=is_merge_patch(request)
         )
 
     # --- lifecycle (same behaviour in v3 and v4) -------------------------------------
@@ -99,7 +117,7 @@ def build_dataset_router(catalog: Catalog) -> APIRouter:
         @router.patch(f"/api/{version}/datasets/{{pid}}/datasetlifecycle")
         async def patch_lifecycle(pid: str, request: Request, caller: CallerDep) -> dict:
             body = await read_body(request)
-            return catalog.patch_lifecycle(caller, unquote(pid), body)
+            return await catalog.patch_lifecycle(caller, unquote(pid), body)
 
     # --- origdatablocks --------------------------------------------------------------
 
@@ -112,8 +130,7 @@ def build_dataset_router(catalog: Catalog) -> APIRouter:
 
     @router.get("/api/v3/datasets/{pid}/origdatablocks")
     async def list_dataset_origdatablocks(pid: str, caller: CallerDep) -> list[dict[str, Any]]:
-        dataset = catalog.readable_dataset(caller, unquote(pid))
-        return catalog.origdatablocks_of(dataset["pid"])
+        return catalog.blocks_of_dataset(caller, unquote(pid), "origdatablocks")
 
     for version in ("v3", "v4"):
 
@@ -129,12 +146,11 @@ def build_dataset_router(catalog: Catalog) -> APIRouter:
         pid: str, request: Request, caller: CallerDep
     ) -> dict[str, Any]:
         body = await read_body(request)
-        return catalog.create_datablock(caller, body, dataset_pid=unquote(pid))
+        return await catalog.create_datablock(caller, body, dataset_pid=unquote(pid))
 
     @router.get("/api/v3/datasets/{pid}/datablocks")
     async def list_dataset_datablocks(pid: str, caller: CallerDep) -> list[dict[str, Any]]:
-        dataset = catalog.readable_dataset(caller, unquote(pid))
-        return catalog.datablocks_matching(caller, {"datasetId": dataset["pid"]})
+        return catalog.blocks_of_dataset(caller, unquote(pid), "datablocks")
 
     @router.delete("/api/v3/datasets/{pid}/datablocks/{block_id}")
     async def delete_dataset_datablock(pid: str, block_id: str, caller: CallerDep) -> Response:
@@ -144,7 +160,7 @@ def build_dataset_router(catalog: Catalog) -> APIRouter:
     @router.post("/api/v3/datablocks", status_code=201)
     async def create_datablock(request: Request, caller: CallerDep) -> dict[str, Any]:
         body = await read_body(request)
-        return catalog.create_datablock(caller, body, dataset_pid=None)
+        return await catalog.create_datablock(caller, body, dataset_pid=None)
 
     @router.get("/api/v3/datablocks")
     async def find_datablocks(caller: CallerDep, filter: str | None = None) -> list[dict]:
@@ -158,3 +174,20 @@ def build_dataset_router(catalog: Catalog) -> APIRouter:
         return catalog.datablocks_matching(caller, where)
 
     return router
+
+
+def _included_relations(filter_text: str | None) -> set[str]:
+    """`{"include": ["origdatablocks", {"relation": "datablocks"}, "all"]}` -> names."""
+    if not filter_text:
+        return set()
+    try:
+        parsed = json.loads(filter_text)
+    except ValueError as exc:
+        raise nest_error(400, f"Invalid JSON in filter: {exc}") from exc
+    include = parsed.get("include") if isinstance(parsed, dict) else None
+    names = set()
+    for item in include if isinstance(include, list) else []:
+        name = item.get("relation") if isinstance(item, dict) else item
+        if isinstance(name, str):
+            names.add(name)
+    return {"origdatablocks", "datablocks"} if "all" in names else names

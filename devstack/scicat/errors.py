@@ -2,12 +2,13 @@
 
 SciCat (NestJS) produces three body shapes, all reproduced here:
 
-- built-in exceptions (`NotFoundException("...")`):
-  `{"message": ..., "error": "Not Found", "statusCode": 404}`;
-  validation by the global pipe puts a list of strings in `message`;
+- built-in exceptions with a message (`NotFoundException("...")`):
+  `{"message": ..., "error": "Not Found", "statusCode": 404}`; validation by the
+  global pipe puts a list of strings in `message`; without a message
+  (`UnauthorizedException()`) only `{"message": "Unauthorized", "statusCode": 401}`;
 - `HttpException({status, message}, status)` used by jobs and dataset validation:
-  `{"status": 400, "message": "..."}` (we add `error`/`statusCode` so callers can
-  rely on one shape; SciCat's own keys stay as they are);
+  exactly that object, `{"status": 400, "message": "..."}` (AllExceptionsFilter
+  sends `exception.getResponse()` as it is);
 - anything that is not an HttpException (a Mongo duplicate key on the dataset
   datablock route, a network error in a url job action): status 500 and the bare
   JSON string `"Internal server error"` (AllExceptionsFilter).
@@ -33,28 +34,19 @@ def _phrase(status_code: int) -> str:
 
 
 def nest_error(status_code: int, message: str | list[str] | None = None) -> ScicatError:
-    """A NestJS built-in exception; without a message NestJS uses the phrase."""
+    """A NestJS built-in exception (HttpException.createBody)."""
+    if message is None:
+        return ScicatError(
+            status_code, {"message": _phrase(status_code), "statusCode": status_code}
+        )
     return ScicatError(
-        status_code,
-        {
-            "message": message if message is not None else _phrase(status_code),
-            "error": _phrase(status_code),
-            "statusCode": status_code,
-        },
+        status_code, {"message": message, "error": _phrase(status_code), "statusCode": status_code}
     )
 
 
-def status_error(status_code: int, message: str | list[str]) -> ScicatError:
-    """SciCat's `HttpException({status, message}, status)` (jobs, v3 dataset validation)."""
-    return ScicatError(
-        status_code,
-        {
-            "status": status_code,
-            "message": message,
-            "error": _phrase(status_code),
-            "statusCode": status_code,
-        },
-    )
+def status_error(status_code: int, message: str | list[str], **extra: Any) -> ScicatError:
+    """SciCat's `HttpException({status, message, ...}, status)` (jobs, v3 dataset validation)."""
+    return ScicatError(status_code, {"status": status_code, "message": message, **extra})
 
 
 def internal_error() -> ScicatError:

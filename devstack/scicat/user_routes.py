@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from devstack.scicat.access import Caller
 from devstack.scicat.auth import (
-    Caller,
     login_reply,
     require_caller,
     user_id,
@@ -35,7 +35,7 @@ def build_user_router(config: StandinConfig, store: StateStore, clock: Clock) ->
         password = body.get("password") if isinstance(body, dict) else None
         account = config.accounts.get(username) if isinstance(username, str) else None
         if account is None or password != account.password.get_secret_value():
-            raise nest_error(401)
+            raise nest_error(401)  # UnauthorizedException(): {"message", "statusCode"}
         return login_reply(username, account, config, clock())
 
     @router.get("/api/v3/users/my/self")

@@ -36,13 +36,13 @@ jobs:
             "datasetlifecycle.archivable":
               const: true
     update:
-      auth: archivemanager
+      auth: "#jobAdmin"
   - jobType: retrieve
     create:
       auth: "#datasetAccess"
       actions: []
     update:
-      auth: archivemanager
+      auth: "#jobAdmin"
 """
 
 

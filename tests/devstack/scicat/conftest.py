@@ -19,9 +19,10 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request, Response
+from pydantic import SecretStr
 
 from devstack.scicat.app import create_app
-from devstack.scicat.config import StandinConfig
+from devstack.scicat.config import DEV_SITE_ENV, Account, config_from_env
 from devstack.scicat.jobconfig import parse_job_config
 from tests.conftest import raw_dataset
 from tests.polling import eventually_sync
@@ -97,7 +98,7 @@ def job_config_yaml(archiver_port: int, closed_port: int) -> str:
           method: POST
           headers:
             Content-Type: application/json
-            Authorization: "Bearer ${{ARCHIVER_JOB_TOKEN}}"
+            Authorization: "Bearer {{{{{{ env.ARCHIVER_JOB_TOKEN }}}}}}"
           body: "{{{{{{ jsonify job }}}}}}\""""
 
     def job_type(name: str, flag: str, auth: str, url: str) -> str:
@@ -107,7 +108,7 @@ def job_config_yaml(archiver_port: int, closed_port: int) -> str:
       auth: "{auth}"
       actions:{validate.format(flag=flag)}{url_action.format(url=url)}
     update:
-      auth: archivemanager"""
+      auth: '#jobAdmin'"""
 
     return "configVersion: test-v1\njobs:" + "".join(
         [
@@ -154,21 +155,103 @@ def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standin]:
     archiver = FakeArchiver()
     with ThreadedServer(archiver.app()) as archiver_server:
         archiver.port = archiver_server.port
-        job_config = parse_job_config(
-            job_config_yaml(archiver.port, closed_port()),
-            env={"ARCHIVER_JOB_TOKEN": "job-token-123"},
-        )
+        job_config = parse_job_config(job_config_yaml(archiver.port, closed_port()))
         state_dir = tmp_path_factory.mktemp("scicat-state")
-        config = StandinConfig(state_dir=state_dir, job_config=job_config)
+        env = {**DEV_SITE_ENV, "ARCHIVER_JOB_TOKEN": "job-token-123"}
+        config = config_from_env(env, state_dir=state_dir, job_config=job_config)
         with ThreadedServer(create_app(config)) as server:
             yield Standin(f"http://127.0.0.1:{server.port}/api", state_dir, archiver)
 
 
-def create_dataset(client: httpx.Client, **overrides: Any) -> dict[str, Any]:
-    reply = client.post("/v3/Datasets", json=raw_dataset(**overrides))
+def create_dataset(
+    client: httpx.Client, owner_group: str = "group1", **overrides: Any
+) -> dict[str, Any]:
+    reply = client.post("/v3/Datasets", json=raw_dataset(owner_group, **overrides))
     assert reply.status_code == 201, reply.text
     return reply.json()
 
 
 def encoded(pid: str) -> str:
     return quote(pid, safe="")
+
+
+# --- a SciCat site with one account per group list -------------------------------------
+
+SITE_ENV = {
+    "ADMIN_GROUPS": "admin",
+    "CREATE_DATASET_PRIVILEGED_GROUPS": "ingestor",
+    "UPDATE_DATASET_LIFECYCLE_GROUPS": "lifecycle",
+    "DELETE_GROUPS": "deleters",
+    "CREATE_JOB_PRIVILEGED_GROUPS": "jobcreators",
+    "UPDATE_JOB_PRIVILEGED_GROUPS": "jobupdaters",
+}
+SITE_GROUPS = {
+    "admin": ["admin"],
+    "ingestor": ["ingestor"],
+    "user1": ["group1"],
+    "user2": ["group2"],
+    "keeper": ["lifecycle"],
+    "life": ["life"],  # a substring of "lifecycle"
+    "deleter": ["deleters"],
+    "jobcreator": ["jobcreators"],
+    "jobupdater": ["jobupdaters"],
+    "jobboth": ["jobcreators", "jobupdaters"],
+}
+SITE_JOB_CONFIG = """
+configVersion: site-v1
+jobs:
+  - jobType: archive
+    create: {auth: "#datasetOwner", actions: []}
+    update: {auth: "#jobAdmin"}
+  - jobType: retrieve
+    create: {auth: "#datasetAccess", actions: []}
+    update: {auth: "#jobOwnerGroup"}
+  - jobType: by_group
+    create: {auth: "@group1", actions: []}
+    update: {auth: "@group1"}
+  - jobType: by_user
+    create: {auth: "#authenticated", actions: []}
+    update: {auth: user1}
+  - jobType: group_word
+    create: {auth: "#authenticated", actions: []}
+    update: {auth: group1}
+"""
+
+
+@dataclass(frozen=True)
+class Site:
+    """A stand-in configured with SITE_ENV; every account's password is its name."""
+
+    url: str
+
+    def client(self, username: str) -> httpx.Client:
+        token = httpx.post(
+            f"{self.url}/v3/auth/login", json={"username": username, "password": username}
+        ).json()["access_token"]
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=10
+        )
+
+    def dataset(self, owner_group: str = "group1", **overrides: Any) -> str:
+        """A raw dataset registered by the Ingestor's account (CREATE_DATASET_PRIVILEGED)."""
+        with self.client("ingestor") as client:
+            return create_dataset(client, owner_group=owner_group, **overrides)["pid"]
+
+
+def site_accounts() -> dict[str, Account]:
+    return {
+        name: Account(password=SecretStr(name), email=f"{name}@site.local", groups=groups)
+        for name, groups in SITE_GROUPS.items()
+    }
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    config = config_from_env(
+        SITE_ENV,
+        state_dir=tmp_path_factory.mktemp("site-state"),
+        job_config=parse_job_config(SITE_JOB_CONFIG),
+        accounts=site_accounts(),
+    )
+    with ThreadedServer(create_app(config)) as server:
+        yield Site(f"http://127.0.0.1:{server.port}/api")

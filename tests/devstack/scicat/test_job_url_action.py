@@ -8,9 +8,9 @@ from pathlib import Path
 import httpx
 
 from devstack.scicat.app import create_app
-from devstack.scicat.config import StandinConfig
+from devstack.scicat.config import config_from_env
 from devstack.scicat.jobconfig import parse_job_config
-from tests.devstack.scicat.conftest import Standin, create_dataset, encoded
+from tests.devstack.scicat.conftest import Standin, create_dataset
 
 
 def archive_job(pid: str, job_type: str = "archive") -> dict[str, object]:
@@ -46,10 +46,10 @@ def test_non_2xx_from_archiver_becomes_the_creators_reply(standin: Standin) -> N
         pid = create_dataset(client)["pid"]
         reply = client.post("/v4/jobs", json=archive_job(pid, "archive_rejected"))
     assert reply.status_code == 503
-    assert reply.json()["status"] == 503
-    assert reply.json()["message"] == (
-        "A remote URL call failed with response: archiver is down for maintenance"
-    )
+    assert reply.json() == {
+        "status": 503,
+        "message": "A remote URL call failed with response: archiver is down for maintenance",
+    }
     # SciCat saved the job before the url action ran; the reply carries no id,
     # so find it in the persisted state and read it back through the API.
     saved = json.loads((standin.state_dir / "jobs.json").read_text())
@@ -60,13 +60,25 @@ def test_non_2xx_from_archiver_becomes_the_creators_reply(standin: Standin) -> N
         assert manager.get(f"/v4/jobs/{job_id}").json()["statusCode"] == "jobSubmitted"
 
 
-def test_unreachable_archiver_is_500(standin: Standin) -> None:
-    """A connection error in the url action surfaces as SciCat's bare 500."""
+def test_unreachable_archiver_is_400_and_the_job_stays(standin: Standin) -> None:
+    """performActions wraps fetch's TypeError: 400 "Invalid job input...", the job stays saved.
+
+    Follows src/config/job-config/jobconfig.interface.ts (performActions) and
+    src/config/job-config/actions/urlaction/urlaction.ts.
+    """
     with standin.client("user1") as client:
         pid = create_dataset(client)["pid"]
         reply = client.post("/v4/jobs", json=archive_job(pid, "archive_unreachable"))
-    assert reply.status_code == 500
-    assert reply.json() == "Internal server error"
+    assert reply.status_code == 400
+    assert reply.json() == {
+        "status": 400,
+        "message": "Invalid job input. Job 'archive_unreachable' unable to perform action "
+        "'url' due to TypeError: fetch failed",
+    }
+    saved = json.loads((standin.state_dir / "jobs.json").read_text())
+    assert [
+        j["type"] for j in saved.values() if j["jobParams"]["datasetList"][0]["pid"] == pid
+    ] == ["archive_unreachable"]
 
 
 def test_validate_action_refuses_non_archivable_dataset(standin: Standin) -> None:
@@ -163,7 +175,11 @@ def test_unknown_job_id_is_400_invalid_job_id(standin: Standin) -> None:
 
 
 async def test_url_action_through_injected_transport(tmp_path: Path) -> None:
-    """create_app takes an httpx transport, so the url target can be a MockTransport."""
+    """create_app takes an httpx transport; the url action renders SciCat's helpers and env.
+
+    Basic auth is built as a real SciCat config builds it: base64enc and concat
+    (src/common/handlebars-helpers.ts), the url passed through encodeURI (urlaction.ts).
+    """
     seen: list[httpx.Request] = []
 
     def archiver(request: httpx.Request) -> httpx.Response:
@@ -181,16 +197,18 @@ jobs:
         - actionType: url
           url: "http://archiver.invalid/jobs/{{ job.id }}"
           method: POST
-          headers: {Authorization: "{{{ basicAuth 'scicat' '${PW}' }}}"}
+          headers:
+            Authorization: 'Basic {{{ base64enc (concat env.JOB_USER ":" env.JOB_PW) }}}'
           body: "{{{ jsonify (job_v3 job) }}}"
-    update: {auth: archivemanager}
-""",
-        env={"PW": "secret"},
+    update: {auth: "#jobAdmin"}
+"""
     )
-    app = create_app(
-        StandinConfig(state_dir=tmp_path, job_config=job_config),
-        http_transport=httpx.MockTransport(archiver),
+    config = config_from_env(
+        {"CREATE_DATASET_PRIVILEGED_GROUPS": "ingestor", "JOB_USER": "scicat", "JOB_PW": "secret"},
+        state_dir=tmp_path,
+        job_config=job_config,
     )
+    app = create_app(config, http_transport=httpx.MockTransport(archiver))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://standin/api") as client:
         token = (
@@ -215,9 +233,7 @@ jobs:
                   "ownerGroup": "group1"},
             headers=headers,
         )  # fmt: skip
-        got = await client.get(f"/v3/datasets/{encoded(pid)}", headers=headers)
     assert job.status_code == 201, job.text
-    assert got.status_code == 200
     assert [str(r.url) for r in seen] == [f"http://archiver.invalid/jobs/{job.json()['id']}"]
     assert seen[0].headers["authorization"] == "Basic c2NpY2F0OnNlY3JldA=="
-    assert b'"jobStatusMessage": "jobSubmitted"' in seen[0].content
+    assert json.loads(seen[0].content)["jobStatusMessage"] == "jobSubmitted"

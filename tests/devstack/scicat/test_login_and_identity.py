@@ -33,10 +33,10 @@ def test_login_with_form_body_is_accepted(standin: Standin) -> None:
 
 
 def test_bad_password_is_401_with_scicat_error_shape(standin: Standin) -> None:
-    """Wrong credentials give 401 and {message, error, statusCode}."""
+    """Wrong credentials give UnauthorizedException's 401 {message, statusCode} (no error key)."""
     reply = httpx.post(f"{standin.url}/v3/auth/login", json={"username": "user1", "password": "x"})
     assert reply.status_code == 401
-    assert reply.json() == {"message": "Unauthorized", "error": "Unauthorized", "statusCode": 401}
+    assert reply.json() == {"message": "Unauthorized", "statusCode": 401}
 
 
 def test_identity_lists_access_groups(standin: Standin) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from devstack.scicat.app import create_app
-from devstack.scicat.config import StandinConfig, load_accounts
+from devstack.scicat.config import config_from_env, load_accounts
 from tests.devstack.scicat.conftest import ThreadedServer, encoded, raw_dataset
 from tests.polling import eventually_sync
 
@@ -22,7 +23,7 @@ configVersion: restart
 jobs:
   - jobType: archive
     create: {auth: "#datasetOwner", actions: []}
-    update: {auth: archivemanager}
+    update: {auth: "#jobAdmin"}
 """
 
 
@@ -41,7 +42,8 @@ def standin_process(state_dir: Path, job_config: Path, accounts: Path) -> Iterat
         "--state-dir", str(state_dir), "--job-config", str(job_config),
         "--accounts-file", str(accounts),
     ]  # fmt: skip
-    process = subprocess.Popen(argv, cwd=Path(__file__).parents[3])
+    env = {**os.environ, "ADMIN_GROUPS": "admin"}
+    process = subprocess.Popen(argv, cwd=Path(__file__).parents[3], env=env)
     url = f"http://127.0.0.1:{port}/api"
     try:
 
@@ -83,8 +85,11 @@ def test_state_survives_restart(tmp_path: Path) -> None:
     }  # fmt: skip
     # First life in-process (create_app), second through `python -m devstack.scicat`:
     # both read and write the same state directory.
-    config = StandinConfig(
-        state_dir=state, job_config_path=job_config, accounts=load_accounts(accounts)
+    config = config_from_env(
+        {"ADMIN_GROUPS": "admin"},
+        state_dir=state,
+        job_config_path=job_config,
+        accounts=load_accounts(accounts),
     )
     with ThreadedServer(create_app(config)) as server:
         url = f"http://127.0.0.1:{server.port}/api"

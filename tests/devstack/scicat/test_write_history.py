@@ -29,6 +29,6 @@ def test_history_records_writes_in_order_since_an_index(standin: Standin) -> Non
 
 
 def test_history_is_admin_only(standin: Standin) -> None:
-    """Only admins read the history."""
-    with standin.client("archiveManager") as client:
+    """Only members of ADMIN_GROUPS read the history."""
+    with standin.client("user1") as client:
         assert client.get("/v3/admin/history").status_code == 403
