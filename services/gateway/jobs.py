@@ -14,7 +14,7 @@ SciCat does not know is 404; a body that contradicts SciCat's job is 409.
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import ValidationError
 
@@ -197,7 +197,7 @@ class JobIntake:
             occurred_at=self._clock(),
             correlation_id=correlation_id,
             job_id=posted.job_id,
-            job_type=posted.job_type,  # type: ignore[arg-type]  # one of JOB_KINDS, checked
+            job_type=cast(JobKind, posted.job_type),  # one of JOB_KINDS, checked above
             datasets=datasets,
             scicat_api=posted.scicat_api,
             owner_group=saved.owner_group,
