@@ -5,6 +5,7 @@ contract fails loudly at the consumer (and is dead-lettered) instead of being
 half-understood. `schema_version` lets a consumer tell an old shape from a new one.
 """
 
+import re
 from abc import abstractmethod
 from typing import Annotated, Any, Literal
 
@@ -33,7 +34,42 @@ DatasetPid = Annotated[
 Checked by `contracts.objectkeys.check_pid`: it names folders of object keys.
 """
 
-JobId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\w.:-]+$")]
+MAX_JOB_ID_CHARS = 128
+_JOB_ID = re.compile(r"[A-Za-z0-9_.:-]+")
+
+
+def check_job_id(job_id: str) -> str:
+    """`job_id` itself if it can name a job in URLs, KV keys and dedup ids; ValueError otherwise.
+
+    SciCat's ids are UUIDs (v4) or ObjectIds (v3); anything with a space, a slash
+    or only dots (`..` would climb a URL path) is refused, with a sentence.
+    """
+    shown = job_id if len(job_id) <= 40 else f"{job_id[:40]}..."
+    if not job_id or len(job_id) > MAX_JOB_ID_CHARS:
+        msg = f"job id {shown!r} is not 1 to {MAX_JOB_ID_CHARS} characters long"
+        raise ValueError(msg)
+    if not _JOB_ID.fullmatch(job_id) or not job_id.strip("."):
+        msg = (
+            f"job id {shown!r} may hold only letters, digits, '_', '.', ':' and '-'"
+            " (and not only dots)"
+        )
+        raise ValueError(msg)
+    return job_id
+
+
+JobId = Annotated[
+    str,
+    AfterValidator(check_job_id),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_JOB_ID_CHARS,
+            "pattern": r"^[A-Za-z0-9_.:-]*[A-Za-z0-9_:-][A-Za-z0-9_.:-]*$",
+        }
+    ),
+]
+"""A SciCat job id (`check_job_id`): the gateway, every event and every KV record use this type."""
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 ArchiveId = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 
@@ -135,6 +171,8 @@ class JobRequested(Event):
     job_type: Literal["archive", "retrieve"]
     datasets: tuple[JobDataset, ...] = Field(min_length=1)
     scicat_api: Literal["v3", "v4"]
+    owner_group: str | None = None
+    """The job's ownerGroup as SciCat saved it (v3 jobs carry none)."""
 
     def dedup_id(self) -> str:
         return f"job.requested:{self.job_id}"

@@ -91,6 +91,8 @@ class JobRecord(BaseModel):
     job_id: JobId
     job_type: Literal["archive", "retrieve"]
     scicat_api: Literal["v3", "v4"]
+    owner_group: str | None = None
+    """The job's ownerGroup as SciCat saved it (v3 jobs carry none)."""
     status: JobStatusCode = "jobSubmitted"
     status_message: str = "Job submitted"
     datasets: dict[str, DatasetProgress]
@@ -106,6 +108,7 @@ class JobRecord(BaseModel):
             job_id=job.job_id,
             job_type=job.job_type,
             scicat_api=job.scicat_api,
+            owner_group=job.owner_group,
             datasets={d.pid: DatasetProgress(pid=d.pid) for d in job.datasets},
             created_at=job.occurred_at,
         )

@@ -1,25 +1,12 @@
-"""The datablocker's KV records: packed results, and datasets cleaned up after archiving."""
+"""The datablocker's KV records: packed results, and datasets cleaned up after archiving.
 
-from typing import Literal
-
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+Their models are in `contracts.dataset_records` (the gateway reads them too).
+"""
 
 from contracts import kv
-from contracts.events import ArchiveId, DatablocksCreated, DatasetPid, JobId
+from contracts.dataset_records import CleanedDataset
+from contracts.events import DatablocksCreated
 from runtime.kvstore import JetStream, KvRecords, open_bucket
-
-
-class CleanedDataset(BaseModel):
-    """A dataset archived and removed from the landing zone and the archival bucket."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    schema_version: Literal[1] = 1
-    pid: DatasetPid
-    job_id: JobId
-    archived_at: AwareDatetime
-    """`occurred_at` of the `dataset.archived` event."""
-    archive_ids: tuple[ArchiveId, ...]
 
 
 class PackedResults:

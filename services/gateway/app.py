@@ -14,12 +14,14 @@ from contracts import streams
 from contracts.events import MinioNotification
 from runtime.service_bus import Bus, ServiceBus, handled_correlation_id
 from services.gateway import upload_routes
+from services.gateway.body_limits import BodyLimits
 from services.gateway.bootstrap import Gateway, build_gateway
 from services.gateway.correlation import install_correlation_ids
+from services.gateway.credentials import CredentialsFirst, JobCallerCheck, upload_principal
 from services.gateway.dependencies import gateway_parts
 from services.gateway.error_responses import install_error_handlers
 from services.gateway.health import Probe, build_health_router
-from services.gateway.job_routes import JobCallerCheck, build_job_router
+from services.gateway.job_routes import build_job_router
 from services.gateway.notifications import announce_marked_uploads
 from services.gateway.settings import GatewaySettings
 
@@ -49,16 +51,32 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             finally:
                 await service_bus.broker.stop()
 
-    api = APIRouter(prefix=settings.root_path)
+    job_callers = JobCallerCheck(
+        settings.job_user, settings.job_password, settings.job_bearer_token
+    )
+    root = settings.root_path
+    api = APIRouter(prefix=root)
     api.include_router(build_health_router(readiness_probes))
     api.include_router(upload_routes.router)
-    api.include_router(
-        build_job_router(
-            JobCallerCheck(settings.job_user, settings.job_password, settings.job_bearer_token)
-        )
-    )
+    api.include_router(build_job_router(job_callers))
     app = FastAPI(title="archiver gateway", lifespan=lifespan)
     app.include_router(api)
     install_error_handlers(app)
+    # Outermost last: correlation ids, then credentials, then body limits, then the routes.
+    app.add_middleware(
+        BodyLimits,
+        limits=[
+            (f"{root}/s3/completeUpload", settings.max_complete_upload_body_bytes),
+            (f"{root}/archiver/jobs", settings.max_job_body_bytes),
+        ],
+        default=settings.max_body_bytes,
+    )
+    app.add_middleware(
+        CredentialsFirst,
+        guards=[
+            (f"{root}/s3/", upload_principal),
+            (f"{root}/archiver/jobs", lambda authorization, _: job_callers.check(authorization)),
+        ],
+    )
     install_correlation_ids(app)
     return app

@@ -18,6 +18,7 @@ from services.gateway.health import Probe
 from services.gateway.jobs import JobIntake
 from services.gateway.landing_uploads import LandingZone
 from services.gateway.notifications import MarkerWatch
+from services.gateway.packing_records import open_packing_records
 from services.gateway.scicat_lookups import DatasetOwner, Identity, ScicatLookups, TtlCache
 from services.gateway.settings import GatewaySettings
 from services.gateway.tokens import TokenIssuer
@@ -100,12 +101,15 @@ async def build_gateway(
                     settings.s3.landing_bucket,
                     timedelta(seconds=settings.presigned_url_expiry_s),
                 ),
+                records=await open_packing_records(bus.js, replicas),
+                completion_marker=settings.completion_marker,
                 publish=announcer.upload_finished,
                 clock=clock,
             ),
             intake=JobIntake(
                 publish=announcer.job_requested,
-                datasets_of_job=catalog.datasets_of_job,
+                saved_job=catalog.saved_job,
+                max_payload=lambda: bus.max_payload,
                 clock=clock,
                 jobs=await open_bucket(bus.js, kv_names.JOBS, replicas),
             ),

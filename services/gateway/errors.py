@@ -36,6 +36,12 @@ class Conflict(GatewayError):
     status_code = 409
 
 
+class PayloadTooLarge(GatewayError):
+    """A request body over the route's limit; refused before it is read."""
+
+    status_code = 413
+
+
 class InvalidRequest(GatewayError):
     """A body that parses but is inconsistent (e.g. a checksum that does not add up)."""
 

@@ -1,26 +1,43 @@
-"""SciCat job intake: recognise the job, record it once, hand it to the bus.
+"""SciCat job intake: check the job against SciCat's, record it once, hand it to the bus.
 
-SciCat's `url` job action POSTs the job inside its own create request, so the
-answer must be quick: the record goes to NATS KV and `job.requested.*` to the
-stream; the storage work happens elsewhere. A repeated job id (SciCat retrying,
-or an operator re-POSTing) gets the same answer and starts nothing new.
+SciCat's `url` job action POSTs the job inside its own create request, after
+saving it, so the answer must be quick: the record goes to NATS KV and
+`job.requested.*` to the stream; the storage work happens elsewhere. A repeated
+job id (SciCat retrying, or an operator re-POSTing) gets the same answer and
+starts nothing new.
+
+The POSTed body is a claim: the archiver reads the job from SciCat with its
+service account and acts on SciCat's type, dataset list and owner group. A job
+SciCat does not know is 404; a body that contradicts SciCat's job is 409.
 """
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import ValidationError
 
-from contracts.events import JobDataset, JobRequested
+from contracts.events import JobDataset, JobRequested, check_job_id
 from contracts.jobs import JobRecord
 from contracts.kv import id_key
 from runtime.kvstore import KvBucket, KvConflict, KvRecords
-from services.gateway.errors import Conflict, InvalidRequest, NotFound
+from services.gateway.errors import Conflict, DependencyDown, InvalidRequest, NotFound
 
 JobKind = Literal["archive", "retrieve"]
+JobApi = Literal["v3", "v4"]
 JOB_KINDS: tuple[JobKind, ...] = ("archive", "retrieve")
+
+DATASET_RECORD_BYTES = 8 * 1024
+"""Room one dataset may take in the job's KV record (pid, state, messages, and the
+progress of a few datablocks): a job's record must fit in one bus message."""
+HEADERS_ALLOWANCE = 1024
+"""Bytes of a message kept for its headers (message id, correlation id)."""
+
+
+def max_job_datasets(max_payload: int) -> int:
+    """The most datasets one job may list, so that its event and KV record fit in a message."""
+    return max(1, max_payload // DATASET_RECORD_BYTES)
 
 
 @dataclass(frozen=True)
@@ -32,54 +49,118 @@ class JobAccepted:
 
 
 @dataclass(frozen=True)
-class ParsedJob:
+class JobView:
+    """A SciCat job as its JSON shows it: POSTed by SciCat's url action, or read from SciCat."""
+
     job_id: str
-    job_type: JobKind
-    scicat_api: Literal["v3", "v4"]
+    job_type: str
+    scicat_api: JobApi
+    owner_group: str | None
     datasets: tuple[JobDataset, ...] | None
-    """None: the body named no datasets (the reference's minimal shape)."""
+    """None: the JSON named no datasets (the reference's minimal `{"id","type"}`)."""
 
 
-def parse_job(body: Mapping[str, Any]) -> ParsedJob:
-    """Recognise SciCat's v4 job, its v3 job, or the reference's `{"id","type"}`."""
+def read_job(body: Mapping[str, Any], whose: str, max_datasets: int) -> JobView:
+    """Recognise SciCat's v4 job, its v3 job, or the reference's `{"id","type"}`.
+
+    `whose` names the JSON in the 422's sentence ("The job", "SciCat's job j-1").
+    """
     job_id = body.get("id") or body.get("_id")
     if not isinstance(job_id, str) or not job_id:
-        msg = "The job has no `id`; send the job as SciCat saved it"
+        msg = f"{whose} has no `id`; send the job as SciCat saved it"
         raise InvalidRequest(msg)
-    job_type = body.get("type")
-    if job_type not in JOB_KINDS:
-        msg = f"Job type {job_type!r} is not handled by the archiver (archive or retrieve)"
-        raise InvalidRequest(msg)
-    params = body.get("jobParams") if isinstance(body.get("jobParams"), dict) else {}
-    if isinstance(params.get("datasetList"), list):
-        return ParsedJob(job_id, job_type, "v4", _datasets(params["datasetList"]))
-    if isinstance(body.get("datasetList"), list):
-        return ParsedJob(job_id, job_type, "v3", _datasets(body["datasetList"]))
-    api = "v3" if "jobStatusMessage" in body else "v4"
-    return ParsedJob(job_id, job_type, api, None)
-
-
-def _datasets(entries: list[Any]) -> tuple[JobDataset, ...]:
     try:
-        datasets = tuple(JobDataset.model_validate(_dataset_entry(e)) for e in entries)
-    except ValidationError as exc:
-        msg = f"The job's dataset list is malformed: {exc.errors()[0]['msg']}"
+        check_job_id(job_id)
+    except ValueError as exc:
+        msg = f"{whose} has no SciCat job id: {exc}"
         raise InvalidRequest(msg) from exc
-    if not datasets:
-        msg = "The job lists no datasets"
+    job_type = body.get("type")
+    if not isinstance(job_type, str) or not job_type:
+        msg = f"{whose} has no `type`"
         raise InvalidRequest(msg)
+    owner_group = body.get("ownerGroup")
+    owner_group = owner_group if isinstance(owner_group, str) and owner_group else None
+    params = body.get("jobParams")
+    if params is not None and not isinstance(params, dict):
+        msg = f"{whose}'s jobParams is not an object"
+        raise InvalidRequest(msg)
+    params = params or {}
+    # v3 has `jobStatusMessage` and `datasetList` at the top (and may repeat the list in
+    # jobParams); v4 has `statusCode` and the list in jobParams only.
+    v3 = "statusCode" not in body and ("jobStatusMessage" in body or "datasetList" in body)
+    api: JobApi = "v3" if v3 else "v4"
+    holder = body if v3 and "datasetList" in body else params
+    if "datasetList" not in holder:
+        return JobView(job_id, job_type, api, owner_group, None)
+    datasets = _datasets(holder["datasetList"], whose, max_datasets)
+    return JobView(job_id, job_type, api, owner_group, datasets)
+
+
+def _datasets(entries: Any, whose: str, max_datasets: int) -> tuple[JobDataset, ...]:
+    if not isinstance(entries, list):
+        msg = f"{whose}'s datasetList is not a list"
+        raise InvalidRequest(msg)
+    if not entries:
+        msg = f"{whose} lists no datasets"
+        raise InvalidRequest(msg)
+    if len(entries) > max_datasets:
+        msg = (
+            f"{whose} lists {len(entries):,} datasets; the archiver takes at most"
+            f" {max_datasets:,} per job: split it into several jobs"
+        )
+        raise InvalidRequest(msg)
+    datasets = tuple(_dataset(entry, n, whose) for n, entry in enumerate(entries))
     pids = [d.pid for d in datasets]
     if len(set(pids)) != len(pids):
-        msg = "The job lists a dataset more than once"
+        msg = f"{whose} lists a dataset more than once"
         raise InvalidRequest(msg)
     return datasets
 
 
-def _dataset_entry(entry: Any) -> dict[str, Any]:
-    if not isinstance(entry, dict):
-        return {"pid": entry}
-    # SciCat sends `files` as [] or a list of paths; nothing else is ours to keep.
-    return {"pid": entry.get("pid"), "files": tuple(entry.get("files") or ())}
+def _dataset(entry: Any, n: int, whose: str) -> JobDataset:
+    """One datasetList entry: `{"pid","files"}` (or a bare pid); `files` [] or paths."""
+    if isinstance(entry, dict):
+        files = entry.get("files") or []
+        if not isinstance(files, list):
+            msg = f"{whose}'s datasetList[{n}].files is not a list of file paths"
+            raise InvalidRequest(msg)
+        fields = {"pid": entry.get("pid"), "files": tuple(files)}
+    else:
+        fields = {"pid": entry}
+    try:
+        return JobDataset.model_validate(fields)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        msg = f"{whose}'s datasetList[{n}] is malformed: {where}: {error['msg']}"
+        raise InvalidRequest(msg) from exc
+
+
+def _listing(datasets: tuple[JobDataset, ...]) -> dict[str, frozenset[str]]:
+    return {d.pid: frozenset(d.files) for d in datasets}
+
+
+def saved_datasets(posted: JobView, saved: JobView) -> tuple[JobDataset, ...]:
+    """SciCat's dataset list; Conflict if the POSTed job contradicts SciCat's (type or datasets)."""
+    if saved.job_id != posted.job_id:
+        msg = f"SciCat answered job {saved.job_id} when asked for job {posted.job_id}"
+        raise DependencyDown(msg)
+    if saved.job_type != posted.job_type:
+        msg = (
+            f"Job {posted.job_id} is a {saved.job_type!r} job in SciCat, not {posted.job_type!r};"
+            " the archiver acts on the job as SciCat saved it"
+        )
+        raise Conflict(msg)
+    if saved.datasets is None:
+        msg = f"SciCat's job {saved.job_id} lists no datasets"
+        raise InvalidRequest(msg)
+    if posted.datasets is not None and _listing(posted.datasets) != _listing(saved.datasets):
+        msg = (
+            f"Job {posted.job_id}'s dataset list is not the one SciCat saved;"
+            " the archiver acts on the job as SciCat saved it"
+        )
+        raise Conflict(msg)
+    return saved.datasets
 
 
 class JobIntake:
@@ -87,45 +168,70 @@ class JobIntake:
         self,
         *,
         publish: Callable[[JobRequested], Awaitable[None]],
-        datasets_of_job: Callable[[str], Awaitable[tuple[JobDataset, ...]]],
+        saved_job: Callable[[str, JobApi], Awaitable[Mapping[str, Any]]],
+        max_payload: Callable[[], int],
         clock: Callable[[], datetime],
         jobs: KvBucket,
     ) -> None:
+        """`saved_job`: the job as SciCat saved it (NotFound if SciCat knows none);
+        `max_payload`: the bus's message limit now."""
         self._jobs = KvRecords(jobs, JobRecord)
         self._publish = publish
-        self._datasets_of_job = datasets_of_job
+        self._saved_job = saved_job
+        self._max_payload = max_payload
         self._clock = clock
 
     async def submit(self, body: Mapping[str, Any], correlation_id: str | None) -> JobAccepted:
-        parsed = parse_job(body)
-        existing = await self.record(parsed.job_id)
+        max_datasets = max_job_datasets(self._max_payload())
+        posted = read_job(body, "The job", max_datasets)
+        if posted.job_type not in JOB_KINDS:
+            msg = f"Job type {posted.job_type!r} is not one the archiver runs (archive, retrieve)"
+            raise InvalidRequest(msg)
+        existing = await self.record(posted.job_id)
         if existing is not None:
-            return await self._repeat(existing, parsed, correlation_id)
-        datasets = parsed.datasets or await self._datasets_of_job(parsed.job_id)
+            return await self._repeat(existing, posted, correlation_id)
+        saved_json = await self._saved_job(posted.job_id, posted.scicat_api)
+        saved = read_job(saved_json, f"SciCat's job {posted.job_id}", max_datasets)
+        datasets = saved_datasets(posted, saved)
         request = JobRequested(
             occurred_at=self._clock(),
             correlation_id=correlation_id,
-            job_id=parsed.job_id,
-            job_type=parsed.job_type,
+            job_id=posted.job_id,
+            job_type=cast(JobKind, posted.job_type),  # one of JOB_KINDS, checked above
             datasets=datasets,
-            scicat_api=parsed.scicat_api,
+            scicat_api=posted.scicat_api,
+            owner_group=saved.owner_group,
         )
+        self._check_fits(request)
         record = JobRecord.submitted(request)
-        if not await self._jobs.create(id_key(parsed.job_id), record):
+        if not await self._jobs.create(id_key(posted.job_id), record):
             # Two POSTs of one job raced; the other one recorded it first.
-            raced = await self.record(parsed.job_id)
+            raced = await self.record(posted.job_id)
             if raced is None:
-                msg = f"job {parsed.job_id}: another request created its record, then it was gone"
+                msg = f"job {posted.job_id}: another request created its record, then it was gone"
                 raise KvConflict(msg)
-            return await self._repeat(raced, parsed, correlation_id)
+            return await self._repeat(raced, posted, correlation_id)
         await self._publish(request)
         return _accepted(record)
 
+    def _check_fits(self, request: JobRequested) -> None:
+        size = len(request.model_dump_json())
+        limit = self._max_payload() - HEADERS_ALLOWANCE
+        if size > limit:
+            msg = (
+                f"Job {request.job_id}'s dataset and file lists take {size:,} bytes, over the"
+                f" archiver's {limit:,}-byte message limit: split it into several jobs"
+            )
+            raise InvalidRequest(msg)
+
     async def _repeat(
-        self, record: JobRecord, parsed: ParsedJob, correlation_id: str | None
+        self, record: JobRecord, posted: JobView, correlation_id: str | None
     ) -> JobAccepted:
-        if record.job_type != parsed.job_type:
-            msg = f"Job {parsed.job_id} was already submitted as an {record.job_type} job"
+        if record.job_type != posted.job_type:
+            msg = f"Job {posted.job_id} was already submitted as an {record.job_type} job"
+            raise Conflict(msg)
+        if posted.datasets is not None and {d.pid for d in posted.datasets} != set(record.datasets):
+            msg = f"Job {posted.job_id} was already submitted with another dataset list"
             raise Conflict(msg)
         if record.status == "jobSubmitted":
             # The first POST may have died between recording and publishing: publish
@@ -156,4 +262,5 @@ def _request_of(record: JobRecord, correlation_id: str | None) -> JobRequested:
         job_type=record.job_type,
         datasets=tuple(JobDataset(pid=pid) for pid in record.datasets),
         scicat_api=record.scicat_api,
+        owner_group=record.owner_group,
     )

@@ -111,6 +111,20 @@ class LandingZone:
 
         return await _s3_call(first)
 
+    async def sizes(self, prefix: str) -> dict[str, int]:
+        """Every object below `prefix`: its key after the prefix, and its size
+        (directory markers, keys ending in `/` with no bytes, are skipped)."""
+
+        def listed() -> dict[str, int]:
+            found = {}
+            for item in self._s3.list_objects(self._bucket, prefix, recursive=True):
+                key = item.object_name or ""
+                if not (key.endswith("/") and not item.size):
+                    found[key.removeprefix(prefix)] = item.size or 0
+            return found
+
+        return await _s3_call(listed)
+
     async def remove_all(self, prefix: str) -> Cleanup:
         """Abort every open multipart upload and delete every object below `prefix`."""
         return await _s3_call(self._remove_all, prefix)

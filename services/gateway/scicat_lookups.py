@@ -1,4 +1,4 @@
-"""What the gateway reads from SciCat: a user's access groups, a dataset's owner, a job's datasets.
+"""What the gateway reads from SciCat: a user's access groups, a dataset's owner, a saved job.
 
 Reads only (the gateway never writes SciCat), through the process's
 `runtime.scicat.ScicatClient`: a user's identity with the user's own SciCat
@@ -12,9 +12,8 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
-from contracts.events import JobDataset
 from runtime.scicat import (
     ScicatClient,
     ScicatLoginFailed,
@@ -23,7 +22,7 @@ from runtime.scicat import (
     ScicatUnavailable,
     pid_path,
 )
-from services.gateway.errors import DependencyDown, InvalidRequest, NotAuthenticated, NotFound
+from services.gateway.errors import DependencyDown, NotAuthenticated, NotFound
 
 ValueT = TypeVar("ValueT")
 
@@ -67,6 +66,8 @@ class DatasetOwner:
     owner_group: str
     owner_user: str | None
     contact_email: str | None
+    archive_status: str | None = None
+    """`datasetlifecycle.archiveStatusMessage` (e.g. `started`, `datasetOnArchiveDisk`)."""
 
 
 class ScicatLookups:
@@ -125,32 +126,43 @@ class ScicatLookups:
         owner_group = body.get("ownerGroup")
         if not isinstance(owner_group, str) or not owner_group:
             raise NotFound(missing)
+        lifecycle = body.get("datasetlifecycle")
+        lifecycle = lifecycle if isinstance(lifecycle, dict) else {}
         owner = DatasetOwner(
             pid=pid,
             owner_group=owner_group,
             owner_user=_optional_str(body.get("owner")),
             contact_email=_optional_str(body.get("contactEmail")),
+            archive_status=_optional_str(lifecycle.get("archiveStatusMessage")),
         )
         self._datasets.put(pid, owner)
         return owner
 
-    async def datasets_of_job(self, job_id: str) -> tuple[JobDataset, ...]:
-        """The datasets of a SciCat job that was POSTed to us as just `{"id","type"}`."""
+    async def saved_job(self, job_id: str, api: Literal["v3", "v4"]) -> dict[str, Any]:
+        """The job as SciCat saved it, read with the service account (`GET v4/jobs/{id}`,
+        or `v3/Jobs/{id}`); NotFound if SciCat knows no such job.
+
+        Reading another group's job needs one of SciCat's ADMIN_GROUPS,
+        CREATE_JOB_PRIVILEGED_GROUPS or UPDATE_JOB_PRIVILEGED_GROUPS (JobReadAny);
+        the archiver's account is in the update group anyway, to write job status.
+        """
+        path = f"v4/jobs/{pid_path(job_id)}" if api == "v4" else f"v3/Jobs/{pid_path(job_id)}"
+        missing = f"SciCat knows no job {job_id}; the archiver runs only jobs SciCat saved"
         try:
-            answer = await self._read(f"v4/jobs/{pid_path(job_id)}", "job")
+            answer = await self._read(path, "job")
         except ScicatNotFound as exc:
-            msg = f"SciCat knows no job {job_id}; send the whole job or create it in SciCat first"
-            raise InvalidRequest(msg) from exc
+            raise NotFound(missing) from exc
         except ScicatRefused as exc:
+            if exc.status_code in (401, 403):
+                msg = (
+                    f"The archiver's SciCat account may not read job {job_id}: it needs a group"
+                    " in SciCat's UPDATE_JOB_PRIVILEGED_GROUPS; tell the operators"
+                )
+                raise DependencyDown(msg) from exc
             raise _unexpected("job", exc.status_code) from exc
-        body = _json_object(answer, "job")
-        params = body.get("jobParams") if isinstance(body.get("jobParams"), dict) else {}
-        entries = params.get("datasetList") or body.get("datasetList") or []
-        pids = [e.get("pid") if isinstance(e, dict) else e for e in entries]
-        if not pids or not all(isinstance(pid, str) and pid for pid in pids):
-            msg = f"SciCat's job {job_id} lists no datasets the archiver can read"
-            raise InvalidRequest(msg)
-        return tuple(JobDataset(pid=pid) for pid in pids)
+        if answer is None or answer == {}:
+            raise NotFound(missing)
+        return _json_object(answer, "job")
 
     async def _read(self, path: str, what: str, *, user_token: str | None = None) -> Any:
         """GET (with the service account unless `user_token`); SciCat down, garbled or

@@ -4,6 +4,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from runtime.settings import LogSettings, NatsSettings, S3Settings, ScicatSettings
 
 GiB = 1024**3
+MiB = 1024**2
+KiB = 1024
 
 
 class GatewaySettings(BaseSettings):
@@ -49,6 +51,15 @@ class GatewaySettings(BaseSettings):
     """How long a dataset's owner (read with the service account) is reused."""
     reservation_ttl_s: int = Field(7 * 24 * 3600, gt=0)
     """An upload reservation not finalized or aborted by then stops counting."""
+
+    max_body_bytes: int = Field(64 * KiB, gt=0)
+    """Largest request body of any route but the two below (JSON of a few fields); a larger
+    one gets 413 before it is read."""
+    max_complete_upload_body_bytes: int = Field(2 * MiB, gt=0)
+    """Largest `/s3/completeUpload` body: it lists up to 10,000 parts of ~130 bytes each."""
+    max_job_body_bytes: int = Field(4 * MiB, gt=0)
+    """Largest job POST: SciCat's job JSON with its dataset and file lists (a job's event
+    must fit in one bus message anyway)."""
 
     nats: NatsSettings = Field(default_factory=NatsSettings)
     s3: S3Settings = Field(default_factory=S3Settings)  # type: ignore[arg-type]

@@ -2,7 +2,8 @@
 
 Request bodies are validated here (422 in FastAPI's shape, which the Ingestor
 reads); everything else is `uploads.Uploads`. Every `/s3/*` route needs an
-upload access token from `POST /token`.
+upload access token from `POST /token`, checked before the body is read
+(`credentials.CredentialsFirst`).
 """
 
 import base64
@@ -14,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from contracts.events import DatasetPid
 from contracts.objectkeys import MAX_KEY_BYTES, check_pid, check_relative_path
+from services.gateway.credentials import upload_principal
 from services.gateway.dependencies import GatewayParts
 from services.gateway.errors import InvalidRequest, NotAuthenticated
 from services.gateway.landing_uploads import UploadedPart
@@ -34,7 +36,7 @@ MaybePid = Annotated[str, AfterValidator(_pid_or_empty)]
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 
 
 class _Named(_Body):
@@ -90,11 +92,8 @@ def correlation_id(request: Request) -> str | None:
     return getattr(request.state, "correlation_id", None)
 
 
-def principal(credentials: Credentials, gateway: GatewayParts) -> Principal:
-    if credentials is None:
-        msg = "Send an upload access token from POST /token as 'Authorization: Bearer <token>'"
-        raise NotAuthenticated(msg)
-    return gateway.issuer.verify_access(credentials.credentials, gateway.clock())
+def principal(_credentials: Credentials, request: Request, gateway: GatewayParts) -> Principal:
+    return upload_principal(request.headers.get("Authorization"), gateway)
 
 
 Caller = Annotated[Principal, Depends(principal)]

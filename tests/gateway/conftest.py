@@ -1,12 +1,14 @@
 """The gateway in-process (lifespan run) against real nats-server, moto S3 and the SciCat stand-in.
 
-The stand-in is the session's `scicat_standin` (tests/conftest.py); each test
+The stand-in is one per session whose archive and retrieve jobs have no url
+action (nothing listens for SciCat here): a test creates a job in SciCat as a
+user would, then POSTs it to the gateway as SciCat's url action does. Each test
 creates its own datasets. The gateway is built per test on a clean JetStream
 (streams and the reservation ledger deleted).
 """
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,9 +30,54 @@ Scicat = ScicatApi
 """A SciCat API by its URL (ends in /api): `login(username)`, `create_dataset(owner_group)`."""
 
 
+JOBS_WITHOUT_URL_ACTIONS = """\
+configVersion: gateway-tests
+jobs:
+  - jobType: archive
+    create:
+      auth: "#datasetOwner"
+    update:
+      auth: archivemanager
+  - jobType: retrieve
+    create:
+      auth: "#datasetAccess"
+    update:
+      auth: archivemanager
+  - jobType: public
+    create:
+      auth: "#datasetPublic"
+    update:
+      auth: archivemanager
+"""
+
+
 @pytest.fixture(scope="session")
-def scicat(scicat_standin: ScicatStandin) -> Scicat:
-    return scicat_standin
+def scicat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scicat]:
+    standin = ScicatStandin(
+        tmp_path_factory.mktemp("gateway-scicat"), job_config=JOBS_WITHOUT_URL_ACTIONS
+    )
+    standin.start()
+    yield standin
+    standin.stop()
+
+
+def create_job(
+    scicat: Scicat, job_type: str, *pids: str, username: str = "user1", api: str = "v4"
+) -> dict[str, Any]:
+    """The job as SciCat saved it, created by `username` (v4 `POST /jobs`, or v3's)."""
+    entries = [{"pid": pid, "files": []} for pid in pids]
+    if api == "v4":
+        body: dict[str, Any] = {
+            "type": job_type,
+            "ownerGroup": "group1",
+            "jobParams": {"datasetList": entries},
+        }
+    else:
+        body = {"type": job_type, "datasetList": entries, "emailJobInitiator": "u@example.org"}
+    with scicat.client(username) as http:
+        reply = http.post(f"/{api}/jobs", json=body)
+    assert reply.status_code == 201, reply.text
+    return reply.json()
 
 
 def gateway_settings(

@@ -161,8 +161,15 @@ def catalog_answering(answer: httpx.Response | Exception) -> ScicatLookups:
         (
             "job",
             httpx.Response(400, json={"message": "Invalid job id."}),
-            InvalidRequest,
-            "SciCat knows no job job-7; send the whole job or create it in SciCat first",
+            NotFound,
+            "SciCat knows no job job-7; the archiver runs only jobs SciCat saved",
+        ),
+        (
+            "job",
+            httpx.Response(403, json={"message": "Unauthorized to get this job."}),
+            DependencyDown,
+            "The archiver's SciCat account may not read job job-7: it needs a group in"
+            " SciCat's UPDATE_JOB_PRIVILEGED_GROUPS; tell the operators",
         ),
         (
             "dataset",
@@ -192,7 +199,7 @@ async def test_scicat_answers_become_the_gateways_errors(
     reads = {
         "identity": lambda: catalog.identity("user-token"),
         "dataset": lambda: catalog.dataset_owner(PID),
-        "job": lambda: catalog.datasets_of_job("job-7"),
+        "job": lambda: catalog.saved_job("job-7", "v4"),
     }
 
     with pytest.raises(error) as caught:
