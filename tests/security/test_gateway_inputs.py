@@ -43,15 +43,15 @@ jobs:
           method: POST
           headers:
             Content-Type: application/json
-            Authorization: "{{{{{{ basicAuth 'jobs' 'jobs-password' }}}}}}"
+            Authorization: 'Basic {{{{{{ base64enc "jobs:jobs-password" }}}}}}'
           body: "{{{{{{ jsonify job }}}}}}"
     update:
-      auth: archivemanager
+      auth: "#jobAdmin"
   - jobType: public
     create:
       auth: "#datasetPublic"
     update:
-      auth: archivemanager
+      auth: "#jobAdmin"
 """
 """Archive jobs are handed to the gateway inside SciCat's create request; public ones are not."""
 
