@@ -48,7 +48,9 @@ def datablocks_created(*, create_job: bool = False, at: datetime = T1) -> Databl
 
 
 def job_status(code: str, message: str, at: datetime) -> JobStatusChanged:
-    return JobStatusChanged(occurred_at=at, job_id="job-7", status_code=code, status_message=message)
+    return JobStatusChanged(
+        occurred_at=at, job_id="job-7", status_code=code, status_message=message
+    )
 
 
 DATABLOCK_JSON = {
