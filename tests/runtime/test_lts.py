@@ -276,7 +276,7 @@ def test_posix_removes_temp_files_of_earlier_versions_only_for_its_copy(tmp_path
 
 
 def test_a_recopy_lies_beside_the_copy_in_a_folder_of_its_own() -> None:
-    """Attempt 0 is the archive id; a re-copy keeps the file name in a per-job, per-attempt folder."""
+    """Attempt 0 is the archive id; a re-copy keeps its file name, in a folder per job and try."""
     first = copy_id(ARCHIVE_ID, "job-7", 0)
     again = copy_id(ARCHIVE_ID, "job-7", 2)
 
@@ -290,7 +290,7 @@ def test_a_recopy_lies_beside_the_copy_in_a_folder_of_its_own() -> None:
 def test_promote_replaces_the_copy_with_the_staged_one_and_leaves_nothing_beside(
     backend: LtsBackend,
 ) -> None:
-    """Old copy, staged re-copy: after promote the archive id reads the re-copy, the stage is gone."""
+    """Old copy and staged re-copy: once promoted the archive id reads the re-copy, no stage."""
     staged = copy_id(ARCHIVE_ID, "job-7", 1)
     backend.write(ARCHIVE_ID, io.BytesIO(b"old copy"), 8)
     backend.write(staged, io.BytesIO(PAYLOAD), len(PAYLOAD), staged=True)
