@@ -1,10 +1,13 @@
 """The SciCat calls scicat_sync makes, as literal JSON, against a recording fake SciCat."""
 
+import json
 from datetime import UTC, datetime
 
 import pytest
 import stamina
+from nats.js import JetStreamContext
 
+from contracts import kv
 from contracts.events import (
     Datablock,
     DatablocksCreated,
@@ -225,6 +228,28 @@ async def test_job_status_v4_body(
             },
         ),
     ]
+
+
+async def test_the_ledger_keeps_a_final_status_but_not_its_result(
+    scicat: ScicatClient, ledger: AppliedLedger, clean_js: JetStreamContext
+) -> None:
+    """The result (presigned URLs) goes to SciCat only; the ledger holds code and message."""
+
+    async def result() -> dict:
+        return {"result": [{"url": "https://s3/x?X-Amz-Signature=abc"}], "downloadScript": "IyE="}
+
+    await syncing.apply_job_status(
+        scicat, ledger, job_status("finishedSuccessful", "done", T1), "v4", result=result
+    )
+    bucket = await clean_js.key_value(kv.SCICAT_SYNC_APPLIED)
+    stored = json.loads((await bucket.get(syncing.job_status_key("job-7"))).value)
+
+    assert stored == {
+        "status": {
+            "at": "2025-03-01T12:00:00+00:00",
+            "value": {"code": "finishedSuccessful", "message": "done"},
+        }
+    }
 
 
 async def test_job_status_v3_body(
