@@ -7,7 +7,7 @@ half-understood. `schema_version` lets a consumer tell an old shape from a new o
 
 import re
 from abc import abstractmethod
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -225,11 +225,16 @@ class DatasetArchived(Event):
 
 
 class DatasetLifecycleChanged(Event):
-    """`dataset.lifecycle`: fields to merge into a dataset's SciCat lifecycle."""
+    """`dataset.lifecycle`: fields to merge into a dataset's SciCat lifecycle.
+
+    A claim about job `job_id`: scicat_sync writes it only if the job's record
+    (KV `jobs`) lists the dataset and says this change happened at `occurred_at`
+    (`contracts.jobs.lifecycle_at`).
+    """
 
     pid: DatasetPid
     lifecycle: LifecyclePatch
-    job_id: JobId | None = None
+    job_id: JobId
 
     def dedup_id(self) -> str:
         fields = ",".join(sorted(self.lifecycle.model_dump(exclude_unset=True)))
@@ -237,12 +242,16 @@ class DatasetLifecycleChanged(Event):
 
 
 class JobStatusChanged(Event):
-    """`job.status`: a SciCat job's status, written by scicat_sync."""
+    """`job.status`: a SciCat job's status, written by scicat_sync.
+
+    It carries no result: scicat_sync builds a finished retrieve job's result
+    (presigned URLs, download script) from the job's records when it writes it,
+    so no URL is ever kept on the bus and no event can put one into SciCat.
+    """
 
     job_id: JobId
     status_code: JobStatusCode
     status_message: str
-    job_result_object: dict[str, Any] | None = None
 
     def dedup_id(self) -> str:
         return f"job.status:{self.job_id}:{self.status_code}:{self.occurred_at.isoformat()}"

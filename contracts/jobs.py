@@ -8,12 +8,15 @@ re-used when that transition's events are published again after a crash, so
 the repeat carries the same dedup id and is stored once.
 """
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NonNegativeInt
 
 from contracts.events import ArchiveId, DatasetPid, JobId, JobRequested
-from contracts.scicat import FINAL_JOB_STATUS_CODES, JobStatusCode
+from contracts.scicat import FINAL_JOB_STATUS_CODES, JobStatusCode, LifecyclePatch
+
+JobType = Literal["archive", "retrieve"]
 
 DatablockState = Literal["pending", "copying", "moved", "verified", "failed"]
 """`copying`: being written to LTS; `moved`: written, the verifier is checking it."""
@@ -34,6 +37,9 @@ class DatablockProgress(BaseModel):
     """The copy attempt the state refers to (0 first; +1 per re-copy after a failed check)."""
     copied: bool = False
     """This job wrote the LTS copy (False: an earlier job's copy was found and re-verified)."""
+    replacing: bool = False
+    """A verified re-copy (written beside the copy) is replacing the copy at the archive id:
+    set just before, so a redelivery knows a re-copy that is gone was put in place."""
     reason: str | None = None
     """Why the last verification failed."""
 
@@ -89,7 +95,7 @@ class JobRecord(BaseModel):
 
     schema_version: Literal[1] = 1
     job_id: JobId
-    job_type: Literal["archive", "retrieve"]
+    job_type: JobType
     scicat_api: Literal["v3", "v4"]
     owner_group: str | None = None
     """The job's ownerGroup as SciCat saved it (v3 jobs carry none)."""
@@ -135,3 +141,51 @@ class JobRecord(BaseModel):
         if self.status == "finishedSuccessful":
             return 100.0
         return percent(self.bytes_done, self.bytes_total)
+
+
+def started_lifecycle(job_type: JobType) -> LifecyclePatch:
+    """The lifecycle SciCat is told when a job starts work on a dataset."""
+    if job_type == "archive":
+        return LifecyclePatch(archive_status_message="started", archivable=False)
+    return LifecyclePatch(retrieve_status_message="started")
+
+
+def decided_lifecycle(job_type: JobType, ds: DatasetProgress) -> LifecyclePatch | None:
+    """The lifecycle SciCat is told once a job decided a dataset (None while it is not)."""
+    if job_type == "archive":
+        if ds.state == "succeeded":
+            return LifecyclePatch(
+                archive_status_message="datasetOnArchiveDisk", archivable=False, retrievable=True
+            )
+        if ds.state == "failed":
+            status = "missingFilesError" if ds.error_kind == "user" else "scheduleArchiveJobFailed"
+            return LifecyclePatch(
+                archive_status_message=status, archive_return_message=ds.error, archivable=True
+            )
+        return None
+    if ds.state == "succeeded":
+        return LifecyclePatch(
+            retrieve_status_message="datasetRetrieved", retrieve_integrity_check=True
+        )
+    if ds.state == "failed":
+        return LifecyclePatch(
+            retrieve_status_message="datasetRetrievalFailed", retrieve_return_message=ds.error
+        )
+    return None
+
+
+def lifecycle_at(record: JobRecord, pid: str, at: datetime) -> LifecyclePatch | None:
+    """The lifecycle change the job's record says dataset `pid` went through at `at`.
+
+    The ltsmover announces a dataset's start at its recorded `started_at` and its
+    decision at its `decided_at`; any other time, or a dataset the job does not
+    list, has none (None).
+    """
+    ds = record.datasets.get(pid)
+    if ds is None:
+        return None
+    if ds.decided and ds.decided_at == at:
+        return decided_lifecycle(record.job_type, ds)
+    if ds.started_at is not None and ds.started_at == at:
+        return started_lifecycle(record.job_type)
+    return None

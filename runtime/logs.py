@@ -1,4 +1,10 @@
-"""structlog set-up: JSON in containers, console in a terminal, stdlib routed through it."""
+"""structlog set-up: JSON in containers, console in a terminal, stdlib routed through it.
+
+Every line passes `runtime.redaction`: a presigned URL is a capability, so its
+signature and credential never reach a log, whatever a handler or library put
+into the line (an S3 error, a SciCat answer that echoes a job result); nor does a
+password or token.
+"""
 
 import logging
 import sys

@@ -14,6 +14,11 @@ an exclusive lock while it is written, then renamed. A writer that died leaves
 that file behind, unlocked: the next writer of the same archive id takes it
 over and truncates it, so nothing accumulates and a partial file is never read
 as a copy. A live writer's lock makes a second writer fail with `LtsBusy`.
+
+A copy is never removed to make room for a new one: a re-copy is written
+beside it (`copy_id`: `.recopy-<job>-<n>/<name>` in the same folder, staged)
+and `promote` puts it in the copy's place only after it verified. The
+datablocker gets a backend that only reads (`create_lts(..., read_only=True)`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import contextlib
 import errno
 import fcntl
 import glob
+import hashlib
 import os
 import re
 import threading
@@ -32,6 +38,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from minio import Minio
+from minio.commonconfig import REPLACE, CopySource
 from minio.error import S3Error
 
 from contracts.objectkeys import UnsafeName, check_relative_path
@@ -75,6 +82,10 @@ class LtsBusy(LtsError):
     """Another writer is copying this archive id right now; try again later."""
 
 
+class LtsReadOnly(LtsError):
+    """This process may only read LTS (the datablocker checks copies, it never writes them)."""
+
+
 class Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
@@ -86,8 +97,20 @@ class LtsBackend(Protocol):
         """Where the copy of `archive_id` lives, for people and events."""
         ...
 
-    def write(self, archive_id: str, source: Readable, size: int) -> None:
-        """Store exactly `size` bytes read from `source`, atomically: all or nothing."""
+    def write(self, archive_id: str, source: Readable, size: int, *, staged: bool = False) -> None:
+        """Store exactly `size` bytes read from `source`, atomically: all or nothing.
+
+        `staged`: a re-copy beside the copy (`copy_id`), to be verified and promoted;
+        it is kept readable at once (s3: the standard storage class).
+        """
+        ...
+
+    def promote(self, staged_id: str, archive_id: str, size: int) -> None:
+        """Put the verified staged copy in the place of `archive_id`'s copy, atomically.
+
+        `LtsNotFound` if the staged copy is not there (nothing changed), `LtsWriteError`
+        if it is not `size` bytes (nothing changed).
+        """
         ...
 
     def open_read(self, archive_id: str) -> contextlib.AbstractContextManager[Readable]:
@@ -133,6 +156,24 @@ def _statvfs_free_fraction(root: Path) -> float:
     return stats.f_bavail / stats.f_blocks if stats.f_blocks else 0.0
 
 
+RECOPY_PREFIX = ".recopy-"
+"""Folder of a re-copy beside a datablock's copy: `.recopy-<job hash>-<attempt>/<name>`."""
+
+
+def copy_id(archive_id: str, job_id: str, attempt: int) -> str:
+    """Where copy attempt `attempt` of job `job_id` is written and verified.
+
+    The first attempt is the archive id itself; a re-copy (attempt 1, 2, ...) lies
+    beside it, in a folder of its own (the file name stays as long as the copy's),
+    and replaces the copy only once it verified (`LtsBackend.promote`).
+    """
+    if attempt == 0:
+        return archive_id
+    path = checked_archive_id(archive_id)
+    job = hashlib.sha256(job_id.encode()).hexdigest()[:12]
+    return str(path.parent / f"{RECOPY_PREFIX}{job}-{attempt}" / path.name)
+
+
 TEMP_TAKEOVER_TRIES = 3
 _LEGACY_TEMP = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{32}\.part")
 """Temp files of earlier versions (`.<name>.<uuid4 hex>.part`), one per write, never reused."""
@@ -175,7 +216,7 @@ class PosixLts:
     def location(self, archive_id: str) -> str:
         return str(self.path_of(archive_id))
 
-    def write(self, archive_id: str, source: Readable, size: int) -> None:
+    def write(self, archive_id: str, source: Readable, size: int, *, staged: bool = False) -> None:
         path = self.path_of(archive_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._writing_guard:
@@ -246,14 +287,37 @@ class PosixLts:
         except FileNotFoundError:
             return None
 
+    def promote(self, staged_id: str, archive_id: str, size: int) -> None:
+        staged, path = self.path_of(staged_id), self.path_of(archive_id)
+        try:
+            found = staged.stat().st_size
+        except FileNotFoundError as exc:
+            msg = f"{archive_id}: no staged copy at {staged}"
+            raise LtsNotFound(msg) from exc
+        if found != size:
+            msg = f"{archive_id}: the staged copy holds {found} bytes, not the recorded {size}"
+            raise LtsWriteError(msg)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged, path)
+        _fsync_dir(path.parent)
+        _remove_recopy_folder(staged.parent)
+
     def delete(self, archive_id: str) -> None:
         path = self.path_of(archive_id)
         path.unlink(missing_ok=True)
         with contextlib.suppress(FileNotFoundError):
             _fsync_dir(path.parent)
+        _remove_recopy_folder(path.parent)
 
     def free_fraction(self) -> float | None:
         return self._free_fraction_reader()
+
+
+def _remove_recopy_folder(folder: Path) -> None:
+    """Remove a re-copy's own folder once it is empty (a writer's temp file keeps it)."""
+    if folder.name.startswith(RECOPY_PREFIX):
+        with contextlib.suppress(FileNotFoundError, OSError):
+            folder.rmdir()
 
 
 def _claim_temp(temp: Path, archive_id: str) -> int:
@@ -337,9 +401,11 @@ class S3ColdLts:
     def location(self, archive_id: str) -> str:
         return f"s3://{self.bucket}/{checked_archive_id(archive_id)}"
 
-    def write(self, archive_id: str, source: Readable, size: int) -> None:
+    def write(self, archive_id: str, source: Readable, size: int, *, staged: bool = False) -> None:
         key = str(checked_archive_id(archive_id))
         counted = CountingReader(source)
+        # A staged re-copy stays readable: it is verified, then copied into place cold.
+        storage_class = "STANDARD" if staged else self.storage_class
         # A multipart upload becomes visible only when completed: all or nothing.
         try:
             self.client.put_object(
@@ -349,7 +415,7 @@ class S3ColdLts:
                 length=size,
                 part_size=S3_PART_BYTES,
                 num_parallel_uploads=1,
-                metadata={"x-amz-storage-class": self.storage_class},
+                metadata={"x-amz-storage-class": storage_class},
             )
         except OSError as exc:  # minio-py: "stream having not enough data"
             if counted.count >= size:
@@ -396,11 +462,71 @@ class S3ColdLts:
             raise
         return stat.size
 
+    def promote(self, staged_id: str, archive_id: str, size: int) -> None:
+        staged_key, key = str(checked_archive_id(staged_id)), str(checked_archive_id(archive_id))
+        found = self.size(staged_id)
+        if found is None:
+            msg = f"{archive_id}: no staged copy at {staged_key}"
+            raise LtsNotFound(msg)
+        if found != size:
+            msg = f"{archive_id}: the staged copy holds {found} bytes, not the recorded {size}"
+            raise LtsWriteError(msg)
+        # A server-side copy (multipart above 5 GiB) replaces the object in one step; the
+        # staged copy goes only once the copy in place has the recorded size.
+        self.client.copy_object(
+            self.bucket,
+            key,
+            CopySource(self.bucket, staged_key),
+            metadata={"x-amz-storage-class": self.storage_class},
+            metadata_directive=REPLACE,
+        )
+        placed = self.size(archive_id)
+        if placed != size:
+            msg = f"{archive_id}: the copy put in place holds {placed} bytes, not {size}"
+            raise LtsWriteError(msg)
+        self.client.remove_object(self.bucket, staged_key)
+
     def delete(self, archive_id: str) -> None:
         self.client.remove_object(self.bucket, str(checked_archive_id(archive_id)))
 
     def free_fraction(self) -> float | None:
         return None
+
+
+class ReadOnlyLts:
+    """A backend that reads and measures copies; writing, promoting or deleting raises."""
+
+    def __init__(self, backend: LtsBackend) -> None:
+        self._backend = backend
+        self.kind = backend.kind
+
+    def location(self, archive_id: str) -> str:
+        return self._backend.location(archive_id)
+
+    def open_read(self, archive_id: str) -> contextlib.AbstractContextManager[Readable]:
+        return self._backend.open_read(archive_id)
+
+    def prepare_read(self, archive_id: str) -> None:
+        self._backend.prepare_read(archive_id)
+
+    def size(self, archive_id: str) -> int | None:
+        return self._backend.size(archive_id)
+
+    def free_fraction(self) -> float | None:
+        return self._backend.free_fraction()
+
+    def write(self, archive_id: str, source: Readable, size: int, *, staged: bool = False) -> None:
+        raise self._refused("write", archive_id)
+
+    def promote(self, staged_id: str, archive_id: str, size: int) -> None:
+        raise self._refused("replace", archive_id)
+
+    def delete(self, archive_id: str) -> None:
+        raise self._refused("delete", archive_id)
+
+    @staticmethod
+    def _refused(action: str, archive_id: str) -> LtsReadOnly:
+        return LtsReadOnly(f"{archive_id}: this process may read LTS but not {action} copies")
 
 
 class CountingReader:
@@ -425,19 +551,29 @@ def _mapped(archive_id: str, exc: S3Error) -> Exception:
 
 
 def create_lts(
-    settings: LtsSettings, s3: Minio | None, s3_settings: S3Settings | None = None
+    settings: LtsSettings,
+    s3: Minio | None,
+    s3_settings: S3Settings | None = None,
+    *,
+    read_only: bool = False,
 ) -> LtsBackend:
-    """The backend the settings name; the s3 one also builds its client for restores."""
+    """The backend the settings name; the s3 one also builds its client for restores.
+
+    `read_only`: a backend that refuses to write, promote or delete (`ReadOnlyLts`).
+    """
+    backend: LtsBackend
     if settings.backend == "posix":
         if settings.root is None:
             msg = "LTS_ROOT must be set for the posix LTS backend"
             raise ValueError(msg)
-        return PosixLts(settings.root)
-    if s3 is None or s3_settings is None:
+        backend = PosixLts(settings.root)
+    elif s3 is None or s3_settings is None:
         msg = "the s3 LTS backend needs an S3 client and the S3 settings"
         raise ValueError(msg)
-    extras = s3_extras_client(s3_settings)
-    return S3ColdLts(s3, extras, settings.bucket, settings.storage_class)
+    else:
+        extras = s3_extras_client(s3_settings)
+        backend = S3ColdLts(s3, extras, settings.bucket, settings.storage_class)
+    return ReadOnlyLts(backend) if read_only else backend
 
 
 class LtsRecallTimeout(LtsError):

@@ -24,6 +24,7 @@ from contracts import subjects
 from contracts.events import DeadLetter
 from contracts.streams import ConsumerSpec
 from runtime.publishing import CORRELATION_HEADER, publish_event
+from runtime.redaction import redact_text
 
 log = structlog.get_logger(__name__)
 
@@ -119,8 +120,8 @@ class Settler:
             stream=meta.stream,
             stream_seq=meta.sequence.stream,
             deliveries=meta.num_delivered,
-            reason=reason,
-            detail=detail[:4000] if detail else None,
+            reason=redact_text(reason),
+            detail=redact_text(detail[:4000]) if detail else None,
         )
         await publish_event(
             self.js,

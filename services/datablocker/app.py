@@ -48,9 +48,7 @@ def subscribe_handlers(
 
     @bus.consumes(streams.DATABLOCKER_DATASET_ARCHIVED)
     async def on_dataset_archived(event: DatasetArchived) -> None:
-        await clean_archived_dataset(
-            event, datablocker.s3, datablocker.s3_extras, datablocker.buckets, datablocker.results
-        )
+        await clean_archived_dataset(event, datablocker.cleaner)
 
 
 def create_app(

@@ -4,29 +4,25 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from botocore.client import BaseClient
-from minio import Minio
-
+from runtime.lts import create_lts
 from runtime.objectstore import s3_client
 from runtime.s3_extras import s3_extras_client
 from runtime.scicat import RetryPolicy, open_scicat_client
 from runtime.service_bus import Bus
+from services.datablocker.cleanup import Cleaner
 from services.datablocker.origdatablocks import ScicatOrigdatablocks
 from services.datablocker.packing import Buckets, Packer, PackingLimits
-from services.datablocker.results import PackedResults
+from services.datablocker.results import JobRecords, PackedResults
 from services.datablocker.settings import DatablockerSettings
 from services.datablocker.tarball import StreamLimits
 
 
 @dataclass(frozen=True)
 class Datablocker:
-    """The S3 client, buckets and records shared by packing and cleanup."""
+    """Packing and cleanup, over one S3 client, the buckets and the datablocker's records."""
 
-    s3: Minio
-    s3_extras: BaseClient
-    buckets: Buckets
-    results: PackedResults
     packer: Packer
+    cleaner: Cleaner
 
 
 def packing_limits(settings: DatablockerSettings) -> PackingLimits:
@@ -53,16 +49,21 @@ async def build_datablocker(settings: DatablockerSettings, bus: Bus) -> AsyncIte
     s3_extras = s3_extras_client(settings.s3)
     buckets = Buckets(landing=settings.s3.landing_bucket, archival=settings.s3.archival_bucket)
     results = PackedResults(bus.js, replicas=settings.nats.stream_replicas)
+    cleaner = Cleaner(
+        s3=s3,
+        s3_extras=s3_extras,
+        buckets=buckets,
+        records=results,
+        jobs=JobRecords(bus.js, replicas=settings.nats.stream_replicas),
+        lts=create_lts(settings.lts, s3, settings.s3, read_only=True),
+    )
     retry = RetryPolicy(
         timeout_s=settings.scicat_retry_timeout_s, attempts=settings.scicat_retry_attempts
     )
     async with open_scicat_client(settings.scicat, retry=retry) as scicat:
         origdatablocks = ScicatOrigdatablocks(scicat)
         yield Datablocker(
-            s3=s3,
-            s3_extras=s3_extras,
-            buckets=buckets,
-            results=results,
+            cleaner=cleaner,
             packer=Packer(
                 s3=s3,
                 s3_extras=s3_extras,

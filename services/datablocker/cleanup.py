@@ -1,16 +1,23 @@
 """Removing an archived dataset's landing-zone files and archival datablocks.
 
 Once ltsmover has verified every datablock of a dataset in LTS, the copies in
-the landing zone and the archival bucket only take space. The dataset is first
-marked cleaned (so a later `upload.finished` cannot repack it from a landing
-zone that is about to be emptied), then its objects go. Every step finds
-nothing on a second run, so a redelivery is harmless. The KV record of the
-packed datablocks stays: retrieval needs their checksums.
+the landing zone and the archival bucket only take space. `dataset.archived`
+says so, but an event is a claim: nothing is deleted unless the system's own
+records prove it (`archived_datablocks`): the event's job is an archive job
+whose record (KV `jobs`) has every datablock the datablocker packed for the
+dataset (KV `datablocks`) verified, and LTS holds a copy of each with the
+packed size. Otherwise the event is dead-lettered with the reason and nothing
+is marked or deleted.
+
+The dataset is then first marked cleaned (so a later `upload.finished` cannot
+repack it from a landing zone that is about to be emptied), then its objects
+go. Every step finds nothing on a second run, so a redelivery is harmless. The
+KV record of the packed datablocks stays: retrieval needs their checksums.
 """
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,8 +27,10 @@ from minio import Minio
 from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
 
-from contracts.events import DatasetArchived
+from contracts.events import Datablock, DatablocksCreated, DatasetArchived
+from contracts.jobs import JobRecord
 from contracts.objectkeys import archive_index, landing_prefix
+from runtime.lts import LtsBackend
 from runtime.s3_extras import abort_multipart_upload, list_multipart_uploads
 from runtime.settling import PermanentError
 from services.datablocker.packing import Buckets
@@ -38,8 +47,28 @@ class CleanupIncomplete(Exception):
     """S3 refused to delete or abort something; the message is retried later."""
 
 
-class CleanedMarks(Protocol):
+class CleanupRecords(Protocol):
+    """The datablocker's own records (`results.PackedResults`)."""
+
+    async def get(self, pid: str) -> DatablocksCreated | None: ...
     async def mark_cleaned(self, record: CleanedDataset) -> None: ...
+
+
+class JobLookup(Protocol):
+    async def get(self, job_id: str) -> JobRecord | None: ...
+
+
+@dataclass(frozen=True)
+class Cleaner:
+    """What cleaning up works with: S3 and the buckets, the records that must prove a dataset
+    archived, and LTS (read only) to see its copies."""
+
+    s3: Minio
+    s3_extras: BaseClient
+    buckets: Buckets
+    records: CleanupRecords
+    jobs: JobLookup
+    lts: LtsBackend
 
 
 @dataclass(frozen=True)
@@ -64,36 +93,93 @@ def foreign_archive_ids(pid: str, archive_ids: Iterable[str]) -> list[str]:
     return [a for a in archive_ids if archive_index(pid, a) is None]
 
 
-async def clean_archived_dataset(
-    event: DatasetArchived,
-    s3: Minio,
-    s3_extras: BaseClient,
-    buckets: Buckets,
-    marks: CleanedMarks,
-) -> CleanupReport:
-    """Mark the dataset cleaned, then delete its landing objects, open uploads and listed tars.
+def _refused(event: DatasetArchived, why: str, detail: str | None = None) -> PermanentError:
+    reason = (
+        f"dataset.archived for {event.pid} (job {event.job_id}) refused, nothing was deleted: {why}"
+    )
+    return PermanentError(reason, detail)
 
-    Raises PermanentError, before touching anything, when the event lists a key
-    that is not one of this dataset's datablocks; S3 trouble propagates for a retry.
+
+def archived_datablocks(
+    event: DatasetArchived, packed: DatablocksCreated | None, job: JobRecord | None
+) -> tuple[Datablock, ...]:
+    """The dataset's packed datablocks, if the event's job verified every one of them in LTS.
+
+    PermanentError, naming what the records lack, otherwise: the datablocker's
+    record of the dataset (`packed`) and the ltsmover's record of the job (`job`)
+    decide, not the event.
     """
     foreign = foreign_archive_ids(event.pid, event.archive_ids)
     if foreign:
-        reason = (
-            f"dataset.archived for {event.pid} lists {len(foreign)} key(s) that are not its "
-            f"datablocks, e.g. {foreign[0]!r}; nothing was deleted"
+        why = f"it lists {len(foreign)} key(s) that are not its datablocks, e.g. {foreign[0]!r}"
+        raise _refused(event, why, f"{', '.join(foreign)[:2000]}")
+    if packed is None:
+        raise _refused(event, "the datablocker has no record of packing the dataset")
+    if job is None:
+        raise _refused(event, "there is no record of the job")
+    if job.job_type != "archive":
+        raise _refused(event, f"the job is a {job.job_type} job")
+    ds = job.datasets.get(event.pid)
+    if ds is None:
+        raise _refused(event, "the job's record does not list the dataset")
+    if ds.state != "succeeded":
+        raise _refused(event, f"the job's record says the dataset is {ds.state}, not archived")
+    unverified = [
+        b.archive_id
+        for b in packed.datablocks
+        if b.archive_id not in ds.datablocks or ds.datablocks[b.archive_id].state != "verified"
+    ]
+    if unverified:
+        why = (
+            f"{len(unverified)} of its {len(packed.datablocks)} datablock(s) are not verified "
+            f"in LTS by the job, e.g. {unverified[0]}"
         )
-        raise PermanentError(reason, f"job {event.job_id}: {', '.join(foreign)[:2000]}")
-    await marks.mark_cleaned(
+        raise _refused(event, why, ", ".join(unverified)[:2000])
+    return packed.datablocks
+
+
+def missing_lts_copies(blocks: Iterable[Datablock], sizes: Mapping[str, int | None]) -> list[str]:
+    """The datablocks whose LTS copy is missing or not of the packed size, as sentences."""
+    missing = []
+    for block in blocks:
+        size = sizes.get(block.archive_id)
+        if size is None:
+            missing.append(f"{block.archive_id}: no copy in LTS")
+        elif size != block.packed_size:
+            missing.append(
+                f"{block.archive_id}: the LTS copy has {size} bytes, {block.packed_size} packed"
+            )
+    return missing
+
+
+async def clean_archived_dataset(event: DatasetArchived, cleaner: Cleaner) -> CleanupReport:
+    """Check the records and LTS, mark the dataset cleaned, then delete its landing objects,
+    open uploads and packed tars.
+
+    Raises PermanentError, before touching anything, unless the records prove every
+    datablock of the dataset verified in LTS and LTS holds each with its packed size;
+    S3 trouble propagates for a retry.
+    """
+    blocks = archived_datablocks(
+        event, await cleaner.records.get(event.pid), await cleaner.jobs.get(event.job_id)
+    )
+    sizes = {b.archive_id: await asyncio.to_thread(cleaner.lts.size, b.archive_id) for b in blocks}
+    missing = missing_lts_copies(blocks, sizes)
+    if missing:
+        why = f"{len(missing)} datablock(s) are not safely in LTS, e.g. {missing[0]}"
+        raise _refused(event, why, "; ".join(missing)[:2000])
+    archive_ids = tuple(b.archive_id for b in blocks)
+    await cleaner.records.mark_cleaned(
         CleanedDataset(
             pid=event.pid,
             job_id=event.job_id,
             archived_at=event.occurred_at,
-            archive_ids=event.archive_ids,
+            archive_ids=archive_ids,
         )
     )
     started = time.monotonic()
     report = await asyncio.to_thread(
-        _remove_copies, s3, s3_extras, buckets, event.pid, event.archive_ids
+        _remove_copies, cleaner.s3, cleaner.s3_extras, cleaner.buckets, event.pid, archive_ids
     )
     log.info(
         "dataset.cleaned",

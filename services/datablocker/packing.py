@@ -109,6 +109,13 @@ class ResultStore(Protocol):
     async def put(self, event: DatablocksCreated) -> None: ...
 
 
+class PackerResults(ResultStore, Protocol):
+    """The datablocker's records (`results.PackedResults`)."""
+
+    async def cleaned(self, pid: str) -> CleanedDataset | None: ...
+    async def put_failure(self, event: DatasetPackingFailed) -> None: ...
+
+
 PackingOutcome = DatablocksCreated | DatasetPackingFailed | AlreadyCleaned
 
 
@@ -120,7 +127,7 @@ class Packer:
     s3_extras: BaseClient
     buckets: Buckets
     limits: PackingLimits
-    results: ResultStore
+    results: PackerResults
     origdatablocks: RegisteredFilesSource | None
     completion_marker: str | None
 
@@ -305,7 +312,8 @@ def _interruptible(
 async def pack_finished_upload(
     event: UploadFinished, packer: Packer, *, max_payload: int | None
 ) -> PackingOutcome:
-    """Pack the dataset `event` announces, and log the outcome."""
+    """Pack the dataset `event` announces, record a failure (scicat_sync checks the announcement
+    against it), and log the outcome."""
     started = time.monotonic()
     outcome = await pack_upload(
         event,
@@ -328,6 +336,7 @@ async def pack_finished_upload(
                 ms=ms,
             )
         case DatasetPackingFailed(kind=kind, reason=reason):
+            await packer.results.put_failure(outcome)
             log.warning("dataset.packing_failed", kind=kind, reason=reason)
         case AlreadyCleaned(record=record):
             log.warning(

@@ -1,7 +1,7 @@
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from runtime.settings import LogSettings, NatsSettings, S3Settings, ScicatSettings
+from runtime.settings import LogSettings, LtsSettings, NatsSettings, S3Settings, ScicatSettings
 
 MiB = 1024**2
 GiB = 1024**3
@@ -49,4 +49,7 @@ class DatablockerSettings(BaseSettings):
     s3: S3Settings = Field(default_factory=S3Settings)  # type: ignore[arg-type]
     scicat: ScicatSettings = Field(default_factory=ScicatSettings)  # type: ignore[arg-type]
     """Read only: the files each dataset registered (origdatablocks)."""
+    lts: LtsSettings = Field(default_factory=LtsSettings)
+    """Read only: before cleaning up after archiving, every datablock's LTS copy must be there
+    with its packed size."""
     log: LogSettings = Field(default_factory=LogSettings)

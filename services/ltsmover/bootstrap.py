@@ -68,9 +68,7 @@ async def build_job_flows(
     """
     s3 = s3_client(settings.s3)
     backend = lts or create_lts(settings.lts, s3, settings.s3)
-    public = settings.retrieval_public_endpoint
-    presigner = s3_client(settings.s3.model_copy(update={"endpoint": public})) if public else s3
-    retrieval = RetrievalBucket(s3, settings.s3.retrieval_bucket, presigner=presigner)
+    retrieval = RetrievalBucket(s3, settings.s3.retrieval_bucket)
     replicas = settings.nats.stream_replicas
     jobs = JobStore(await open_bucket(bus.js, kv.JOBS, replicas))
     datablocks = DatablockRecords(await open_bucket(bus.js, kv.DATABLOCKS, replicas))

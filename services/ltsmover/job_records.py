@@ -71,10 +71,18 @@ def record_copy(
         return
     block.state = state
     block.attempt = attempt
+    block.replacing = False
     if reason is not None:
         block.reason = reason
     if copied is not None:
         block.copied = copied
+
+
+def record_replacing(record: JobRecord, pid: str, archive_id: str, attempt: int) -> None:
+    """The verified copy of `attempt` is about to replace the datablock's copy."""
+    block = record.datasets[pid].datablocks[archive_id]
+    if block.state == "moved" and block.attempt == attempt:
+        block.replacing = True
 
 
 def record_working(record: JobRecord, pid: str, state: WorkingState, message: str | None) -> None:

@@ -5,8 +5,11 @@ each dataset is planned from the datablocks the datablocker recorded, each
 datablock is carried (copied, announced with `lts.moved`, verified), and the
 job finishes once every dataset is decided. What differs between archive and
 retrieve is a `Transfer` (`moving.ArchiveTransfer`, `retrieving.RetrieveTransfer`):
-where the bytes go, whether a copy is shared between jobs, what SciCat is told.
-The flow decides; a transfer only moves and removes bytes and keeps its copy records.
+where the bytes go, whether a copy is shared between jobs, whether a verified
+copy must first be put in place. What SciCat is told about a dataset follows from
+the job record alone (`contracts.jobs.started_lifecycle` / `decided_lifecycle`),
+so scicat_sync can check every lifecycle event against it. The flow decides; a
+transfer only moves and removes bytes and keeps its copy records.
 
 Every step is recorded in the job's KV record (`job_records`) before its event is
 published, and events re-published after a crash carry the recorded timestamps,
@@ -20,7 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 import structlog
 
@@ -34,8 +37,13 @@ from contracts.events import (
     LtsMoved,
     LtsVerified,
 )
-from contracts.jobs import DatablockProgress, DatasetProgress, JobRecord
-from contracts.scicat import LifecyclePatch
+from contracts.jobs import (
+    DatablockProgress,
+    DatasetProgress,
+    JobRecord,
+    decided_lifecycle,
+    started_lifecycle,
+)
 from runtime.settling import PermanentError
 from services.ltsmover import job_records as steps
 from services.ltsmover.job_records import DatasetFailed, WorkingState
@@ -71,19 +79,13 @@ class Transfer(Protocol):
     """What a succeeded dataset is: "{k} of {n} dataset(s) {outcome}", log `dataset.{outcome}`."""
     checked_where: str
     """Where a copy is verified, for a failure reason: "failed verification {checked_where}"."""
-    started_lifecycle: LifecyclePatch
-    """The lifecycle sent when work on a dataset starts."""
-
-    def decided_lifecycle(self, ds: DatasetProgress) -> LifecyclePatch | None:
-        """The lifecycle SciCat is told once a dataset is decided (None while it is not)."""
-        ...
 
     def no_datablocks(self, pid: str) -> DatasetFailed:
         """Why a dataset with no datablocks on record fails."""
         ...
 
-    def location(self, pid: str, archive_id: str) -> str:
-        """Where the copy of `archive_id` lives (the `lts.moved` location)."""
+    def location(self, job_id: str, pid: str, archive_id: str, attempt: int) -> str:
+        """Where the job's copy attempt of `archive_id` lives (the `lts.moved` location)."""
         ...
 
     async def claim(
@@ -93,7 +95,7 @@ class Transfer(Protocol):
         ...
 
     async def write(
-        self, pid: str, block: Datablock, attempt: int, record_working: RecordWorking
+        self, job_id: str, pid: str, block: Datablock, attempt: int, record_working: RecordWorking
     ) -> None:
         """Copy the datablock's bytes (waits bounded); `DatasetFailed` if it cannot."""
         ...
@@ -108,6 +110,15 @@ class Transfer(Protocol):
 
     async def discard(self, job_id: str, pid: str, block: DatablockProgress) -> None:
         """Remove what the job copied of a datablock its dataset no longer needs."""
+        ...
+
+    async def replaceable(self, job_id: str, block: DatablockProgress) -> bool | None:
+        """Whether the verified copy of `block`'s attempt must be put in place first: None if
+        not (it is where it belongs), True if it is there to be, False if it is gone."""
+        ...
+
+    async def replace(self, job_id: str, block: DatablockProgress) -> None:
+        """Put the verified copy in place; a copy that is gone already was (idempotent)."""
         ...
 
     async def accept(self, event: LtsVerified, now: datetime) -> Mapping[str, int | None]:
@@ -128,12 +139,6 @@ class Transfer(Protocol):
         self, job_id: str, ds: DatasetProgress, at: datetime
     ) -> tuple[str, Event] | None:
         """What is announced besides the lifecycle when a dataset succeeded (subject, event)."""
-        ...
-
-    async def result_object(
-        self, record: JobRecord, datablocks: DatablockRecords, now: datetime
-    ) -> dict[str, Any] | None:
-        """SciCat's `jobResultObject` for a finished job."""
         ...
 
 
@@ -211,7 +216,7 @@ async def _carry_dataset(flow: JobFlow, job_id: str, pid: str) -> None:
             occurred_at=ds.started_at or flow.clock(),
             pid=pid,
             job_id=job_id,
-            lifecycle=flow.transfer.started_lifecycle,
+            lifecycle=started_lifecycle(flow.transfer.job_type),
         ),
     )
     created = await flow.datablocks.datablocks_of(pid)
@@ -273,7 +278,7 @@ async def _copy_block(flow: JobFlow, job_id: str, pid: str, block: Datablock, at
         )
 
     try:
-        await flow.transfer.write(pid, block, attempt, record_working)
+        await flow.transfer.write(job_id, pid, block, attempt, record_working)
     except DatasetFailed as failure:
         await _abandon_copy(flow, job_id, pid, block.archive_id, failure.reason)
         raise
@@ -293,9 +298,10 @@ async def _copy_block(flow: JobFlow, job_id: str, pid: str, block: Datablock, at
 async def record_verification(event: LtsVerified, flow: JobFlow) -> None:
     """Act on the verifier's verdict on a copy; then finish the job if every dataset is decided.
 
-    A good copy verifies the datablock of every job that wants it. A bad one is
-    copied again, up to `max_copy_attempts` copies; then the dataset fails, and
-    so do the datasets of the jobs that waited for the copy.
+    A good copy verifies the datablock of every job that wants it (a re-copy is
+    first put in the place of the copy it replaces). A bad one is copied again, up
+    to `max_copy_attempts` copies; then the dataset fails, and so do the datasets
+    of the jobs that waited for the copy.
     """
     record = await flow.jobs.get(event.job_id)
     if record is None:
@@ -306,6 +312,10 @@ async def record_verification(event: LtsVerified, flow: JobFlow) -> None:
         raise unrecorded_verdict(event, what)
     transfer = flow.transfer
     next_attempt = event.attempt + 1
+    if event.ok and not await _put_in_place(flow, event, ds):
+        log.warning("datablock.recopy_gone", archive_id=event.archive_id, attempt=event.attempt)
+        gone = "the verified re-copy was gone before it replaced the copy"
+        event = event.model_copy(update={"ok": False, "reason": gone})
     if event.ok:
         for job_id, attempt in (await transfer.accept(event, flow.clock())).items():
             await _block_verified(flow, job_id, event.pid, event.archive_id, attempt=attempt)
@@ -341,6 +351,32 @@ async def record_verification(event: LtsVerified, flow: JobFlow) -> None:
         except DatasetFailed as failure:
             await _fail_dataset(flow, event.job_id, event.pid, failure)
     await _finish_if_decided(flow, event.job_id)
+
+
+async def _put_in_place(flow: JobFlow, event: LtsVerified, ds: DatasetProgress) -> bool:
+    """Put the job's verified copy in place before anyone hears it verified; False if it is gone.
+
+    The job's record notes the replacement first, so a redelivery that finds the
+    copy gone knows it was put in place (not lost) and goes on.
+    """
+    block = ds.datablocks[event.archive_id]
+    if ds.decided or block.state != "moved" or block.attempt != event.attempt:
+        return True  # a stale verdict; nothing of it is acted on
+    if not block.replacing:
+        ready = await flow.transfer.replaceable(event.job_id, block)
+        if ready is None:
+            return True
+        if not ready:
+            return False
+        step = partial(
+            steps.record_replacing,
+            pid=event.pid,
+            archive_id=event.archive_id,
+            attempt=block.attempt,
+        )
+        await flow.jobs.change(event.job_id, step)
+    await flow.transfer.replace(event.job_id, block)
+    return True
 
 
 async def _recorded_datablock(flow: JobFlow, pid: str, archive_id: str) -> Datablock | None:
@@ -402,7 +438,7 @@ async def _fail_dataset(flow: JobFlow, job_id: str, pid: str, failure: DatasetFa
 
 
 async def _announce_dataset(flow: JobFlow, job_id: str, ds: DatasetProgress) -> None:
-    lifecycle = flow.transfer.decided_lifecycle(ds)
+    lifecycle = decided_lifecycle(flow.transfer.job_type, ds)
     if lifecycle is None:
         return
     occurred_at = ds.decided_at or flow.clock()
@@ -437,9 +473,6 @@ async def _announce_job(flow: JobFlow, record: JobRecord) -> None:
             job_id=record.job_id,
             status_code=record.status,
             status_message=record.status_message,
-            job_result_object=await flow.transfer.result_object(
-                record, flow.datablocks, flow.clock()
-            ),
         ),
     )
     log.info("job.finished", job_id=record.job_id, status=record.status)
@@ -459,7 +492,7 @@ async def _announce_moved(
             job_type=flow.transfer.job_type,
             pid=pid,
             datablock=block,
-            location=flow.transfer.location(pid, block.archive_id),
+            location=flow.transfer.location(job_id, pid, block.archive_id, attempt),
             attempt=attempt,
         ),
     )

@@ -1,28 +1,33 @@
 """Archive jobs' transfer: datablocks from the archival bucket to LTS.
 
-The job's flow is `jobflow`'s. Archiving adds: an earlier job's copy of the
-same size is verified again, not copied again; writes wait (bounded) for free
-space on a posix share and run a few at a time; a copy that failed verification
-is deleted before it is written again. No copy is shared between jobs.
+The job's flow is `jobflow`'s. Archiving adds: a copy found at the archive id
+(an earlier job's, or one this job wrote before a restart) is verified again, not
+copied again; writes wait (bounded) for free space on a posix share and run a few
+at a time. No copy is shared between jobs.
+
+Nothing here removes the copy at an archive id: it may be the only copy left
+(the archival bucket is emptied once a dataset is archived), or another job's
+verified one. The first copy is written only where there is none; a copy that
+failed verification stays until a re-copy, written beside it
+(`runtime.lts.copy_id`), verified and replaced it (`promote`). Only re-copies
+are ever deleted. If the archival copy is gone, the dataset fails and the copy
+in LTS is kept as it is.
 """
 
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import structlog
 
 from contracts import subjects
 from contracts.events import Datablock, DatasetArchived, Event, LtsVerified
-from contracts.jobs import DatablockProgress, DatasetProgress, JobRecord
-from contracts.scicat import LifecyclePatch
-from runtime.lts import LtsBackend
+from contracts.jobs import DatablockProgress, DatasetProgress
+from runtime.lts import LtsBackend, LtsNotFound, copy_id
 from runtime.objectstore import BucketReader, ObjectMissing
 from services.ltsmover.job_records import DatasetFailed
 from services.ltsmover.jobflow import Claimed, RecordWorking
-from services.ltsmover.jobstate import DatablockRecords
 from services.ltsmover.space import NoSpace, wait_for_space
 
 log = structlog.get_logger(__name__)
@@ -43,25 +48,12 @@ class ArchiveTransfer:
     working = "Archiving"
     outcome = "archived"
     checked_where = "in LTS"
-    started_lifecycle = LifecyclePatch(archive_status_message="started", archivable=False)
 
     def __init__(self, *, source: BucketReader, lts: LtsBackend, policy: MovePolicy) -> None:
         self.source = source
         self.lts = lts
         self.policy = policy
         self._write_slots = asyncio.Semaphore(policy.max_parallel_writes)
-
-    def decided_lifecycle(self, ds: DatasetProgress) -> LifecyclePatch | None:
-        if ds.state == "succeeded":
-            return LifecyclePatch(
-                archive_status_message="datasetOnArchiveDisk", archivable=False, retrievable=True
-            )
-        if ds.state == "failed":
-            status = "missingFilesError" if ds.error_kind == "user" else "scheduleArchiveJobFailed"
-            return LifecyclePatch(
-                archive_status_message=status, archive_return_message=ds.error, archivable=True
-            )
-        return None
 
     def no_datablocks(self, pid: str) -> DatasetFailed:
         return DatasetFailed(
@@ -70,33 +62,37 @@ class ArchiveTransfer:
             "(upload not finished, or packing failed)",
         )
 
-    def location(self, pid: str, archive_id: str) -> str:
-        return self.lts.location(archive_id)
+    def location(self, job_id: str, pid: str, archive_id: str, attempt: int) -> str:
+        return self.lts.location(copy_id(archive_id, job_id, attempt))
 
     # -- copying ------------------------------------------------------------------------
 
     async def claim(
         self, job_id: str, pid: str, block: Datablock, progress: DatablockProgress, now: datetime
     ) -> Claimed:
-        """An LTS copy of the same size that no attempt of this job wrote is verified again."""
-        if progress.state == "pending":
+        """A first copy is written only where there is none; a copy that is there (an earlier
+        job's, or this job's from before a restart) is verified again instead."""
+        if progress.attempt == 0:
             existing = await asyncio.to_thread(self.lts.size, block.archive_id)
-            if existing == block.packed_size:
+            if existing is not None:
                 return Claimed("recheck", 0)
         return Claimed("copy", progress.attempt)
 
     async def write(
-        self, pid: str, block: Datablock, attempt: int, record_working: RecordWorking
+        self, job_id: str, pid: str, block: Datablock, attempt: int, record_working: RecordWorking
     ) -> None:
-        """Write one datablock to LTS (replacing any copy), a few at a time."""
+        """Write one datablock to LTS (a re-copy beside the copy), a few at a time."""
         if self.lts.kind == "posix":
             await self._wait_for_space(record_working)
         async with self._write_slots:
             started = asyncio.get_running_loop().time()
             try:
-                await asyncio.to_thread(self._stream_copy, block)
+                target = copy_id(block.archive_id, job_id, attempt)
+                await asyncio.to_thread(self._stream_copy, block, target, attempt > 0)
             except ObjectMissing as exc:
-                raise DatasetFailed("system", str(exc)) from exc
+                kept = "; the copy in LTS that failed verification was kept as it is"
+                reason = f"{exc}{kept if attempt > 0 else ''}"
+                raise DatasetFailed("system", reason) from exc
             elapsed = asyncio.get_running_loop().time() - started
         log.info(
             "datablock.copied",
@@ -106,9 +102,9 @@ class ArchiveTransfer:
             ms=round(elapsed * 1000),
         )
 
-    def _stream_copy(self, block: Datablock) -> None:
+    def _stream_copy(self, block: Datablock, target: str, staged: bool) -> None:
         with self.source.open(block.archive_id) as stream:
-            self.lts.write(block.archive_id, stream, block.packed_size)
+            self.lts.write(target, stream, block.packed_size, staged=staged)
 
     async def _wait_for_space(self, record_working: RecordWorking) -> None:
         minimum = self.policy.min_free_fraction
@@ -141,11 +137,28 @@ class ArchiveTransfer:
         return ()  # nothing is shared; `discard` removes what the job wrote
 
     async def discard(self, job_id: str, pid: str, block: DatablockProgress) -> None:
-        """Remove what this job wrote; an earlier job's verified copy stays."""
-        if block.copied or block.state in ("copying", "failed"):
-            await asyncio.to_thread(self.lts.delete, block.archive_id)
+        """Remove the re-copy this job wrote beside the copy; the copy itself always stays."""
+        if block.attempt > 0 and block.state != "verified":
+            await asyncio.to_thread(
+                self.lts.delete, copy_id(block.archive_id, job_id, block.attempt)
+            )
 
     # -- verdicts -----------------------------------------------------------------------
+
+    async def replaceable(self, job_id: str, block: DatablockProgress) -> bool | None:
+        """A verified re-copy replaces the copy; the first copy is in its place already."""
+        if block.attempt == 0:
+            return None
+        staged = copy_id(block.archive_id, job_id, block.attempt)
+        return await asyncio.to_thread(self.lts.size, staged) == block.packed_size
+
+    async def replace(self, job_id: str, block: DatablockProgress) -> None:
+        staged = copy_id(block.archive_id, job_id, block.attempt)
+        try:
+            await asyncio.to_thread(self.lts.promote, staged, block.archive_id, block.packed_size)
+        except LtsNotFound:
+            return  # put in place before a restart (the job's record says it was being)
+        log.info("datablock.replaced", archive_id=block.archive_id, attempt=block.attempt)
 
     async def accept(self, event: LtsVerified, now: datetime) -> Mapping[str, int | None]:
         return {event.job_id: event.attempt}
@@ -168,7 +181,10 @@ class ArchiveTransfer:
         return ()
 
     async def recopy(self, event: LtsVerified, now: datetime) -> None:
-        await asyncio.to_thread(self.lts.delete, event.archive_id)
+        """A failed re-copy goes; a failed first copy stays until a re-copy replaces it."""
+        if event.attempt > 0:
+            failed = copy_id(event.archive_id, event.job_id, event.attempt)
+            await asyncio.to_thread(self.lts.delete, failed)
 
     # -- outcomes -----------------------------------------------------------------------
 
@@ -179,8 +195,3 @@ class ArchiveTransfer:
             occurred_at=at, pid=ds.pid, job_id=job_id, archive_ids=tuple(ds.datablocks)
         )
         return subjects.DATASET_ARCHIVED, archived
-
-    async def result_object(
-        self, record: JobRecord, datablocks: DatablockRecords, now: datetime
-    ) -> dict[str, Any] | None:
-        return None

@@ -1,6 +1,7 @@
-"""The retrieval bucket: retrieved datablocks written streamed, presigned, expired.
+"""The retrieval bucket: retrieved datablocks written streamed, expired.
 
-Keys come from `contracts.objectkeys.retrieval_key`.
+Keys come from `contracts.objectkeys.retrieval_key`; URLs for them are presigned
+by scicat_sync when it hands them out.
 """
 
 import math
@@ -33,12 +34,9 @@ class StoredObject:
 
 
 class RetrievalBucket:
-    """`client` does the I/O; `presigner` signs URLs for the endpoint users reach."""
-
-    def __init__(self, client: Minio, bucket: str, *, presigner: Minio | None = None) -> None:
+    def __init__(self, client: Minio, bucket: str) -> None:
         self.client = client
         self.bucket = bucket
-        self.presigner = presigner or client
 
     def write(self, key: str, source: Readable, size: int) -> None:
         """Store exactly `size` bytes of `source` (multipart: visible only when complete)."""
@@ -71,9 +69,6 @@ class RetrievalBucket:
 
     def delete(self, key: str) -> None:
         self.client.remove_object(self.bucket, key)
-
-    def presign(self, key: str, expires: timedelta) -> str:
-        return self.presigner.presigned_get_object(self.bucket, key, expires=expires)
 
     def objects(self) -> Iterator[StoredObject]:
         for obj in self.client.list_objects(self.bucket, recursive=True):

@@ -4,7 +4,8 @@ The job's flow is `jobflow`'s. Retrieving adds: one copy per datablock across
 jobs (`RetrievalCopies`): the job that claims it copies, others wait for its
 verdict, and a verified copy is reused until shortly before it expires. Every
 wait is bounded (tape recall, cold restore); a copy that failed verification is
-deleted at once, and no URL is ever issued for an unverified copy.
+deleted at once. The copies' records (KV `retrievals`) are what scicat_sync
+presigns URLs from, for verified copies only, when it writes the job's result.
 """
 
 import asyncio
@@ -12,20 +13,16 @@ import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import structlog
 
 from contracts.events import Datablock, Event, LtsVerified
-from contracts.jobs import DatablockProgress, DatasetProgress, JobRecord
+from contracts.jobs import DatablockProgress, DatasetProgress
 from contracts.objectkeys import retrieval_key
 from contracts.retrievals import RetrievalCopy
-from contracts.scicat import LifecyclePatch
 from runtime.lts import LtsBackend, LtsError, LtsNotReadable, LtsRecallTimeout, await_readable
-from services.ltsmover.download_script import Download, encode_script, render_download_script
 from services.ltsmover.job_records import DatasetFailed
 from services.ltsmover.jobflow import Claimed, RecordWorking
-from services.ltsmover.jobstate import DatablockRecords
 from services.ltsmover.retrieval_bucket import CopyIncomplete, RetrievalBucket
 from services.ltsmover.retrieval_copies import RetrievalCopies
 
@@ -38,7 +35,7 @@ class RetrievePolicy:
     recall_timeout_s: float
     max_parallel_copies: int
     url_expiry: timedelta
-    """How long issued URLs (and the verified copy behind them) stay valid."""
+    """How long a verified copy (and every URL issued for it) is kept."""
     reuse_min_remaining: timedelta
     """A verified copy is reused only if it lasts at least this much longer."""
     claim_stale_after: timedelta
@@ -46,13 +43,12 @@ class RetrievePolicy:
 
 
 class RetrieveTransfer:
-    """Recalls datablocks from LTS into the retrieval bucket and presigns them; one per process."""
+    """Recalls datablocks from LTS into the retrieval bucket; one per process."""
 
     job_type = "retrieve"
     working = "Retrieving"
     outcome = "retrieved"
     checked_where = "after retrieval"
-    started_lifecycle = LifecyclePatch(retrieve_status_message="started")
 
     def __init__(
         self,
@@ -68,22 +64,11 @@ class RetrieveTransfer:
         self.policy = policy
         self._copy_slots = asyncio.Semaphore(policy.max_parallel_copies)
 
-    def decided_lifecycle(self, ds: DatasetProgress) -> LifecyclePatch | None:
-        if ds.state == "succeeded":
-            return LifecyclePatch(
-                retrieve_status_message="datasetRetrieved", retrieve_integrity_check=True
-            )
-        if ds.state == "failed":
-            return LifecyclePatch(
-                retrieve_status_message="datasetRetrievalFailed", retrieve_return_message=ds.error
-            )
-        return None
-
     def no_datablocks(self, pid: str) -> DatasetFailed:
         reason = f"Dataset {pid} has no datablocks on record: it was never archived here"
         return DatasetFailed("system", reason)
 
-    def location(self, pid: str, archive_id: str) -> str:
+    def location(self, job_id: str, pid: str, archive_id: str, attempt: int) -> str:
         return retrieval_key(pid, archive_id)
 
     # -- copying ------------------------------------------------------------------------
@@ -116,7 +101,7 @@ class RetrieveTransfer:
         raise RuntimeError(msg)
 
     async def write(
-        self, pid: str, block: Datablock, attempt: int, record_working: RecordWorking
+        self, job_id: str, pid: str, block: Datablock, attempt: int, record_working: RecordWorking
     ) -> None:
         """Copy one datablock from LTS to the retrieval bucket (bounded recall), a few at a time."""
         key = retrieval_key(pid, block.archive_id)
@@ -209,6 +194,12 @@ class RetrieveTransfer:
 
     # -- verdicts -----------------------------------------------------------------------
 
+    async def replaceable(self, job_id: str, block: DatablockProgress) -> bool | None:
+        return None  # a retrieved copy is verified where it is offered
+
+    async def replace(self, job_id: str, block: DatablockProgress) -> None:
+        return None
+
     async def accept(self, event: LtsVerified, now: datetime) -> Mapping[str, int | None]:
         """The copy is verified, its URLs valid for `url_expiry`, for every job that wants it."""
 
@@ -263,55 +254,3 @@ class RetrieveTransfer:
         self, job_id: str, ds: DatasetProgress, at: datetime
     ) -> tuple[str, Event] | None:
         return None
-
-    async def result_object(
-        self, record: JobRecord, datablocks: DatablockRecords, now: datetime
-    ) -> dict[str, Any]:
-        """SciCat's `jobResultObject`: a presigned URL per verified datablock, and the script."""
-        succeeded = [d for d in record.datasets.values() if d.state == "succeeded"]
-        result: list[dict[str, Any]] = []
-        downloads: list[Download] = []
-        for ds in succeeded:
-            created = await datablocks.datablocks_of(ds.pid)
-            blocks = {b.archive_id: b for b in created.datablocks} if created else {}
-            directory = "." if len(record.datasets) == 1 else _dataset_dir(ds.pid)
-            for archive_id in ds.datablocks:
-                block = blocks.get(archive_id)
-                copy = await self.copies.get(archive_id)
-                if block is None or copy is None or copy.state != "verified":
-                    log.warning("retrieval.copy_gone_before_offer", archive_id=archive_id)
-                    continue
-                lifetime = self._url_lifetime(copy, now)
-                url = await asyncio.to_thread(self.bucket.presign, copy.key, lifetime)
-                name = posixpath.basename(archive_id)
-                result.append(
-                    {
-                        "datasetId": ds.pid,
-                        "name": name,
-                        "size": block.packed_size,
-                        "archiveId": archive_id,
-                        "url": url,
-                    }
-                )
-                downloads.append(
-                    Download(
-                        dataset_dir=directory,
-                        url=url,
-                        tar_name=name,
-                        tar_sha256=block.tar_sha256,
-                        files=tuple((f.chk, f.path) for f in block.data_file_list),
-                    )
-                )
-        script = render_download_script(record.job_id, downloads)
-        return {"result": result, "downloadScript": encode_script(script)}
-
-    def _url_lifetime(self, copy: RetrievalCopy, now: datetime) -> timedelta:
-        if copy.expires_at is None:
-            return self.policy.url_expiry
-        remaining = copy.expires_at - now
-        return max(min(self.policy.url_expiry, remaining), timedelta(seconds=1))
-
-
-def _dataset_dir(pid: str) -> str:
-    slug = pid.replace("/", "-")
-    return slug if slug not in (".", "..") else f"dataset-{slug}"

@@ -1,4 +1,4 @@
-from pydantic import AnyHttpUrl, Field
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from runtime.settings import LogSettings, LtsSettings, NatsSettings, S3Settings
@@ -29,14 +29,12 @@ class LtsMoverSettings(BaseSettings):
     max_parallel_copies: int = Field(2, ge=1)
     """retrieve: datablocks copied from LTS to the retrieval bucket at once."""
     retrieval_url_expiry_s: int = Field(7 * 86400, ge=1, le=7 * 86400)
-    """retrieve: lifetime of presigned download URLs and of the verified copy behind them
-    (7 days is the S3 maximum)."""
+    """retrieve: how long a verified copy is kept in the retrieval bucket; URLs issued for it
+    (by scicat_sync) expire with it (7 days is the S3 maximum)."""
     retrieval_reuse_min_remaining_s: float = Field(86400.0, ge=0)
     """retrieve: a verified copy is reused (not copied again) if it lasts at least this long."""
     retrieval_claim_stale_s: float = Field(12 * 3600.0, gt=0)
     """retrieve: an unverified copy claimed longer ago than this is taken over by a new job."""
-    retrieval_public_endpoint: AnyHttpUrl | None = None
-    """retrieve: the S3 endpoint users download from, for presigned URLs (default: S3_ENDPOINT)."""
     sweep_interval_s: float = Field(3600.0, gt=0)
     """retrieve: expired retrieval copies are removed at start-up and then this often."""
 

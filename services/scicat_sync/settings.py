@@ -1,9 +1,9 @@
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AnyHttpUrl, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from runtime.settings import LogSettings, NatsSettings, ScicatSettings
+from runtime.settings import LogSettings, NatsSettings, S3Settings, ScicatSettings
 
 
 class ScicatSyncSettings(BaseSettings):
@@ -23,6 +23,13 @@ class ScicatSyncSettings(BaseSettings):
     """Override the consumers' nak delays (seconds, one per failed delivery); None keeps
     the contract's. For tests and drills that must ride out an outage quickly."""
 
+    retrieval_public_endpoint: AnyHttpUrl | None = None
+    """The S3 endpoint users download retrieved datasets from, for the presigned URLs in a
+    retrieve job's result (default: S3_ENDPOINT)."""
+
     nats: NatsSettings = Field(default_factory=NatsSettings)
     scicat: ScicatSettings = Field(default_factory=ScicatSettings)  # type: ignore[arg-type]
+    s3: S3Settings = Field(default_factory=S3Settings)  # type: ignore[arg-type]
+    """Only to presign download URLs of the retrieval bucket (no request is made): credentials
+    that may read that bucket suffice."""
     log: LogSettings = Field(default_factory=LogSettings)

@@ -5,12 +5,17 @@ Every write goes through a merge-safe route: lifecycle fields only through
 PATCH would reset the fields not sent). Each update is first claimed in the
 ledger with its event's `occurred_at`; a field that a newer event already
 claimed is skipped, so a late, stale event never overwrites a newer one.
+
+The `sync_*` entry points first check the event against the producing service's
+records (`corroboration`): nothing is written for an event those records do not
+bear out, and a retrieve job's result is built from the records at write time
+(`job_results`), never taken from an event.
 """
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import structlog
@@ -23,7 +28,12 @@ from contracts.events import (
     JobStatusChanged,
 )
 from contracts.kv import id_key
-from contracts.scicat import DatablockPayload, DataFilePayload, LifecyclePatch
+from contracts.scicat import (
+    FINAL_JOB_STATUS_CODES,
+    DatablockPayload,
+    DataFilePayload,
+    LifecyclePatch,
+)
 from runtime.scicat import (
     ScicatClient,
     ScicatLoginFailed,
@@ -33,11 +43,21 @@ from runtime.scicat import (
     pid_path,
 )
 from runtime.settling import PermanentError
+from services.scicat_sync.corroboration import (
+    check_datablocks_created,
+    check_lifecycle,
+    check_packing_failed,
+    job_status_to_write,
+)
+from services.scicat_sync.job_results import RetrievalLinks, retrieve_result
 from services.scicat_sync.ledger import AppliedLedger
+from services.scicat_sync.records import SystemRecords
 
 log = structlog.get_logger(__name__)
 
 JobApi = Literal["v3", "v4"]
+JobResult = Callable[[], Awaitable[dict[str, Any] | None]]
+"""Builds a finished job's `jobResultObject` when it is written (None: the job has none)."""
 
 
 @dataclass(frozen=True)
@@ -112,17 +132,29 @@ async def apply_lifecycle(
 
 @refusal_is_permanent()
 async def apply_job_status(
-    scicat: ScicatClient, ledger: AppliedLedger, event: JobStatusChanged, api: JobApi
+    scicat: ScicatClient,
+    ledger: AppliedLedger,
+    event: JobStatusChanged,
+    api: JobApi,
+    *,
+    result: JobResult | None = None,
 ) -> bool:
-    """Write a job's status unless a newer status was written; True if written."""
+    """Write a job's status unless a newer status was written; True if written.
+
+    A final status goes with `result()`, built when it is written (the ledger keeps
+    the status only: no URL is stored).
+    """
     status: dict[str, Any] = {"code": event.status_code, "message": event.status_message}
-    if event.job_result_object is not None:
-        status["result"] = event.job_result_object
     job = pid_path(event.job_id)
     path = f"/v4/jobs/{job}" if api == "v4" else f"/v3/Jobs/{job}"
 
     async def write(fields: dict[str, Any]) -> None:
-        await scicat.call("PATCH", path, job_status_body(fields["status"], api))
+        body = job_status_body(fields["status"], api)
+        if result is not None and fields["status"]["code"] in FINAL_JOB_STATUS_CODES:
+            built = await result()
+            if built is not None:
+                body["jobResultObject"] = built
+        await scicat.call("PATCH", path, body)
 
     written = await apply_in_order(
         ledger, job_status_key(event.job_id), event.occurred_at, {"status": status}, write
@@ -135,8 +167,6 @@ def job_status_body(status: Mapping[str, Any], api: JobApi) -> dict[str, Any]:
         body = {"statusCode": status["code"], "statusMessage": status["message"]}
     else:
         body = {"jobStatusMessage": status["code"]}
-    if "result" in status:
-        body["jobResultObject"] = status["result"]
     return body
 
 
@@ -270,17 +300,26 @@ async def create_archive_job(
     return job_id
 
 
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 @dataclass(frozen=True)
 class ScicatWriter:
-    """The archiver's SciCat account, the ledger of what it applied, and the job API to use."""
+    """The archiver's SciCat account, the ledger of what it applied, the job API to use, the
+    records events are checked against, and the presigner of retrieve jobs' URLs."""
 
     scicat: ScicatClient
     ledger: AppliedLedger
     job_api: JobApi
+    records: SystemRecords
+    links: RetrievalLinks
+    clock: Callable[[], datetime] = field(default=utc_now)
 
 
 async def sync_datablocks_created(event: DatablocksCreated, writer: ScicatWriter) -> None:
     """Register the datablocks (then lifecycle and archive job) and log what was written."""
+    check_datablocks_created(event, await writer.records.packed_datablocks(event.pid))
     outcome = await register_datablocks(writer.scicat, writer.ledger, event)
     log.info(
         "scicat.datablocks_registered",
@@ -292,6 +331,7 @@ async def sync_datablocks_created(event: DatablocksCreated, writer: ScicatWriter
 
 
 async def sync_dataset_lifecycle(event: DatasetLifecycleChanged, writer: ScicatWriter) -> None:
+    check_lifecycle(event, await writer.records.job(event.job_id))
     fields = await apply_lifecycle(
         writer.scicat, writer.ledger, event.pid, event.lifecycle, event.occurred_at
     )
@@ -299,10 +339,32 @@ async def sync_dataset_lifecycle(event: DatasetLifecycleChanged, writer: ScicatW
 
 
 async def sync_job_status(event: JobStatusChanged, writer: ScicatWriter) -> None:
-    written = await apply_job_status(writer.scicat, writer.ledger, event, writer.job_api)
+    record = await writer.records.job(event.job_id)
+    if not job_status_to_write(event, record):
+        log.info("scicat.job_status_overtaken", status=event.status_code)
+        return
+    result = None
+    if record is not None and record.job_type == "retrieve":
+        result = _retrieve_result_of(event.job_id, writer)
+    written = await apply_job_status(
+        writer.scicat, writer.ledger, event, writer.job_api, result=result
+    )
     log.info("scicat.job_status_applied", status=event.status_code, written=written)
 
 
+def _retrieve_result_of(job_id: str, writer: ScicatWriter) -> JobResult:
+    """The retrieve job's result from its record as it is when written."""
+
+    async def build() -> dict[str, Any] | None:
+        record = await writer.records.job(job_id)
+        if record is None or not record.finished:
+            return None
+        return await retrieve_result(record, writer.records, writer.links, writer.clock())
+
+    return build
+
+
 async def sync_packing_failed(event: DatasetPackingFailed, writer: ScicatWriter) -> None:
+    check_packing_failed(event, await writer.records.packing_failure(event.pid))
     fields = await record_packing_failure(writer.scicat, writer.ledger, event)
     log.info("scicat.packing_failure_recorded", kind=event.kind, fields=fields)

@@ -15,7 +15,14 @@ from datetime import UTC, datetime
 import structlog
 
 from contracts.events import Datablock, LtsMoved, LtsVerified
-from runtime.lts import LtsBackend, LtsNotFound, LtsPathError, Readable, await_readable
+from runtime.lts import (
+    LtsBackend,
+    LtsNotFound,
+    LtsPathError,
+    Readable,
+    await_readable,
+    copy_id,
+)
 from runtime.lts import LtsRecallTimeout as NotReadableInTime
 from runtime.objectstore import BucketReader, ObjectMissing
 from runtime.settling import PermanentError
@@ -186,15 +193,22 @@ def _names(names: list[str]) -> str:
 
 
 async def verify_datablock(
-    lts: LtsBackend, datablock: Datablock, *, poll_s: float, timeout_s: float
+    lts: LtsBackend,
+    datablock: Datablock,
+    *,
+    poll_s: float,
+    timeout_s: float,
+    copy: str | None = None,
 ) -> Verdict:
-    """The verdict on the LTS copy of one datablock.
+    """The verdict on the LTS copy of one datablock: at its archive id, or at `copy` (a
+    re-copy written beside it, `runtime.lts.copy_id`).
 
     An archive id that would leave the LTS root cannot come from a datablock we
     made: PermanentError (dead-lettered), never retried.
     """
+    where = copy or datablock.archive_id
     try:
-        await await_readable(lts, datablock.archive_id, poll_s=poll_s, timeout_s=timeout_s)
+        await await_readable(lts, where, poll_s=poll_s, timeout_s=timeout_s)
     except NotReadableInTime as exc:
         return Verdict(False, str(exc), 0)
     except LtsNotFound as exc:
@@ -204,7 +218,7 @@ async def verify_datablock(
         raise PermanentError(reason, str(exc)) from exc
 
     def read_all() -> Verdict:
-        with lts.open_read(datablock.archive_id) as stream:
+        with lts.open_read(where) as stream:
             return check_tar_stream(stream, datablock)
 
     try:
@@ -236,6 +250,15 @@ class CopiesToVerify:
     recall_timeout_s: float
 
 
+def _lts_copy_of(event: LtsMoved) -> str:
+    """Where the ltsmover wrote this attempt (the event's location is only for people)."""
+    try:
+        return copy_id(event.datablock.archive_id, event.job_id, event.attempt)
+    except LtsPathError as exc:
+        reason = f"Datablock archive id {event.datablock.archive_id!r} is not a path inside LTS"
+        raise PermanentError(reason, str(exc)) from exc
+
+
 async def verify_moved_copy(event: LtsMoved, copies: CopiesToVerify) -> LtsVerified:
     """The verdict on the copy `event` announces, as the `lts.verified` event to publish."""
     block = event.datablock
@@ -244,7 +267,11 @@ async def verify_moved_copy(event: LtsMoved, copies: CopiesToVerify) -> LtsVerif
         verdict = await verify_retrieved(copies.retrieved, event.location, block)
     else:
         verdict = await verify_datablock(
-            copies.lts, block, poll_s=copies.recall_poll_s, timeout_s=copies.recall_timeout_s
+            copies.lts,
+            block,
+            poll_s=copies.recall_poll_s,
+            timeout_s=copies.recall_timeout_s,
+            copy=_lts_copy_of(event),
         )
     log.info(
         "datablock.verified" if verdict.ok else "datablock.verification_failed",

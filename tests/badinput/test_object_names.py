@@ -25,7 +25,7 @@ from runtime.s3_extras import s3_extras_client
 from runtime.settings import S3Settings
 from services.datablocker.packing import Buckets, DatasetRejected, PackingLimits, pack_dataset
 from services.datablocker.tarball import StreamLimits
-from services.ltsmover.download_script import Download, render_download_script
+from services.scicat_sync.download_script import Download, render_download_script
 from tests.badinput.stack_helpers import Scicat
 
 MiB = 1024 * 1024

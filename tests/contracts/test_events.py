@@ -72,7 +72,7 @@ def test_a_lifecycle_patch_survives_the_bus_without_nulls() -> None:
     from contracts.events import DatasetLifecycleChanged
 
     event = DatasetLifecycleChanged(
-        occurred_at=NOW, pid="p/1", lifecycle=LifecyclePatch(archivable=True)
+        occurred_at=NOW, pid="p/1", job_id="j-1", lifecycle=LifecyclePatch(archivable=True)
     )
     decoded = DatasetLifecycleChanged.model_validate_json(event.model_dump_json(by_alias=True))
     assert decoded.lifecycle.to_scicat() == {"archivable": True}

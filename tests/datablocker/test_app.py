@@ -1,6 +1,8 @@
 """The datablocker running in-process on the real nats-server and moto S3."""
 
+import io
 from datetime import UTC, datetime
+from pathlib import Path
 
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
@@ -14,9 +16,12 @@ from contracts.events import (
     DeadLetter,
     UploadFinished,
 )
+from contracts.jobs import DatablockProgress, DatasetProgress, JobRecord
+from runtime.kvstore import open_bucket
+from runtime.lts import PosixLts
 from runtime.provisioning import provision
 from runtime.publishing import publish_event
-from runtime.settings import NatsSettings, S3Settings
+from runtime.settings import LtsSettings, NatsSettings, S3Settings
 from services.datablocker.app import create_app
 from services.datablocker.settings import DatablockerSettings
 from tests.datablocker.landing_fixtures import minio_client, new_pid, put_file
@@ -49,7 +54,11 @@ def upload_finished(pid: str) -> UploadFinished:
 
 
 async def test_upload_finished_is_packed_and_datablocks_created_published(
-    clean_js: JetStreamContext, nats_server_process, s3_server, scicat_standin: ScicatStandin
+    clean_js: JetStreamContext,
+    nats_server_process,
+    s3_server,
+    scicat_standin: ScicatStandin,
+    tmp_path: Path,
 ) -> None:
     """upload.finished in, datablocks.created out (stored in KV too); an empty dataset fails."""
     await provision(clean_js)
@@ -58,7 +67,7 @@ async def test_upload_finished_is_packed_and_datablocks_created_published(
     put_file(s3, pid, "data/a.txt", b"hello world")
     scicat_standin.register(pid)
     scicat_standin.register(empty_pid)
-    app = create_app(settings_for(nats_server_process.url, s3_server, scicat_standin))
+    app = create_app(settings_for(nats_server_process.url, s3_server, scicat_standin, tmp_path))
     await app.start()
     try:
         event = upload_finished(pid)
@@ -76,6 +85,7 @@ async def test_upload_finished_is_packed_and_datablocks_created_published(
     finally:
         await app.stop()
     stored = await (await clean_js.key_value(kv.DATABLOCKS)).get(kv.id_key(pid))
+    failure = await (await clean_js.key_value(kv.PACKING_FAILURES)).get(kv.id_key(empty_pid))
     consumer = await clean_js.consumer_info("ARCHIVER", "datablocker--upload_finished")
 
     assert created.pid == pid
@@ -87,12 +97,13 @@ async def test_upload_finished_is_packed_and_datablocks_created_published(
     )
     assert DatablocksCreated.model_validate_json(stored.value) == created
     assert (failed.pid, failed.kind) == (empty_pid, "user")
+    assert DatasetPackingFailed.model_validate_json(failure.value) == failed
     assert consumer.num_ack_pending == 0
     assert consumer.num_pending == 0
 
 
 def settings_for(
-    nats_url: str, s3_server, scicat: ScicatStandin, **overrides
+    nats_url: str, s3_server, scicat: ScicatStandin, lts_root: Path, **overrides
 ) -> DatablockerSettings:
     return DatablockerSettings(
         nats=NatsSettings(url=nats_url),
@@ -102,6 +113,7 @@ def settings_for(
             secret_key=SecretStr(s3_server.secret_key),
         ),
         scicat=scicat.settings(),
+        lts=LtsSettings(backend="posix", root=lts_root),
         **overrides,
     )
 
@@ -127,8 +139,46 @@ def archival_keys(s3, pid: str) -> list[str]:
     return sorted(o.object_name for o in s3.list_objects("archival", prefix=prefix, recursive=True))
 
 
+def verified_archive_job(job_id: str, created: DatablocksCreated) -> JobRecord:
+    """The record an archive job leaves once every datablock of the dataset verified in LTS."""
+    blocks = {
+        b.archive_id: DatablockProgress(
+            archive_id=b.archive_id, packed_size=b.packed_size, state="verified"
+        )
+        for b in created.datablocks
+    }
+    return JobRecord(
+        job_id=job_id,
+        job_type="archive",
+        scicat_api="v4",
+        status="finishedSuccessful",
+        datasets={
+            created.pid: DatasetProgress(pid=created.pid, state="succeeded", datablocks=blocks)
+        },
+        created_at=datetime.now(UTC),
+    )
+
+
+async def archived_in_lts(js: JetStreamContext, s3, lts_root: Path, pid: str, job_id: str):
+    """The dataset's tars copied to LTS and a job record that verified them, as ltsmover leaves
+    them; the packed record."""
+    packed = await (await js.key_value(kv.DATABLOCKS)).get(kv.id_key(pid))
+    created = DatablocksCreated.model_validate_json(packed.value)
+    for block in created.datablocks:
+        raw = s3.get_object("archival", block.archive_id).read()
+        PosixLts(lts_root).write(block.archive_id, io.BytesIO(raw), len(raw))
+    record = verified_archive_job(job_id, created)
+    jobs = await open_bucket(js, kv.JOBS)
+    await jobs.put(kv.id_key(job_id), record.model_dump_json().encode())
+    return packed
+
+
 async def test_dataset_archived_cleans_up_once_and_a_later_upload_finished_packs_nothing(
-    clean_js: JetStreamContext, nats_server_process, s3_server, scicat_standin: ScicatStandin
+    clean_js: JetStreamContext,
+    nats_server_process,
+    s3_server,
+    scicat_standin: ScicatStandin,
+    tmp_path: Path,
 ) -> None:
     """Landing and archival copies go, KV record kept; repeats are harmless; foreign refused."""
     await provision(clean_js)
@@ -138,7 +188,7 @@ async def test_dataset_archived_cleans_up_once_and_a_later_upload_finished_packs
     put_file(s3, other, "data/b.txt", b"other")
     scicat_standin.register(pid)
     scicat_standin.register(other)
-    app = create_app(settings_for(nats_server_process.url, s3_server, scicat_standin))
+    app = create_app(settings_for(nats_server_process.url, s3_server, scicat_standin, tmp_path))
     await app.start()
     try:
         for dataset in (pid, other):
@@ -147,7 +197,7 @@ async def test_dataset_archived_cleans_up_once_and_a_later_upload_finished_packs
                 clean_js, subjects.UPLOAD_FINISHED, event, msg_id=event.dedup_id()
             )
         await acked_through(clean_js, "datablocker--upload_finished", ack.seq)
-        packed = await (await clean_js.key_value(kv.DATABLOCKS)).get(kv.id_key(pid))
+        packed = await archived_in_lts(clean_js, s3, tmp_path, pid, "job-1")
         archive_ids = tuple(
             b.archive_id for b in DatablocksCreated.model_validate_json(packed.value).datablocks
         )

@@ -3,6 +3,7 @@
 import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from nats.js import JetStreamContext
 from pydantic import SecretStr
@@ -11,7 +12,7 @@ from contracts import streams, subjects
 from contracts.events import UploadFinished
 from runtime.provisioning import provision
 from runtime.publishing import publish_event
-from runtime.settings import NatsSettings, S3Settings
+from runtime.settings import LtsSettings, NatsSettings, S3Settings
 from services.datablocker.app import create_app
 from services.datablocker.packing import Packer, pack_finished_upload
 from services.datablocker.settings import DatablockerSettings
@@ -34,7 +35,11 @@ ARCHIVED_SPEC = replace(
 
 
 async def test_two_datasets_pack_in_parallel_and_a_waiting_one_is_not_redelivered(
-    clean_js: JetStreamContext, nats_server_process, s3_server, scicat_standin: ScicatStandin
+    clean_js: JetStreamContext,
+    nats_server_process,
+    s3_server,
+    scicat_standin: ScicatStandin,
+    tmp_path: Path,
 ) -> None:
     """3 slow packs, 2 at a time, 1 s ack wait: first two overlap, each dataset packed once."""
     await provision(clean_js, consumers=(*streams.CONSUMERS, UPLOAD_SPEC, ARCHIVED_SPEC))
@@ -61,6 +66,7 @@ async def test_two_datasets_pack_in_parallel_and_a_waiting_one_is_not_redelivere
             secret_key=SecretStr(s3_server.secret_key),
         ),
         scicat=scicat_standin.settings(),
+        lts=LtsSettings(backend="posix", root=tmp_path),
         max_parallel_datasets=2,
     )
     app = create_app(

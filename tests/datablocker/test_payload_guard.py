@@ -2,6 +2,7 @@
 
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from nats.aio.client import Client as NatsClient
@@ -12,7 +13,7 @@ from contracts.events import DatasetPackingFailed, UploadFinished
 from devstack.processes import ManagedProcess, free_port, port_open, tool_path
 from runtime.nats_connection import connect
 from runtime.publishing import publish_event
-from runtime.settings import NatsSettings, S3Settings
+from runtime.settings import LtsSettings, NatsSettings, S3Settings
 from services.datablocker.app import create_app
 from services.datablocker.settings import DatablockerSettings
 from tests.datablocker.landing_fixtures import minio_client, new_pid, put_file
@@ -57,7 +58,11 @@ async def small_client(small_nats: str) -> AsyncIterator[NatsClient]:
 
 
 async def test_a_dataset_too_large_for_one_message_fails_as_system_with_no_datablocks(
-    small_nats: str, small_client: NatsClient, s3_server, scicat_standin: ScicatStandin
+    small_nats: str,
+    small_client: NatsClient,
+    s3_server,
+    scicat_standin: ScicatStandin,
+    tmp_path: Path,
 ) -> None:
     """40 files cannot be listed in 8 KiB: packing_failed "system" naming both; no tar left."""
     js = small_client.jetstream()
@@ -74,6 +79,7 @@ async def test_a_dataset_too_large_for_one_message_fails_as_system_with_no_datab
             secret_key=SecretStr(s3_server.secret_key),
         ),
         scicat=scicat_standin.settings(),
+        lts=LtsSettings(backend="posix", root=tmp_path),
     )
     app = create_app(settings)
     await app.start()

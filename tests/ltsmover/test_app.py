@@ -3,6 +3,7 @@
 import asyncio
 import io
 import uuid
+from pathlib import Path
 
 from minio import Minio
 from nats.js import JetStreamContext
@@ -239,10 +240,11 @@ async def test_a_share_that_stays_full_fails_the_dataset_and_writes_nothing(
     assert [p for p in root.rglob("*") if p.is_file()] == []
 
 
-async def test_a_copy_failing_its_last_allowed_check_fails_the_dataset_and_is_removed(
+async def test_a_copy_failing_its_last_allowed_check_fails_the_dataset_and_is_left_in_place(
     world, nats_server_process, s3_server
 ) -> None:
-    """max_copy_attempts=1: the corrupted copy is not written again; it goes, the dataset fails."""
+    """max_copy_attempts=1: the dataset fails; the copy is not removed, only a verified re-copy
+    of a later job may replace it."""
     js, s3, root = world
     tag = uuid.uuid4().hex[:8]
     pid, job_id = f"20.500/once-{tag}", f"job-{tag}"
@@ -265,6 +267,7 @@ async def test_a_copy_failing_its_last_allowed_check_fails_the_dataset_and_is_re
             record = await finished(js, job_id)
     log = await events(js, job_id)
 
+    assert copy.read_bytes() == bytes(corrupted)
     assert record.status == "finishedUnsuccessful"
     block = record.datasets[pid].datablocks[copy.relative_to(root).as_posix()]
     assert (block.state, block.attempt) == ("failed", 0)
@@ -272,4 +275,89 @@ async def test_a_copy_failing_its_last_allowed_check_fails_the_dataset_and_is_re
     error = record.datasets[pid].error or ""
     assert error.startswith(f"Datablock {block.archive_id} failed verification in LTS 1 time(s): ")
     assert [s for s, _ in log].count("lts.moved") == 1
-    assert not copy.exists()
+
+
+class OfflineTape:
+    """Every open fails with EAGAIN, as a share whose tape is not mounted."""
+
+    def __call__(self, path: Path):
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+
+async def test_a_failed_recheck_after_the_archival_copy_is_gone_keeps_the_only_copy(
+    world, nats_server_process, s3_server
+) -> None:
+    """An archived block whose tape is offline fails its re-check; with nothing left to copy
+    from, the dataset fails and the LTS copy stays byte for byte."""
+    js, s3, root = world
+    tag = uuid.uuid4().hex[:8]
+    pid, job_id = f"20.500/only-{tag}", f"job-{tag}"
+    (raw,) = await pack(js, s3, pid, [b"k" * 20000])
+    archive_id = f"openem-network/datasets/{pid}/datablocks/20.500-only-{tag}_0.tar"
+    PosixLts(root).write(archive_id, io.BytesIO(raw), len(raw))
+    s3.remove_object("archival", archive_id)  # cleaned up after the first archive job
+    url = nats_server_process.url
+    offline = PosixLts(root, opener=OfflineTape())
+
+    async with (
+        running(create_ltsmover(mover_settings(url, s3_server, root))),
+        running(create_verifier(verifier_settings(url, s3_server, root), lts=offline)),
+    ):
+        job = archive_job(job_id, pid)
+        await publish_event(js, subjects.JOB_REQUESTED_ARCHIVE, job, msg_id=job.dedup_id())
+        record = await finished(js, job_id)
+    log = await events(js, job_id)
+
+    assert (root / archive_id).read_bytes() == raw
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) == [
+        archive_id
+    ]
+    assert record.status == "finishedUnsuccessful"
+    assert [(b["attempt"], b["ok"]) for s, b in log if s == "lts.verified"] == [(0, False)]
+    assert "was kept as it is" in (record.datasets[pid].error or "")
+    assert "dataset.archived" not in [s for s, _ in log]
+
+
+async def test_a_recopy_that_fails_its_check_never_replaces_the_copy(
+    world, nats_server_process, s3_server
+) -> None:
+    """Copy and re-copy both fail (the archival tar rotted too): the first copy stays where it
+    is, untouched, and the failed re-copy beside it is removed."""
+    js, s3, root = world
+    tag = uuid.uuid4().hex[:8]
+    pid, job_id = f"20.500/twofold-{tag}", f"job-{tag}"
+    (raw,) = await pack(js, s3, pid, [b"t" * 20000])
+    archive_id = f"openem-network/datasets/{pid}/datablocks/20.500-twofold-{tag}_0.tar"
+    copy = root / archive_id
+    rotten = bytearray(raw)
+    rotten[600] ^= 0xFF
+    url = nats_server_process.url
+
+    async with running(create_ltsmover(mover_settings(url, s3_server, root, max_copy_attempts=2))):
+        job = archive_job(job_id, pid)
+        await publish_event(js, subjects.JOB_REQUESTED_ARCHIVE, job, msg_id=job.dedup_id())
+
+        async def moved() -> bool:
+            return any(s == "lts.moved" for s, _ in await events(js, job_id))
+
+        await eventually(moved, "lts.moved", timeout_s=15.0, interval_s=0.05)
+        first = bytearray(copy.read_bytes())
+        first[900] ^= 0xFF
+        copy.write_bytes(bytes(first))
+        s3.put_object("archival", archive_id, io.BytesIO(bytes(rotten)), len(rotten))
+        async with running(create_verifier(verifier_settings(url, s3_server, root))):
+            record = await finished(js, job_id)
+    log = await events(js, job_id)
+
+    assert record.status == "finishedUnsuccessful"
+    assert [(b["attempt"], b["ok"]) for s, b in log if s == "lts.verified"] == [
+        (0, False),
+        (1, False),
+    ]
+    moved_to = [b["location"] for s, b in log if s == "lts.moved"]
+    assert moved_to[0] == str(copy)
+    assert "/.recopy-" in moved_to[1]
+    assert moved_to[1].endswith(f"/20.500-twofold-{tag}_0.tar")
+    assert copy.read_bytes() == bytes(first)
+    assert [p for p in root.rglob("*") if p.is_file()] == [copy]
+    assert not [p for p in root.rglob(".recopy-*")]

@@ -25,6 +25,8 @@ from services.ltsmover.app import create_app as create_ltsmover
 from services.ltsmover.retrieval_bucket import RetrievalBucket
 from services.ltsmover.retrieval_copies import RetrievalCopies
 from services.ltsmover.sweeping import sweep_expired
+from services.scicat_sync.job_results import RetrievalLinks, retrieve_result
+from services.scicat_sync.records import open_records
 from services.verifier.app import create_app as create_verifier
 from tests.ltsmover.service_fixtures import (
     build_tar,
@@ -65,9 +67,13 @@ async def request(js: JetStreamContext, job: JobRequested) -> None:
     await publish_event(js, subjects.JOB_REQUESTED_RETRIEVE, job, msg_id=job.dedup_id())
 
 
-async def final_result(js: JetStreamContext, job_id: str) -> dict:
-    statuses = [b for s, b in await events(js, job_id) if s == "job.status"]
-    return statuses[-1]["job_result_object"]
+async def final_result(js: JetStreamContext, s3: Minio, job_id: str) -> dict:
+    """The job's result as scicat_sync builds it, from the records the ltsmover left."""
+    records = await open_records(js)
+    record = await records.job(job_id)
+    assert record is not None
+    links = RetrievalLinks(s3, "retrieval")
+    return await retrieve_result(record, records, links, datetime.now(UTC))
 
 
 def retrieved_keys(s3: Minio, pid: str) -> list[str]:
@@ -114,7 +120,7 @@ async def test_a_retrieve_job_offers_urls_that_download_the_archived_tars(
         record = await finished(js, job_id)
         await asyncio.sleep(0.1)
     log = await events(js, job_id)
-    result = await final_result(js, job_id)
+    result = await final_result(js, s3, job_id)
 
     assert record.status == "finishedSuccessful"
     assert record.status_message == "1 of 1 dataset(s) retrieved"
@@ -157,7 +163,7 @@ async def test_the_download_script_reproduces_the_dataset_and_catches_a_changed_
     async with services(nats_server_process.url, s3_server, root, lts):
         await request(js, retrieve_job(job_id, pid))
         record = await finished(js, job_id)
-    result = await final_result(js, job_id)
+    result = await final_result(js, s3, job_id)
     script = tmp_path / "retrieve.sh"
     script.write_bytes(base64.b64decode(result["downloadScript"]))
 
@@ -229,7 +235,7 @@ async def test_a_tape_offline_past_the_timeout_fails_the_dataset_cleanly(
         await request(js, retrieve_job(job_id, pid))
         record = await finished(js, job_id)
     log = await events(js, job_id)
-    result = await final_result(js, job_id)
+    result = await final_result(js, s3, job_id)
 
     assert record.status == "finishedUnsuccessful"
     assert record.datasets[pid].state == "failed"
@@ -258,7 +264,7 @@ async def test_a_corrupted_lts_tar_is_caught_and_no_url_is_published(
         await request(js, retrieve_job(job_id, pid))
         record = await finished(js, job_id)
     log = await events(js, job_id)
-    result = await final_result(js, job_id)
+    result = await final_result(js, s3, job_id)
 
     assert record.status == "finishedUnsuccessful"
     assert [(b["attempt"], b["ok"]) for s, b in log if s == "lts.verified"] == [
@@ -287,7 +293,7 @@ async def test_two_retrieve_jobs_for_one_dataset_make_one_copy_and_both_get_urls
         await request(js, retrieve_job(second, pid))
         records = [await finished(js, first), await finished(js, second)]
     logs = [await events(js, first), await events(js, second)]
-    results = [await final_result(js, first), await final_result(js, second)]
+    results = [await final_result(js, s3, first), await final_result(js, s3, second)]
 
     assert [r.status for r in records] == ["finishedSuccessful", "finishedSuccessful"]
     assert sum(1 for log in logs for s, _ in log if s == "lts.moved") == 1

@@ -17,9 +17,11 @@ from runtime.lts import (
     LtsNotFound,
     LtsNotReadable,
     LtsPathError,
+    LtsReadOnly,
     LtsWriteError,
     PosixLts,
     S3ColdLts,
+    copy_id,
     create_lts,
 )
 from runtime.settings import LtsSettings
@@ -271,3 +273,95 @@ def test_posix_removes_temp_files_of_earlier_versions_only_for_its_copy(tmp_path
     lts.write(ARCHIVE_ID, io.BytesIO(b"the copy"), 8)
 
     assert sorted(p.name for p in folder.iterdir()) == [other.name, "20.500-abc_0.tar"]
+
+
+def test_a_recopy_lies_beside_the_copy_in_a_folder_of_its_own() -> None:
+    """Attempt 0 is the archive id; a re-copy keeps its file name, in a folder per job and try."""
+    first = copy_id(ARCHIVE_ID, "job-7", 0)
+    again = copy_id(ARCHIVE_ID, "job-7", 2)
+
+    assert first == ARCHIVE_ID
+    assert again == (
+        "openem-network/datasets/20.500/abc/datablocks/.recopy-c37bd1a8462d-2/20.500-abc_0.tar"
+    )
+    assert copy_id(ARCHIVE_ID, "job-8", 2) != again
+
+
+def test_promote_replaces_the_copy_with_the_staged_one_and_leaves_nothing_beside(
+    backend: LtsBackend,
+) -> None:
+    """Old copy and staged re-copy: once promoted the archive id reads the re-copy, no stage."""
+    staged = copy_id(ARCHIVE_ID, "job-7", 1)
+    backend.write(ARCHIVE_ID, io.BytesIO(b"old copy"), 8)
+    backend.write(staged, io.BytesIO(PAYLOAD), len(PAYLOAD), staged=True)
+
+    assert backend.size(ARCHIVE_ID) == 8
+    backend.promote(staged, ARCHIVE_ID, len(PAYLOAD))
+
+    assert _read_all(backend, ARCHIVE_ID) == PAYLOAD
+    assert backend.size(staged) is None
+
+
+def test_promote_without_the_staged_copy_or_of_another_size_changes_nothing(
+    backend: LtsBackend,
+) -> None:
+    """A missing stage is LtsNotFound, a wrong size LtsWriteError; the copy stays as it was."""
+    staged = copy_id(ARCHIVE_ID, "job-7", 1)
+    backend.write(ARCHIVE_ID, io.BytesIO(b"old copy"), 8)
+
+    with pytest.raises(LtsNotFound):
+        backend.promote(staged, ARCHIVE_ID, len(PAYLOAD))
+    backend.write(staged, io.BytesIO(b"short"), 5, staged=True)
+    with pytest.raises(LtsWriteError, match="holds 5 bytes, not the recorded"):
+        backend.promote(staged, ARCHIVE_ID, len(PAYLOAD))
+
+    assert backend.size(ARCHIVE_ID) == 8
+    assert backend.size(staged) == 5
+
+
+def test_posix_removes_the_recopy_folder_with_its_last_file(tmp_path: Path) -> None:
+    """Promoting or deleting a re-copy leaves no empty `.recopy-*` folder behind."""
+    lts = PosixLts(tmp_path)
+    for attempt in (1, 2):
+        staged = copy_id(ARCHIVE_ID, "job-7", attempt)
+        lts.write(staged, io.BytesIO(b"copy"), 4, staged=True)
+    lts.promote(copy_id(ARCHIVE_ID, "job-7", 1), ARCHIVE_ID, 4)
+    lts.delete(copy_id(ARCHIVE_ID, "job-7", 2))
+
+    assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()] == [
+        ARCHIVE_ID
+    ]
+    assert list(tmp_path.rglob(".recopy-*")) == []
+
+
+def test_a_staged_s3_recopy_is_readable_and_goes_cold_once_promoted(s3_server, s3_extras) -> None:
+    """The stage is written STANDARD (verified without a restore); in place it is GLACIER."""
+    lts = S3ColdLts(_minio(s3_server), s3_extras, "lts", "GLACIER")
+    archive_id = ARCHIVE_ID.replace("abc", "cold-recopy")
+    staged = copy_id(archive_id, "job-7", 1)
+    lts.write(staged, io.BytesIO(PAYLOAD), len(PAYLOAD), staged=True)
+
+    with lts.open_read(staged) as stream:
+        assert stream.read() == PAYLOAD
+    lts.promote(staged, archive_id, len(PAYLOAD))
+
+    with pytest.raises(LtsNotReadable):
+        lts.prepare_read(archive_id)
+    assert lts.size(archive_id) == len(PAYLOAD)
+    assert lts.size(staged) is None
+
+
+def test_a_read_only_backend_reads_and_measures_but_never_changes_a_copy(tmp_path: Path) -> None:
+    """create_lts(read_only=True): size and reads work; write, promote and delete raise."""
+    PosixLts(tmp_path).write(ARCHIVE_ID, io.BytesIO(PAYLOAD), len(PAYLOAD))
+    lts = create_lts(LtsSettings(backend="posix", root=tmp_path), None, read_only=True)
+
+    assert lts.size(ARCHIVE_ID) == len(PAYLOAD)
+    assert _read_all(lts, ARCHIVE_ID) == PAYLOAD
+    with pytest.raises(LtsReadOnly):
+        lts.delete(ARCHIVE_ID)
+    with pytest.raises(LtsReadOnly):
+        lts.write(ARCHIVE_ID, io.BytesIO(b"x"), 1)
+    with pytest.raises(LtsReadOnly):
+        lts.promote(copy_id(ARCHIVE_ID, "job-7", 1), ARCHIVE_ID, 1)
+    assert (tmp_path / ARCHIVE_ID).read_bytes() == PAYLOAD

@@ -1,16 +1,23 @@
-"""scicat_sync in-process over the real nats-server, writing to the real SciCat stand-in."""
+"""scicat_sync in-process over the real nats-server, writing to the real SciCat stand-in.
+
+Every event is preceded by the record its producer keeps (the datablocker's packed
+datablocks, the job records of the gateway and ltsmover), as in the running system:
+scicat_sync writes only what those records bear out.
+"""
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from nats.js import JetStreamContext
 from pydantic import BaseModel, SecretStr
 
-from contracts import subjects
+from contracts import kv, subjects
 from contracts.events import (
     Datablock,
     DatablocksCreated,
@@ -18,9 +25,12 @@ from contracts.events import (
     DatasetLifecycleChanged,
     JobStatusChanged,
 )
+from contracts.jobs import DatablockProgress, DatasetProgress, JobRecord
+from contracts.retrievals import RetrievalCopy
 from contracts.scicat import LifecyclePatch
+from runtime.kvstore import open_bucket
 from runtime.publishing import publish_event
-from runtime.settings import NatsSettings, ScicatSettings
+from runtime.settings import NatsSettings, S3Settings, ScicatSettings
 from services.scicat_sync.app import create_app
 from services.scicat_sync.ledger import AppliedLedger
 from services.scicat_sync.settings import ScicatSyncSettings
@@ -30,6 +40,7 @@ from tests.scicat_sync.conftest import ARCHIVER, Standin
 
 SHA = "b" * 64
 START = datetime(2025, 6, 1, 8, 0, 0, tzinfo=UTC)
+DOWNLOADS = "https://downloads.example.org"
 
 
 def settings(nats_url: str, scicat_url: str, nak_delays_s: tuple[float, ...]) -> ScicatSyncSettings:
@@ -38,6 +49,13 @@ def settings(nats_url: str, scicat_url: str, nak_delays_s: tuple[float, ...]) ->
         scicat=ScicatSettings(
             url=scicat_url, username=ARCHIVER[0], password=SecretStr(ARCHIVER[1]), timeout_s=2
         ),
+        # Presigning is local: no S3 server is needed to sign a URL.
+        s3=S3Settings(
+            endpoint="http://127.0.0.1:9",
+            access_key=SecretStr("presign-only"),
+            secret_key=SecretStr("presign-secret"),
+        ),
+        retrieval_public_endpoint=DOWNLOADS,
         retry_budget_s=0.5,
         retry_wait_initial_s=0.05,
         retry_wait_max_s=0.2,
@@ -59,50 +77,142 @@ async def publish(js: JetStreamContext, subject: str, event: BaseModel, msg_id: 
     await publish_event(js, subject, event, msg_id=msg_id)
 
 
+async def record(js: JetStreamContext, bucket: str, identifier: str, value: BaseModel) -> None:
+    """Put a record in a KV bucket as the service that owns it would."""
+    kv_bucket = await open_bucket(js, bucket)
+    await kv_bucket.put(kv.id_key(identifier), value.model_dump_json().encode())
+
+
 def writes_to(standin: Standin, path_part: str) -> list[dict[str, Any]]:
     return [e for e in standin.history() if e["username"] == ARCHIVER[0] and path_part in e["path"]]
 
 
-def lifecycle_event(pid: str, at: datetime, **fields: Any) -> DatasetLifecycleChanged:
-    return DatasetLifecycleChanged(occurred_at=at, pid=pid, lifecycle=LifecyclePatch(**fields))
+def job_record(
+    job_id: str,
+    job_type: str,
+    pid: str,
+    *,
+    started: datetime,
+    decided: datetime | None = None,
+    state: str = "inProgress",
+    error: str | None = None,
+    blocks: tuple[Datablock, ...] = (),
+) -> JobRecord:
+    """A job's record with one dataset: started, and decided (`state`) if `decided` is set."""
+    ds = DatasetProgress(
+        pid=pid,
+        state=state,
+        started_at=started,
+        decided_at=decided,
+        error=error,
+        error_kind="system" if error else None,
+        datablocks={
+            b.archive_id: DatablockProgress(
+                archive_id=b.archive_id,
+                packed_size=b.packed_size,
+                state="verified" if state == "succeeded" else "pending",
+            )
+            for b in blocks
+        },
+    )
+    return JobRecord(
+        job_id=job_id,
+        job_type=job_type,
+        scicat_api="v4",
+        status="inProgress",
+        status_message="Working",
+        datasets={pid: ds},
+        created_at=started,
+        started_at=started,
+    )
+
+
+def finished(job: JobRecord, status: str, message: str, at: datetime) -> JobRecord:
+    return job.model_copy(
+        update={"status": status, "status_message": message, "finished_at": at}, deep=True
+    )
 
 
 async def test_a_whole_archive_and_retrieve_sequence_keeps_every_lifecycle_field(
     clean_js: JetStreamContext, ledger: AppliedLedger, nats_server_process, standin: Standin
 ) -> None:
-    """Archive then retrieve: every lifecycle field set stays set; duplicates change nothing."""
+    """Archive then retrieve: every lifecycle field set stays set, the retrieve job's result is
+    built from the records (a signed URL for the public endpoint); duplicates change nothing."""
     pid = standin.create_dataset()
     retrieve_job = standin.create_job(pid, "retrieve")
+    archive_job = f"archive-{retrieve_job}"
+    archive_id = f"openem-network/datasets/{pid}/datablocks/{pid.replace('/', '-')}_0.tar"
     block = Datablock(
-        archive_id=f"openem-network/datasets/{pid}/datablocks/{pid.replace('/', '-')}_0.tar",
+        archive_id=archive_id,
         size=3,
         packed_size=1536,
         tar_sha256=SHA,
         data_file_list=(DataFile(path="raw/x.bin", size=3, time=START, chk=SHA),),
     )
     t = [START + timedelta(seconds=i) for i in range(10)]
+    created = DatablocksCreated(
+        occurred_at=t[0],
+        pid=pid,
+        datablocks=(block,),
+        create_archiving_job=True,
+        owner_group="group1",
+        contact_email="someone@example.org",
+    )
+    await record(clean_js, kv.DATABLOCKS, pid, created)
+    archived = job_record(
+        archive_job, "archive", pid, started=t[1], decided=t[2], state="succeeded", blocks=(block,)
+    )
+    await record(clean_js, kv.JOBS, archive_job, archived)
+    retrieving = job_record(
+        retrieve_job,
+        "retrieve",
+        pid,
+        started=t[4],
+        decided=t[5],
+        state="succeeded",
+        blocks=(block,),
+    ).model_copy(update={"started_at": t[3], "status_message": "retrieving"})
+    await record(clean_js, kv.JOBS, retrieve_job, retrieving)
+    await record(
+        clean_js,
+        kv.RETRIEVALS,
+        archive_id,
+        RetrievalCopy(
+            archive_id=archive_id,
+            pid=pid,
+            key=f"openem-network/datasets/{pid}/retrieved/{pid.replace('/', '-')}_0.tar",
+            state="verified",
+            job_id=retrieve_job,
+            claimed_at=t[4],
+            verified_at=datetime.now(UTC),
+            expires_at=datetime.now(UTC) + timedelta(days=2),
+        ),
+    )
+
+    def lifecycle_event(at: datetime, job_id: str, **fields: Any) -> DatasetLifecycleChanged:
+        return DatasetLifecycleChanged(
+            occurred_at=at, pid=pid, job_id=job_id, lifecycle=LifecyclePatch(**fields)
+        )
+
     events: list[tuple[str, BaseModel, Callable[[], bool]]] = [
         (
             subjects.DATABLOCKS_CREATED,
-            DatablocksCreated(
-                occurred_at=t[0],
-                pid=pid,
-                datablocks=(block,),
-                create_archiving_job=True,
-                owner_group="group1",
-                contact_email="someone@example.org",
-            ),
+            created,
             lambda: len(writes_to(standin, "/jobs")) == 1,
         ),
         (
             subjects.DATASET_LIFECYCLE,
-            lifecycle_event(pid, t[1], archivable=False, archive_status_message="started"),
+            lifecycle_event(t[1], archive_job, archivable=False, archive_status_message="started"),
             lambda: standin.lifecycle(pid)["archiveStatusMessage"] == "started",
         ),
         (
             subjects.DATASET_LIFECYCLE,
             lifecycle_event(
-                pid, t[2], archive_status_message="datasetOnArchiveDisk", retrievable=True
+                t[2],
+                archive_job,
+                archive_status_message="datasetOnArchiveDisk",
+                archivable=False,
+                retrievable=True,
             ),
             lambda: standin.lifecycle(pid)["archiveStatusMessage"] == "datasetOnArchiveDisk",
         ),
@@ -118,14 +228,14 @@ async def test_a_whole_archive_and_retrieve_sequence_keeps_every_lifecycle_field
         ),
         (
             subjects.DATASET_LIFECYCLE,
-            lifecycle_event(pid, t[4], retrieve_status_message="started"),
+            lifecycle_event(t[4], retrieve_job, retrieve_status_message="started"),
             lambda: standin.lifecycle(pid)["retrieveStatusMessage"] == "started",
         ),
         (
             subjects.DATASET_LIFECYCLE,
             lifecycle_event(
-                pid,
                 t[5],
+                retrieve_job,
                 retrieve_status_message="datasetRetrieved",
                 retrieve_integrity_check=True,
             ),
@@ -138,7 +248,6 @@ async def test_a_whole_archive_and_retrieve_sequence_keeps_every_lifecycle_field
                 job_id=retrieve_job,
                 status_code="finishedSuccessful",
                 status_message="retrieved",
-                job_result_object={"result": [{"datasetId": pid}]},
             ),
             lambda: standin.get(f"/v4/jobs/{retrieve_job}")["statusCode"] == "finishedSuccessful",
         ),
@@ -147,16 +256,20 @@ async def test_a_whole_archive_and_retrieve_sequence_keeps_every_lifecycle_field
 
     async with running(config):
         for subject, event, applied in events:
-            await publish(clean_js, subject, event, event.dedup_id())
+            if subject == subjects.JOB_STATUS and event.status_code == "finishedSuccessful":  # type: ignore[attr-defined]
+                # The ltsmover records the job finished before it announces it.
+                done = finished(retrieving, "finishedSuccessful", "retrieved", t[6])
+                await record(clean_js, kv.JOBS, retrieve_job, done)
+            await publish(clean_js, subject, event, event.dedup_id())  # type: ignore[attr-defined]
             await eventually(
                 applied, f"{subject} applied in SciCat", timeout_s=10.0, interval_s=0.1
             )
         history_before = len(standin.history())
         for subject, event, _ in events:  # redelivery: the same events once more
-            await publish(clean_js, subject, event, f"{event.dedup_id()}:again")
+            await publish(clean_js, subject, event, f"{event.dedup_id()}:again")  # type: ignore[attr-defined]
         await eventually(
             lambda: len(standin.history()),
-            "6 more SciCat writes for the redelivered events",
+            "6 more SciCat requests for the redelivered events",
             done=lambda writes: writes >= history_before + 6,
             timeout_s=10.0,
             interval_s=0.1,
@@ -184,6 +297,18 @@ async def test_a_whole_archive_and_retrieve_sequence_keeps_every_lifecycle_field
     assert len(standin.get(f"/v3/Datasets/{pid.replace('/', '%2F')}/datablocks")) == 1
     assert len([e for e in writes_to(standin, "/jobs") if e["method"] == "POST"]) == 1
     assert (job["statusCode"], job["statusMessage"]) == ("finishedSuccessful", "retrieved")
+    (offer,) = job["jobResultObject"]["result"]
+    url = offer.pop("url")
+    assert offer == {
+        "datasetId": pid,
+        "name": f"{pid.replace('/', '-')}_0.tar",
+        "size": 1536,
+        "archiveId": archive_id,
+    }
+    assert url.startswith(f"{DOWNLOADS}/retrieval/openem-network/datasets/")
+    assert "X-Amz-Signature" in parse_qs(urlsplit(url).query)
+    script = base64.b64decode(job["jobResultObject"]["downloadScript"]).decode()
+    assert "raw/x.bin" in script
     assert not [
         e for e in writes_to(standin, pid) if e["method"] == "PATCH" and e["path"].endswith(pid)
     ], "never a dataset PATCH"
@@ -197,25 +322,65 @@ async def outage_scenario(
     outage_s: float,
     nak_delays_s: tuple[float, ...],
 ) -> None:
+    """50 events, each after its record: two retrieve jobs start (steps 0, 1) and finish (48,
+    49); in between 46 jobs of KV only each fail the dataset with reason "step i"."""
     pid = standin.create_dataset()
     jobs = [standin.create_job(pid, "retrieve") for _ in range(2)]
     config = settings(nats_url, standin.url, nak_delays_s)
+    at = [START + timedelta(seconds=i) for i in range(50)]
+    records = {
+        job_id: job_record(job_id, "retrieve", pid, started=at[n]).model_copy(
+            update={"status_message": f"step {n}"}
+        )
+        for n, job_id in enumerate(jobs)
+    }
 
     loop = asyncio.get_running_loop()
     stopped_at = loop.time()
     async with running(config):
         for i in range(50):
-            at = START + timedelta(seconds=i)
-            if i % 2 == 0:
-                event: BaseModel = JobStatusChanged(
-                    occurred_at=at,
-                    job_id=jobs[(i // 2) % 2],
-                    status_code="finishedSuccessful" if i >= 46 else "inProgress",
+            event: BaseModel
+            if i < 2:
+                await record(js, kv.JOBS, jobs[i], records[jobs[i]])
+                event = JobStatusChanged(
+                    occurred_at=at[i],
+                    job_id=jobs[i],
+                    status_code="inProgress",
+                    status_message=f"step {i}",
+                )
+                await publish(js, subjects.JOB_STATUS, event, event.dedup_id())
+            elif i >= 48:
+                job_id = jobs[i - 48]
+                done = finished(records[job_id], "finishedSuccessful", f"step {i}", at[i])
+                await record(js, kv.JOBS, job_id, done)
+                event = JobStatusChanged(
+                    occurred_at=at[i],
+                    job_id=job_id,
+                    status_code="finishedSuccessful",
                     status_message=f"step {i}",
                 )
                 await publish(js, subjects.JOB_STATUS, event, event.dedup_id())
             else:
-                event = lifecycle_event(pid, at, retrieve_return_message=f"step {i}")
+                job_id = f"{jobs[0]}-step-{i}"
+                failed = job_record(
+                    job_id,
+                    "retrieve",
+                    pid,
+                    started=at[i] - timedelta(milliseconds=1),
+                    decided=at[i],
+                    state="failed",
+                    error=f"step {i}",
+                )
+                await record(js, kv.JOBS, job_id, failed)
+                event = DatasetLifecycleChanged(
+                    occurred_at=at[i],
+                    pid=pid,
+                    job_id=job_id,
+                    lifecycle=LifecyclePatch(
+                        retrieve_status_message="datasetRetrievalFailed",
+                        retrieve_return_message=f"step {i}",
+                    ),
+                )
                 await publish(js, subjects.DATASET_LIFECYCLE, event, event.dedup_id())
             if i == 15:
                 standin.stop()
@@ -229,7 +394,7 @@ async def outage_scenario(
                 all(
                     standin.get(f"/v4/jobs/{j}")["statusCode"] == "finishedSuccessful" for j in jobs
                 )
-                and standin.lifecycle(pid).get("retrieveReturnMessage") == "step 49"
+                and standin.lifecycle(pid).get("retrieveReturnMessage") == "step 47"
             ),
             "both jobs finished and the last lifecycle step written after the outage",
             timeout_s=outage_s * 4 + 20,
@@ -238,8 +403,8 @@ async def outage_scenario(
         await asyncio.sleep(0.5)
 
     assert standin.get(f"/v4/jobs/{jobs[0]}")["statusMessage"] == "step 48"
-    assert standin.get(f"/v4/jobs/{jobs[1]}")["statusMessage"] == "step 46"
-    assert standin.lifecycle(pid)["retrieveReturnMessage"] == "step 49"
+    assert standin.get(f"/v4/jobs/{jobs[1]}")["statusMessage"] == "step 49"
+    assert standin.lifecycle(pid)["retrieveReturnMessage"] == "step 47"
     for target in (*jobs, pid):
         steps = [
             int(str(e["body"].get("statusMessage") or e["body"].get("retrieveReturnMessage"))[5:])
@@ -253,7 +418,7 @@ async def outage_scenario(
 async def test_scicat_down_mid_stream_loses_nothing_and_ends_in_order(
     clean_js: JetStreamContext, ledger: AppliedLedger, nats_server_process, standin: Standin
 ) -> None:
-    """SciCat stopped ~6 s during 50 status events: final state right, nothing dead-lettered."""
+    """SciCat stopped ~6 s during 50 events: final state right, nothing dead-lettered."""
     await outage_scenario(
         clean_js, nats_server_process.url, standin, 6.0, (0.2, 0.5, 1, 1, 2, 2, 2, 2, 2, 2, 2)
     )
@@ -263,7 +428,7 @@ async def test_scicat_down_mid_stream_loses_nothing_and_ends_in_order(
 async def test_scicat_down_30_seconds_mid_stream_loses_nothing(
     clean_js: JetStreamContext, ledger: AppliedLedger, nats_server_process, standin: Standin
 ) -> None:
-    """The acceptance drill: 30 s of SciCat outage inside a stream of 50 status events."""
+    """The acceptance drill: 30 s of SciCat outage inside a stream of 50 events."""
     await outage_scenario(
         clean_js, nats_server_process.url, standin, 30.0, (0.5, 1, 2, 4, 5, 5, 5, 5, 5, 5, 5)
     )

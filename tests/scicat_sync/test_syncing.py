@@ -1,10 +1,13 @@
 """The SciCat calls scicat_sync makes, as literal JSON, against a recording fake SciCat."""
 
+import json
 from datetime import UTC, datetime
 
 import pytest
 import stamina
+from nats.js import JetStreamContext
 
+from contracts import kv
 from contracts.events import (
     Datablock,
     DatablocksCreated,
@@ -47,15 +50,9 @@ def datablocks_created(*, create_job: bool = False, at: datetime = T1) -> Databl
     )
 
 
-def job_status(
-    code: str, message: str, at: datetime, result: dict | None = None
-) -> JobStatusChanged:
+def job_status(code: str, message: str, at: datetime) -> JobStatusChanged:
     return JobStatusChanged(
-        occurred_at=at,
-        job_id="job-7",
-        status_code=code,
-        status_message=message,
-        job_result_object=result,
+        occurred_at=at, job_id="job-7", status_code=code, status_message=message
     )
 
 
@@ -168,7 +165,10 @@ async def test_a_lifecycle_event_read_from_the_bus_sends_no_nulls(
 ) -> None:
     """The published JSON carries every field (null if unset); only the set ones are sent."""
     published = DatasetLifecycleChanged(
-        occurred_at=T1, pid=PID, lifecycle=LifecyclePatch(archive_status_message="started")
+        occurred_at=T1,
+        pid=PID,
+        job_id="job-7",
+        lifecycle=LifecyclePatch(archive_status_message="started"),
     ).model_dump_json(by_alias=True)
     event = DatasetLifecycleChanged.model_validate_json(published)
 
@@ -205,10 +205,13 @@ async def test_a_stale_lifecycle_field_is_skipped_and_fresh_ones_still_sent(
 async def test_job_status_v4_body(
     scicat: ScicatClient, ledger: AppliedLedger, fake_scicat: FakeScicat
 ) -> None:
-    """v4: statusCode, statusMessage and the result object."""
-    result = {"result": [{"datasetId": PID, "url": "https://s3/x"}], "downloadScript": "IyE="}
+    """v4: statusCode, statusMessage and the result object, built when it is written."""
+
+    async def result() -> dict:
+        return {"result": [{"datasetId": PID, "url": "https://s3/x"}], "downloadScript": "IyE="}
+
     await syncing.apply_job_status(
-        scicat, ledger, job_status("finishedSuccessful", "done", T1, result), "v4"
+        scicat, ledger, job_status("finishedSuccessful", "done", T1), "v4", result=result
     )
 
     assert fake_scicat.calls == [
@@ -227,11 +230,39 @@ async def test_job_status_v4_body(
     ]
 
 
+async def test_the_ledger_keeps_a_final_status_but_not_its_result(
+    scicat: ScicatClient, ledger: AppliedLedger, clean_js: JetStreamContext
+) -> None:
+    """The result (presigned URLs) goes to SciCat only; the ledger holds code and message."""
+
+    async def result() -> dict:
+        return {"result": [{"url": "https://s3/x?X-Amz-Signature=abc"}], "downloadScript": "IyE="}
+
+    await syncing.apply_job_status(
+        scicat, ledger, job_status("finishedSuccessful", "done", T1), "v4", result=result
+    )
+    bucket = await clean_js.key_value(kv.SCICAT_SYNC_APPLIED)
+    stored = json.loads((await bucket.get(syncing.job_status_key("job-7"))).value)
+
+    assert stored == {
+        "status": {
+            "at": "2025-03-01T12:00:00+00:00",
+            "value": {"code": "finishedSuccessful", "message": "done"},
+        }
+    }
+
+
 async def test_job_status_v3_body(
     scicat: ScicatClient, ledger: AppliedLedger, fake_scicat: FakeScicat
 ) -> None:
-    """v3: jobStatusMessage only (no result object when the event has none)."""
-    await syncing.apply_job_status(scicat, ledger, job_status("inProgress", "copying", T1), "v3")
+    """v3: jobStatusMessage only (no result object for a job that is not finished)."""
+
+    async def result() -> dict:
+        return {"result": [], "downloadScript": "IyE="}
+
+    await syncing.apply_job_status(
+        scicat, ledger, job_status("inProgress", "copying", T1), "v3", result=result
+    )
 
     assert fake_scicat.calls == [
         ("PATCH", "/api/v3/Jobs/job-7", {"jobStatusMessage": "inProgress"}),
