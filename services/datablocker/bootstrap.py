@@ -52,7 +52,7 @@ async def build_datablocker(settings: DatablockerSettings, bus: Bus) -> AsyncIte
     s3 = s3_client(settings.s3)
     s3_extras = s3_extras_client(settings.s3)
     buckets = Buckets(landing=settings.s3.landing_bucket, archival=settings.s3.archival_bucket)
-    results = PackedResults(bus.js, replicas=settings.nats.stream_replicas)
+    results = PackedResults(bus.js)
     retry = RetryPolicy(
         timeout_s=settings.scicat_retry_timeout_s, attempts=settings.scicat_retry_attempts
     )

@@ -25,36 +25,23 @@ class CleanedDataset(BaseModel):
 class PackedResults:
     """Per pid: the `DatablocksCreated` packed, and whether the dataset was cleaned after archiving.
 
-    Buckets are created on first use.
+    Buckets are opened on first use.
     """
 
-    def __init__(self, js: JetStream, *, replicas: int = 1) -> None:
+    def __init__(self, js: JetStream) -> None:
         self._js = js
-        self._replicas = replicas
         self._packed: KvRecords[DatablocksCreated] | None = None
         self._cleaned: KvRecords[CleanedDataset] | None = None
 
     async def _packed_records(self) -> KvRecords[DatablocksCreated]:
         if self._packed is None:
-            bucket = await open_bucket(
-                self._js,
-                kv.DATABLOCKS,
-                self._replicas,
-                description="datablocker: each packed dataset's DatablocksCreated event",
-            )
+            bucket = await open_bucket(self._js, kv.DATABLOCKS)
             self._packed = KvRecords(bucket, DatablocksCreated)
         return self._packed
 
     async def _cleaned_records(self) -> KvRecords[CleanedDataset]:
         if self._cleaned is None:
-            bucket = await open_bucket(
-                self._js,
-                kv.CLEANED_DATASETS,
-                self._replicas,
-                description=(
-                    "datablocker: datasets archived and removed from landing and archival buckets"
-                ),
-            )
+            bucket = await open_bucket(self._js, kv.CLEANED_DATASETS)
             self._cleaned = KvRecords(bucket, CleanedDataset)
         return self._cleaned
 

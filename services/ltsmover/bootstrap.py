@@ -71,10 +71,9 @@ async def build_job_flows(
     public = settings.retrieval_public_endpoint
     presigner = s3_client(settings.s3.model_copy(update={"endpoint": public})) if public else s3
     retrieval = RetrievalBucket(s3, settings.s3.retrieval_bucket, presigner=presigner)
-    replicas = settings.nats.stream_replicas
-    jobs = JobStore(await open_bucket(bus.js, kv.JOBS, replicas))
-    datablocks = DatablockRecords(await open_bucket(bus.js, kv.DATABLOCKS, replicas))
-    copies = RetrievalCopies(await open_bucket(bus.js, kv.RETRIEVALS, replicas))
+    jobs = JobStore(await open_bucket(bus.js, kv.JOBS))
+    datablocks = DatablockRecords(await open_bucket(bus.js, kv.DATABLOCKS))
+    copies = RetrievalCopies(await open_bucket(bus.js, kv.RETRIEVALS))
 
     async def emit(subject: str, event: Event) -> None:
         await bus.publish(subject, event)

@@ -35,6 +35,6 @@ async def build_scicat_writer(
     async with open_scicat_client(settings.scicat, retry=retry) as scicat:
         yield ScicatWriter(
             scicat=scicat,
-            ledger=await open_ledger(bus.js, settings.nats.stream_replicas),
+            ledger=await open_ledger(bus.js),
             job_api=settings.job_api,
         )

@@ -20,10 +20,11 @@ from contracts.events import (
 )
 from contracts.scicat import LifecyclePatch
 from runtime.publishing import publish_event
-from runtime.settings import NatsSettings, ScicatSettings
+from runtime.settings import ScicatSettings
 from services.scicat_sync.app import create_app
 from services.scicat_sync.ledger import AppliedLedger
 from services.scicat_sync.settings import ScicatSyncSettings
+from tests.conftest import bus_settings
 from tests.deadletters import dead_letters
 from tests.polling import eventually
 from tests.scicat_sync.conftest import ARCHIVER, Standin
@@ -34,7 +35,7 @@ START = datetime(2025, 6, 1, 8, 0, 0, tzinfo=UTC)
 
 def settings(nats_url: str, scicat_url: str, nak_delays_s: tuple[float, ...]) -> ScicatSyncSettings:
     return ScicatSyncSettings(
-        nats=NatsSettings(url=nats_url),
+        nats=bus_settings(nats_url, "scicat_sync"),
         scicat=ScicatSettings(
             url=scicat_url, username=ARCHIVER[0], password=SecretStr(ARCHIVER[1]), timeout_s=2
         ),
