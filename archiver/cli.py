@@ -11,6 +11,8 @@ from archiver.running import Service, run_service
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from runtime.settings import NatsSettings
+
 app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -170,6 +172,42 @@ def subjects_doc(
         output.write_text(text)
 
 
+@app.command("nats-config")
+def nats_config(
+    output_dir: Annotated[Path, typer.Option(help="Write the files here.")] = Path("deploy"),
+    tls_cert_file: Annotated[
+        Path | None, typer.Option(help="Servers require TLS with this certificate (PEM).")
+    ] = None,
+    tls_key_file: Annotated[Path | None, typer.Option(help="The certificate's key.")] = None,
+) -> None:
+    """Write the nats-server configuration (users, permissions, cluster) from the contracts."""
+    from runtime.nats_server_config import ServerTls, deploy_files
+
+    if (tls_cert_file is None) != (tls_key_file is None):
+        raise typer.BadParameter("give both --tls-cert-file and --tls-key-file, or neither")
+    tls = ServerTls(tls_cert_file, tls_key_file) if tls_cert_file and tls_key_file else None
+    for name, text in deploy_files(tls).items():
+        (output_dir / name).write_text(text)
+        typer.echo(f"wrote {output_dir / name}")
+
+
+@app.command()
+def provision() -> None:
+    """Create or update the bus's streams, durable consumers and KV buckets, then exit.
+
+    Runs as the provisioner user (NATS_URL, NATS_USER, NATS_PASSWORD, NATS_STREAM_REPLICAS);
+    waits up to a minute for the servers. Services cannot create these themselves.
+    """
+    import asyncio
+
+    from runtime.logs import configure_logging
+    from runtime.provisioning import provision_bus
+    from runtime.settings import LogSettings, NatsSettings, load
+
+    configure_logging(load(LogSettings), "provision")
+    asyncio.run(provision_bus(load(NatsSettings)))
+
+
 @app.command("config-doc")
 def config_doc(
     output: Annotated[Path, typer.Option(help="Write here instead of stdout.")] = Path("-"),
@@ -198,17 +236,16 @@ dlq_app = typer.Typer(no_args_is_help=True, help="Dead letters: list, show, retr
 app.add_typer(dlq_app, name="dlq")
 
 
-def _operate(run: "Callable[[str, Console], int]", nats_url: str | None) -> None:
-    """Run an operator command against the resolved NATS URL; exit with its code."""
+def _operate(run: "Callable[[NatsSettings, Console], int]", nats_url: str | None) -> None:
+    """Run an operator command as the operator user on the resolved NATS; exit with its code."""
     from rich.console import Console
 
-    from archiver.operator_bus import BusUnreachableError, OperatorSettings, resolve_nats_url
+    from archiver.operator_bus import BusUnreachableError, OperatorSettings, resolve_operator_bus
     from runtime.redaction import redact_text
 
     console = Console()
-    url = resolve_nats_url(nats_url, OperatorSettings())
     try:
-        code = run(url, console)
+        code = run(resolve_operator_bus(nats_url, OperatorSettings()), console)
     except BusUnreachableError as exc:
         console.print(redact_text(str(exc)), markup=False, highlight=False)
         code = 1

@@ -32,6 +32,7 @@ from archiver.operator_bus import (
 from contracts import streams, subjects
 from contracts.events import DeadLetter
 from runtime.redaction import redact, redact_text
+from runtime.settings import NatsSettings
 
 ADVISORY_REASON = "max deliveries reached (server advisory)"
 _SERVICE_OF_CONSUMER = {c.durable: c.service for c in streams.CONSUMERS}
@@ -226,18 +227,18 @@ def render_letter(console: Console, letter: Letter, original: StoredMessage | No
 # --- commands ------------------------------------------------------------------
 
 
-def list_command(url: str, console: Console) -> int:
+def list_command(bus: NatsSettings, console: Console) -> int:
     async def run() -> int:
-        async with connected(url) as client:
+        async with connected(bus) as client:
             render_letters(console, await list_letters(client.jetstream()))
         return 0
 
     return asyncio.run(run())
 
 
-def show_command(url: str, seq: int, console: Console) -> int:
+def show_command(bus: NatsSettings, seq: int, console: Console) -> int:
     async def run() -> int:
-        async with connected(url) as client:
+        async with connected(bus) as client:
             js = client.jetstream()
             letter = await get_letter(js, seq)
             if letter is None:
@@ -249,11 +250,11 @@ def show_command(url: str, seq: int, console: Console) -> int:
     return asyncio.run(run())
 
 
-def retry_command(url: str, seq: int | None, console: Console) -> int:
+def retry_command(bus: NatsSettings, seq: int | None, console: Console) -> int:
     """Retry letter `seq`, or every letter when `seq` is None; 1 if any could not be retried."""
 
     async def run() -> int:
-        async with connected(url) as client:
+        async with connected(bus) as client:
             js = client.jetstream()
             if seq is None:
                 letters = await list_letters(js)
@@ -289,15 +290,17 @@ def retry_command(url: str, seq: int | None, console: Console) -> int:
     return asyncio.run(run())
 
 
-def drop_command(url: str, seq: int, console: Console, *, confirm: Callable[[str], bool]) -> int:
+def drop_command(
+    bus: NatsSettings, seq: int, console: Console, *, confirm: Callable[[str], bool]
+) -> int:
     """Remove letter `seq` once `confirm(question)` says yes."""
 
     async def find() -> Letter | None:
-        async with connected(url) as client:
+        async with connected(bus) as client:
             return await get_letter(client.jetstream(), seq)
 
     async def drop() -> bool:
-        async with connected(url) as client:
+        async with connected(bus) as client:
             return await delete_letter(client.jetstream(), seq)
 
     letter = asyncio.run(find())

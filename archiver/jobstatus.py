@@ -21,6 +21,7 @@ from archiver.operator_bus import connected
 from contracts import kv
 from contracts.jobs import DatasetProgress, JobRecord
 from runtime.redaction import redact_text
+from runtime.settings import NatsSettings
 
 STUCK = "STUCK"
 DEFAULT_STUCK_AFTER = timedelta(minutes=30)
@@ -251,7 +252,7 @@ def render_job(console: Console, view: JobView, now: datetime) -> None:
 
 
 def status_command(
-    url: str,
+    bus: NatsSettings,
     job_id: str | None,
     *,
     show_all: bool,
@@ -262,7 +263,7 @@ def status_command(
     """Print jobs in flight (or all), or one job in detail; 1 when the job is unknown."""
 
     async def run() -> int:
-        async with connected(url) as client:
+        async with connected(bus) as client:
             js = client.jetstream()
             if job_id is not None:
                 record = await load_job(js, job_id)

@@ -1,9 +1,10 @@
-"""The operator tools' way onto the bus: which NATS to use, and reading a stream's log.
+"""The operator tools' way onto the bus: which NATS to use, as whom, and reading a stream's log.
 
-`archiver dlq`, `archiver replay` and `archiver status` connect once, fail fast
-when NATS is unreachable (an operator wants an answer, not a reconnect loop),
-and read streams with an ephemeral consumer that acks nothing, so the services'
-durable consumers are never disturbed.
+`archiver dlq`, `archiver replay` and `archiver status` connect once as the
+`operator` user, fail fast when NATS is unreachable (an operator wants an answer,
+not a reconnect loop), and read streams with an ephemeral consumer that acks
+nothing, so the services' durable consumers are never disturbed (the operator's
+permissions do not reach them).
 """
 
 import contextlib
@@ -13,6 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import nats
 import nats.errors
@@ -20,9 +22,13 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contracts.bus_permissions import OPERATOR
+from runtime.nats_connection import auth_options, server_urls
 from runtime.publishing import MSG_ID_HEADER
+from runtime.settings import NatsSettings
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 DEV_STACK_FILE = Path("var/dev/stack.json")
@@ -34,7 +40,7 @@ _SERVER_HEADERS = frozenset({MSG_ID_HEADER, "Nats-Expected-Stream", "Nats-Expect
 
 
 class OperatorSettings(BaseSettings):
-    """Where the operator tools find NATS when `--nats-url` is not given."""
+    """Where the operator tools find NATS, and as whom, when `--nats-url` is not given."""
 
     model_config = SettingsConfigDict(
         env_prefix="NATS_", extra="ignore", use_attribute_docstrings=True
@@ -42,32 +48,61 @@ class OperatorSettings(BaseSettings):
 
     url: str | None = None
     """Comma-separated NATS server URLs; unset: the dev stack's, else the local default."""
-
-
-def resolve_nats_url(
-    explicit: str | None, settings: OperatorSettings, stack_file: Path = DEV_STACK_FILE
-) -> str:
-    """`--nats-url`, else `NATS_URL`, else the dev stack's `stack.json`, else the local default."""
-    if explicit:
-        return explicit
-    if settings.url:
-        return settings.url
-    if stack_file.is_file():
-        try:
-            url = json.loads(stack_file.read_text())["nats"]["url"]
-        except (ValueError, KeyError, TypeError):
-            url = None
-        if isinstance(url, str) and url:
-            return url
-    return DEFAULT_NATS_URL
+    user: str = OPERATOR
+    password: SecretStr | None = None
+    """The operator user's password; unset: the dev stack's (`stack.json`)."""
+    tls_ca_file: Path | None = None
+    """CA certificates that signed the servers' certificate; set, connections require TLS."""
 
 
 class BusUnreachableError(Exception):
-    """No NATS server answered at the URL the command was given."""
+    """No NATS server answered at the URL the command was given, or it refused the login."""
+
+
+def _dev_stack_nats(stack_file: Path) -> dict[str, str]:
+    """The dev stack's `nats` section of `stack.json` (url, user, password), if any."""
+    if not stack_file.is_file():
+        return {}
+    try:
+        section = json.loads(stack_file.read_text())["nats"]
+    except (ValueError, KeyError, TypeError):
+        return {}
+    return (
+        {k: v for k, v in section.items() if isinstance(v, str) and v}
+        if isinstance(section, dict)
+        else {}
+    )
+
+
+def resolve_operator_bus(
+    explicit_url: str | None, settings: OperatorSettings, stack_file: Path = DEV_STACK_FILE
+) -> NatsSettings:
+    """Where and as whom the operator tools connect.
+
+    URL: `--nats-url`, else `NATS_URL`, else the dev stack's `stack.json`, else the local
+    default. Credentials: the URL's own (`nats://operator:PASSWORD@host:4222`), else
+    `NATS_USER`/`NATS_PASSWORD`, else the dev stack's operator.
+    """
+    stack = _dev_stack_nats(stack_file)
+    url = explicit_url or settings.url or stack.get("url") or DEFAULT_NATS_URL
+    in_url = urlsplit(url.split(",")[0].strip())
+    if in_url.username and in_url.password:
+        user, password = unquote(in_url.username), unquote(in_url.password)
+    elif settings.password is not None:
+        user, password = settings.user, settings.password.get_secret_value()
+    elif "password" in stack:
+        user, password = stack.get("user", OPERATOR), stack["password"]
+    else:
+        msg = (
+            "No NATS credentials: set NATS_PASSWORD (and NATS_USER, default operator), "
+            f"or run against the dev stack, whose {stack_file} holds the operator's."
+        )
+        raise BusUnreachableError(msg)
+    return NatsSettings(url=url, user=user, password=password, tls_ca_file=settings.tls_ca_file)
 
 
 @asynccontextmanager
-async def connected(url: str) -> AsyncIterator[NatsClient]:
+async def connected(bus: NatsSettings) -> AsyncIterator[NatsClient]:
     """One connection for one command; no reconnect loop."""
 
     async def quiet(_exc: Exception) -> None:
@@ -75,7 +110,7 @@ async def connected(url: str) -> AsyncIterator[NatsClient]:
 
     try:
         client = await nats.connect(
-            servers=[s.strip() for s in url.split(",")],
+            servers=server_urls(bus),
             name="archiver-cli",
             connect_timeout=3,
             allow_reconnect=False,
@@ -83,9 +118,16 @@ async def connected(url: str) -> AsyncIterator[NatsClient]:
             max_reconnect_attempts=1,
             reconnect_time_wait=0.2,
             error_cb=quiet,
+            **auth_options(bus),
         )
     except (OSError, nats.errors.NoServersError, nats.errors.TimeoutError) as exc:
-        msg = f"Cannot reach NATS at {url} ({type(exc).__name__}); pass --nats-url or set NATS_URL."
+        msg = (
+            f"Cannot reach NATS at {bus.url} ({type(exc).__name__}); "
+            "pass --nats-url or set NATS_URL."
+        )
+        raise BusUnreachableError(msg) from exc
+    except nats.errors.Error as exc:
+        msg = f"NATS at {bus.url} refused user {bus.user!r}: {exc}"
         raise BusUnreachableError(msg) from exc
     try:
         yield client

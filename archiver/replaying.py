@@ -19,6 +19,7 @@ from rich.table import Table
 
 from archiver.operator_bus import StoredMessage, connected, read_stream, republish_headers
 from contracts import streams
+from runtime.settings import NatsSettings
 
 
 @dataclass(frozen=True)
@@ -160,14 +161,16 @@ def render_replayed(
     console.print(table)
 
 
-def replay_command(url: str, selection: ReplaySelection, *, dry_run: bool, console: Console) -> int:
+def replay_command(
+    bus: NatsSettings, selection: ReplaySelection, *, dry_run: bool, console: Console
+) -> int:
     if not selection.narrowed:
         console.print("Name what to replay: --job, --dataset or --since.")
         return 2
     run_id = uuid.uuid4().hex[:12]
 
     async def run() -> list[Replayed]:
-        async with connected(url) as client:
+        async with connected(bus) as client:
             return await replay(client.jetstream(), selection, run_id=run_id, dry_run=dry_run)
 
     render_replayed(console, asyncio.run(run()), run_id=run_id, dry_run=dry_run)

@@ -31,6 +31,7 @@ from bench.driving import (
 )
 from bench.eventlog import hops_by_job, last_seq, read_archiver_log
 from bench.report import Goal, Section, command_line, percentile
+from contracts.bus_permissions import OPERATOR
 
 MODULE = "bench.bench_overhead"
 GOAL_MS = 100.0
@@ -99,7 +100,7 @@ def _measure(client: Client, work, count: int, section: Section, hops: Section) 
         for s in staged[:BASELINE_SAMPLES]
     ]
     byte_work = median(b["lts"] for b in samples)
-    first = last_seq(client.stack.nats_url) + 1
+    first = last_seq(client.stack.nats_settings(OPERATOR)) + 1
     latencies: list[float] = []
     job_ids: list[str] = []
     posted: dict[str, float] = {}
@@ -136,7 +137,7 @@ def _measure(client: Client, work, count: int, section: Section, hops: Section) 
         "timed by the client before the call (it includes SciCat's url action to the gateway); "
         "the end is the stand-in's timestamp of the `finishedSuccessful` write."
     )
-    log = read_archiver_log(client.stack.nats_url, first)
+    log = read_archiver_log(client.stack.nats_settings(OPERATOR), first)
     gaps = hops_by_job(log, set(job_ids))
     chains: dict[str, list[float]] = {}
     for stored in log:

@@ -30,10 +30,14 @@ import httpx
 from minio import Minio
 
 from bench.report import Goal, Section, command_line
+from contracts.bus_permissions import PROVISIONER, bus_users
 from contracts.objectkeys import datablocks_prefix, landing_key, landing_prefix
 from devstack.natsserver import start_nats
 from devstack.processes import free_port
 from devstack.s3server import create_buckets, start_moto
+from runtime.nats_server_config import new_passwords
+from runtime.provisioning import provision_bus
+from runtime.settings import NatsSettings
 
 MiB = 1024**2
 GiB = 1024**3
@@ -98,7 +102,7 @@ def baseline(s3: Minio, pid: str, scratch: Path) -> float:
     return time.perf_counter() - started
 
 
-def start_packer(endpoint: str, nats_url: str) -> subprocess.Popen[str]:
+def start_packer(endpoint: str, nats_url: str, nats_password: str) -> subprocess.Popen[str]:
     """The packing child, started while this process is still small.
 
     Linux carries the parent's RSS high-water mark into a forked child's
@@ -107,6 +111,8 @@ def start_packer(endpoint: str, nats_url: str) -> subprocess.Popen[str]:
     env = {
         **os.environ,
         "NATS_URL": nats_url,
+        "NATS_USER": "datablocker",
+        "NATS_PASSWORD": nats_password,
         "S3_ENDPOINT": endpoint,
         "S3_ACCESS_KEY": ACCESS_KEY,
         "S3_SECRET_KEY": SECRET_KEY,
@@ -232,8 +238,12 @@ def _run(size_gib: float) -> tuple[int, int, float, dict[str, float]]:
         scratch = Path(tmp)
         s3_port, nats_port = free_port(), free_port()
         moto = start_moto(s3_port, scratch / "s3.log")
-        nats = start_nats(nats_port, scratch / "nats", scratch / "nats.log")
-        packer = start_packer(f"http://127.0.0.1:{s3_port}", f"nats://127.0.0.1:{nats_port}")
+        passwords = new_passwords(user.name for user in bus_users())
+        nats_url = f"nats://127.0.0.1:{nats_port}"
+        nats = start_nats(nats_port, scratch / "nats", scratch / "nats.log", passwords=passwords)
+        provisioner = NatsSettings(url=nats_url, user=PROVISIONER, password=passwords[PROVISIONER])
+        asyncio.run(provision_bus(provisioner))
+        packer = start_packer(f"http://127.0.0.1:{s3_port}", nats_url, passwords["datablocker"])
         try:
             endpoint = f"http://127.0.0.1:{s3_port}"
             create_buckets(endpoint, ACCESS_KEY, SECRET_KEY, ["landing", "archival"])

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import nats
-
 from contracts.streams import ARCHIVER
+from runtime.nats_connection import connect
+from runtime.settings import NatsSettings
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,8 @@ def _parse_time(value: object) -> float:
     return whole + (int(fraction[:9].ljust(9, "0")) / 1e9 if fraction else 0.0)
 
 
-async def _read(nats_url: str, first_seq: int) -> list[Stored]:
-    client = await nats.connect(nats_url)
+async def _read(bus: NatsSettings, first_seq: int) -> list[Stored]:
+    client = await connect(bus, "bench")
     try:
         js = client.jetstream()
         info = await js.stream_info(ARCHIVER.name)
@@ -54,20 +54,20 @@ async def _read(nats_url: str, first_seq: int) -> list[Stored]:
         await client.close()
 
 
-def read_archiver_log(nats_url: str, first_seq: int = 1) -> list[Stored]:
-    return asyncio.run(_read(nats_url, first_seq))
+def read_archiver_log(bus: NatsSettings, first_seq: int = 1) -> list[Stored]:
+    return asyncio.run(_read(bus, first_seq))
 
 
-async def _last_seq(nats_url: str) -> int:
-    client = await nats.connect(nats_url)
+async def _last_seq(bus: NatsSettings) -> int:
+    client = await connect(bus, "bench")
     try:
         return (await client.jetstream().stream_info(ARCHIVER.name)).state.last_seq
     finally:
         await client.close()
 
 
-def last_seq(nats_url: str) -> int:
-    return asyncio.run(_last_seq(nats_url))
+def last_seq(bus: NatsSettings) -> int:
+    return asyncio.run(_last_seq(bus))
 
 
 def hops_by_job(log: list[Stored], job_ids: set[str]) -> dict[str, list[float]]:

@@ -5,6 +5,7 @@ characters, so keys are the URL-safe base64 of the id (padding dropped).
 """
 
 import base64
+from dataclasses import dataclass
 from typing import Final
 
 UPLOAD_RESERVATIONS: Final = "upload_reservations"
@@ -33,6 +34,69 @@ presigns URLs for the verified ones when it writes a retrieve job's result."""
 
 SCICAT_SYNC_APPLIED: Final = "scicat_sync_applied"
 """scicat_sync: the newest `occurred_at` applied per SciCat target, so stale updates are skipped."""
+
+
+@dataclass(frozen=True)
+class BucketSpec:
+    """A bucket as `archiver provision` creates it, and who may use it.
+
+    Services only open buckets: their bus users cannot create streams
+    (`contracts.bus_permissions` grants each writer and reader exactly its buckets).
+    """
+
+    name: str
+    description: str
+    writers: tuple[str, ...]
+    """Services that put, update and delete records (they may read them too)."""
+    readers: tuple[str, ...] = ()
+    """Services (or the operator tools) that only read records."""
+    history: int = 1
+    """Values kept per key: records are changed by compare-and-set on the newest only."""
+
+
+BUCKETS: Final = (
+    BucketSpec(
+        UPLOAD_RESERVATIONS,
+        "gateway: landing-zone space reserved per dataset upload",
+        writers=("gateway",),
+    ),
+    BucketSpec(
+        DATABLOCKS,
+        "datablocker: each packed dataset's DatablocksCreated event",
+        writers=("datablocker",),
+        readers=("ltsmover", "scicat_sync", "gateway"),
+    ),
+    BucketSpec(
+        PACKING_FAILURES,
+        "datablocker: each dataset's last DatasetPackingFailed event",
+        writers=("datablocker",),
+        readers=("scicat_sync",),
+    ),
+    BucketSpec(
+        CLEANED_DATASETS,
+        "datablocker: datasets archived and removed from landing and archival buckets",
+        writers=("datablocker",),
+        readers=("gateway",),
+    ),
+    BucketSpec(
+        JOBS,
+        "gateway creates, ltsmover updates: per-job and per-dataset progress",
+        writers=("gateway", "ltsmover"),
+        readers=("operator", "datablocker", "scicat_sync"),
+    ),
+    BucketSpec(
+        RETRIEVALS,
+        "ltsmover: each datablock's copy in the retrieval bucket",
+        writers=("ltsmover",),
+        readers=("scicat_sync",),
+    ),
+    BucketSpec(
+        SCICAT_SYNC_APPLIED,
+        "scicat_sync: newest update applied per SciCat target and field",
+        writers=("scicat_sync",),
+    ),
+)
+"""Every bucket; `archiver provision` creates them, services only open them."""
 
 
 def id_key(identifier: str) -> str:

@@ -1,9 +1,11 @@
 """`archiver dev`: the whole stack on loopback, in the foreground.
 
-Starts, in order, a real nats-server (JetStream, store under the state dir),
-moto's S3 server with the buckets, the SciCat stand-in, the LTS directory and
-the five services; writes `stack.json`; watches every process and, if one dies,
-names it with its log tail and stops the rest.
+Starts, in order, a real nats-server (JetStream, store under the state dir,
+the deployment's users and permissions), moto's S3 server with the buckets, the
+SciCat stand-in, the LTS directory, provisions the bus (as `archiver provision`
+does, with the provisioner's credentials) and starts the five services, each as
+its own NATS user; writes `stack.json` (with the operator's NATS credentials);
+watches every process and, if one dies, names it with its log tail and stops the rest.
 """
 
 import asyncio
@@ -18,14 +20,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import nats
 
+from contracts.bus_permissions import OPERATOR, PROVISIONER, ROUTE_USER, bus_users
 from contracts.streams import CONSUMERS
 from devstack.natsserver import nats_server
 from devstack.private_files import is_private, private_dir, write_private
 from devstack.processes import ManagedProcess, StartupError, free_port, port_open, tool_path
 from devstack.s3server import create_buckets, moto_ready, moto_server
 from devstack.scicat.config import DEV_SITE_ENV
+from runtime.nats_connection import connect
+from runtime.nats_server_config import new_passwords
+from runtime.provisioning import provision_bus
+from runtime.settings import NatsSettings
 
 SERVICES = ("scicat_sync", "datablocker", "ltsmover", "verifier", "gateway")
 ROOT_PATH = "/archiver/api/v1"
@@ -65,24 +71,28 @@ class DevSecrets:
     job_user: str
     job_password: str
     token_secret: str
+    nats_passwords: dict[str, str]
+    """Per NATS user (each service, provisioner, operator, minio, route): its password."""
 
     @classmethod
     def load_or_create(cls, state_dir: Path) -> "DevSecrets":
         path = state_dir / "secrets.json"
-        if path.exists():
-            kept = cls(**json.loads(path.read_text()))
-            if not is_private(path):  # written by an older stack: rewrite it mode 600
-                write_private(path, json.dumps(asdict(kept), indent=2))
-            return kept
-        created = cls(
-            s3_access_key="devstack",
-            s3_secret_key=secrets.token_urlsafe(24),
-            job_user="scicat-jobs",
-            job_password=secrets.token_urlsafe(24),
-            token_secret=secrets.token_urlsafe(32),
-        )
-        write_private(path, json.dumps(asdict(created), indent=2))
-        return created
+        fresh = {
+            "s3_access_key": "devstack",
+            "s3_secret_key": secrets.token_urlsafe(24),
+            "job_user": "scicat-jobs",
+            "job_password": secrets.token_urlsafe(24),
+            "token_secret": secrets.token_urlsafe(32),
+            "nats_passwords": new_passwords([*(u.name for u in bus_users()), ROUTE_USER]),
+        }
+        stored = json.loads(path.read_text()) if path.exists() else {}
+        kept = cls(**{**fresh, **stored})
+        # New, from a release that kept fewer secrets, or written by an older stack
+        # with looser permissions: (re)write it mode 600.
+        if stored != asdict(kept) or not is_private(path):
+            private_dir(state_dir)
+            write_private(path, json.dumps(asdict(kept), indent=2))
+        return kept
 
 
 class DevStack:
@@ -128,6 +138,15 @@ class DevStack:
         if self.external_nats:
             return self.external_nats
         return f"nats://127.0.0.1:{self.ports.nats}"
+
+    def nats_settings(self, user: str) -> NatsSettings:
+        """Connecting to the stack's NATS as `user` (a service, provisioner or operator)."""
+        return NatsSettings(
+            url=self.nats_url,
+            user=user,
+            password=self.secrets.nats_passwords[user],
+            stream_replicas=self.stream_replicas,
+        )
 
     def service_env(self) -> dict[str, str]:
         """The environment every service gets: the same names compose.yml sets."""
@@ -182,7 +201,11 @@ class DevStack:
                 "secret_key": self.secrets.s3_secret_key,
                 "buckets": dict(BUCKETS),
             },
-            "nats": {"url": self.nats_url},
+            "nats": {
+                "url": self.nats_url,
+                "user": OPERATOR,
+                "password": self.secrets.nats_passwords[OPERATOR],
+            },
             "lts": {"backend": self.lts_backend, "root": str(self.lts_root)},
             "logs": str(self.logs),
             "pids": {name: process.pid for name, process in self.processes.items()},
@@ -215,7 +238,11 @@ class DevStack:
             name=service,
             argv=[tool_path("archiver"), "run", service],
             log_path=self.logs / f"{service}.log",
-            env=self.service_env(),
+            env={
+                **self.service_env(),
+                "NATS_USER": service,
+                "NATS_PASSWORD": self.secrets.nats_passwords[service],
+            },
         )
 
     def start(self, timeout_s: float = 30.0) -> None:
@@ -225,7 +252,10 @@ class DevStack:
         scicat = self.processes["scicat"] = self._scicat_process()
         if self.external_nats is None:
             nats = self.processes["nats"] = nats_server(
-                self.ports.nats, self.state_dir / "nats", self.logs / "nats.log"
+                self.ports.nats,
+                self.state_dir / "nats",
+                self.logs / "nats.log",
+                passwords=self.secrets.nats_passwords,
             )
             nats.start()
         for process in (s3, scicat):
@@ -240,6 +270,7 @@ class DevStack:
             list(BUCKETS.values()),
         )
         scicat.wait_ready(lambda: self._http_ok(f"{self.scicat_url}/v3/health"), timeout_s)
+        asyncio.run(provision_bus(self.nats_settings(PROVISIONER), wait_s=timeout_s))
         for service in SERVICES:
             self.processes[service] = self.service_process(service)
             self.processes[service].start()
@@ -283,7 +314,7 @@ class DevStack:
 
     async def _services_consuming(self) -> dict[str, bool]:
         """A bus service is healthy when each of its durables has a pull waiting."""
-        client = await nats.connect(self.nats_url, connect_timeout=2, max_reconnect_attempts=0)
+        client = await connect(self.nats_settings(OPERATOR), "archiver-dev-health")
         try:
             js = client.jetstream()
             consuming: dict[str, bool] = {}

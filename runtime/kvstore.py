@@ -9,11 +9,9 @@ badly wrong (the caller's message is retried later).
 """
 
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Generic, TypeVar
 
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import (
     APIError,
     BucketNotFoundError,
@@ -40,29 +38,20 @@ _WRONG_LAST_SEQUENCE = (10071, 10164)
 as a plain `APIError`; nats-py maps them to `KeyWrongLastSequenceError` only for writes)."""
 
 
-async def open_bucket(
-    js: JetStreamContext,
-    bucket: str,
-    replicas: int = 1,
-    *,
-    ttl: timedelta | None = None,
-    history: int = 1,
-    description: str | None = None,
-) -> KeyValue:
-    """The bucket, created (file storage, `replicas` copies) if it does not exist yet."""
+async def open_bucket(js: JetStreamContext, bucket: str) -> KeyValue:
+    """The bucket, as `archiver provision` created it (services cannot create buckets)."""
     try:
         return await js.key_value(bucket)
     except BucketNotFoundError:
-        return await js.create_key_value(
-            KeyValueConfig(
-                bucket=bucket,
-                description=description,
-                storage=StorageType.FILE,
-                replicas=replicas,
-                history=history,
-                ttl=ttl.total_seconds() if ttl else None,
-            )
+        msg = (
+            f"KV bucket {bucket} does not exist: run `archiver provision` "
+            "(with the provisioner's credentials) first"
         )
+        raise BucketMissingError(msg) from None
+
+
+class BucketMissingError(RuntimeError):
+    """A KV bucket the service needs was not provisioned."""
 
 
 class KvConflict(Exception):

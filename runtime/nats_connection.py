@@ -1,12 +1,21 @@
-"""Connecting to NATS: a nats-py client (CLI, tools, tests) or a service's FastStream broker."""
+"""Connecting to NATS: a nats-py client (CLI, tools, tests) or a service's FastStream broker.
+
+Every connection authenticates as `settings.user` and takes its replies on that
+user's own inbox prefix (the only inbox its permissions let it subscribe to);
+with a CA file set, it also requires TLS.
+"""
 
 import logging
+import ssl
+from typing import Any
 
 import nats
 import structlog
 from faststream.nats import NatsBroker
+from faststream.nats.security import NatsUserPassword
 from nats.aio.client import Client as NatsClient
 
+from contracts.bus_permissions import inbox_prefix
 from runtime.settings import NatsSettings
 
 log = structlog.get_logger(__name__)
@@ -18,6 +27,28 @@ GRACEFUL_TIMEOUT_S = 20.0
 
 def server_urls(settings: NatsSettings) -> list[str]:
     return [s.strip() for s in settings.url.split(",")]
+
+
+def tls_context(settings: NatsSettings) -> ssl.SSLContext | None:
+    """The client's TLS context when a CA file is set; None: plain TCP."""
+    if settings.tls_ca_file is None:
+        return None
+    context = ssl.create_default_context(cafile=settings.tls_ca_file)
+    if settings.tls_cert_file is not None:
+        context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    return context
+
+
+def auth_options(settings: NatsSettings) -> dict[str, Any]:
+    """nats-py `connect` keywords for this user: credentials, inbox prefix, TLS."""
+    options: dict[str, Any] = {
+        "user": settings.user,
+        "password": settings.password.get_secret_value(),
+        "inbox_prefix": inbox_prefix(settings.user),
+    }
+    if (context := tls_context(settings)) is not None:
+        options["tls"] = context
+    return options
 
 
 async def connect(settings: NatsSettings, name: str) -> NatsClient:
@@ -41,6 +72,7 @@ async def connect(settings: NatsSettings, name: str) -> NatsClient:
         disconnected_cb=on_disconnected,
         reconnected_cb=on_reconnected,
         error_cb=on_error,
+        **auth_options(settings),
     )
 
 
@@ -49,6 +81,10 @@ def create_broker(settings: NatsSettings, name: str) -> NatsBroker:
     return NatsBroker(
         servers=server_urls(settings),
         name=name,
+        security=NatsUserPassword(
+            settings.user, settings.password.get_secret_value(), ssl_context=tls_context(settings)
+        ),
+        inbox_prefix=inbox_prefix(settings.user),
         graceful_timeout=GRACEFUL_TIMEOUT_S,
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,

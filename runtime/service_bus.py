@@ -2,7 +2,7 @@
 
 A handler is a typed function, `async def on_lts_moved(event: LtsMoved) -> None`;
 `Bus.consumes(spec)` binds it to the durable consumer of `spec` (provisioned by
-`runtime.provisioning`, never declared by FastStream), reads the event model from
+`archiver provision`, never declared by FastStream), reads the event model from
 the annotation, and lets `runtime.settling.Settler` validate the message, run the
 handler with heartbeats and decide the ack. Log lines inside a handler carry the
 consumer, subject, stream sequence, correlation id, and the event's dataset and
@@ -29,10 +29,11 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from pydantic import BaseModel
 
+from contracts.bus_permissions import inbox_prefix
 from contracts.events import Event
-from contracts.streams import ConsumerSpec
+from contracts.streams import ConsumerSpec, consumers_of
 from runtime.nats_connection import create_broker
-from runtime.provisioning import provision
+from runtime.provisioning import check_provisioned
 from runtime.publishing import publish
 from runtime.settings import NatsSettings
 from runtime.settling import Settler
@@ -52,18 +53,26 @@ class ServiceBus:
         consumer_overrides: Mapping[str, ConsumerSpec] | None = None,
     ) -> None:
         self.settings = settings
+        self.service = service
         self.broker: NatsBroker = create_broker(settings, service)
         self.consumer_overrides = dict(consumer_overrides or {})
 
     async def connect(self) -> "Bus":
-        """Connect, and provision streams and consumers before any handler is bound."""
+        """Connect, and check the service's durables exist before any handler is bound.
+
+        Its user cannot create them: `archiver provision` does, before services start.
+        """
         client = await self.broker.connect()
         js = client.jetstream()
-        await provision(js, replicas=self.settings.stream_replicas)
+        await check_provisioned(
+            js,
+            (self.consumer_overrides.get(c.durable, c) for c in consumers_of(self.service)),
+        )
         return Bus(
             broker=self.broker,
             client=client,
             js=js,
+            inbox_prefix=f"{inbox_prefix(self.settings.user)}.".encode(),
             consumer_overrides=self.consumer_overrides,
         )
 
@@ -75,6 +84,9 @@ class Bus:
     broker: NatsBroker
     client: NatsClient
     js: JetStreamContext
+    inbox_prefix: bytes
+    """Where fetched messages arrive: the user's own inboxes (FastStream defaults to `_INBOX.`,
+    which no service may subscribe to)."""
     consumer_overrides: Mapping[str, ConsumerSpec] = field(default_factory=dict)
     """Specs replacing provisioned ones, by durable name (tests shorten the ack wait)."""
     _settlers: dict[str, Settler] = field(default_factory=dict)
@@ -117,6 +129,7 @@ class Bus:
                     # instances of one service then share messages one by one.
                     pull_sub=PullSub(batch_size=1, timeout=5.0),
                     ack_policy=AckPolicy.MANUAL,
+                    inbox_prefix=self.inbox_prefix,
                 )(on_message)
             return handler
 
@@ -163,7 +176,8 @@ def service_app(
     *,
     consumer_overrides: Mapping[str, ConsumerSpec] | None = None,
 ) -> FastStream:
-    """A bus service: at start-up connect, provision, then `start`; closed after the broker stops.
+    """A bus service: at start-up connect, check provisioning, then `start`; closed after the
+    broker stops.
 
     Handlers are bound at start-up, once their parts exist: no half-built object
     is ever reachable from a handler, and nothing connects at import time.

@@ -22,8 +22,20 @@ class NatsSettings(BaseSettings):
 
     url: str = "nats://127.0.0.1:4222"
     """Comma-separated server URLs of the NATS cluster."""
+    user: str
+    """This process's NATS user: its service's name (`gateway`, ...), `provisioner` or
+    `operator` (the users and their permissions: `deploy/nats.conf`)."""
+    password: SecretStr
+    """The user's password (the server reads it as `NATS_<USER>_PASSWORD`)."""
+    tls_ca_file: Path | None = None
+    """CA certificates that signed the servers' certificate; set, connections require TLS."""
+    tls_cert_file: Path | None = None
+    """Client certificate, for servers that verify clients (with `NATS_TLS_KEY_FILE`)."""
+    tls_key_file: Path | None = None
+    """The client certificate's private key."""
     stream_replicas: int = Field(1, ge=1, le=5)
-    """Replicas per JetStream stream: 1 for a single server, 3 for a cluster."""
+    """Replicas per JetStream stream and KV bucket (`archiver provision`): 1 for a single
+    server, 3 for a cluster."""
 
 
 class S3Settings(BaseSettings):

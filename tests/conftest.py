@@ -2,10 +2,17 @@
 
 Nothing here mocks the bus or the S3 client; each server runs on a free
 loopback port with its state in a temporary directory.
+
+The nats-server runs with the deployment's users and permissions
+(`contracts.bus_permissions`), plus one test-only user, `tests`, that stands in for
+any publisher and reads everything (`nats_client`, `clean_js`). Services under
+test connect as their own users (`bus_settings(url, "ltsmover")`), so a missing
+permission fails their tests.
 """
 
 import contextlib
 import os
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -20,12 +27,15 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
+from contracts.bus_permissions import OPERATOR, PROVISIONER, BusUser, bus_users
+from contracts.kv import BUCKETS as KV_BUCKETS
 from contracts.streams import STREAMS
 from devstack.natsserver import nats_server
-from devstack.processes import ManagedProcess, free_port, port_open
+from devstack.processes import ManagedProcess, free_port, port_open, tool_path
 from devstack.s3server import create_buckets, moto_ready, moto_server
 from devstack.scicat.config import DEV_SITE_ENV, default_accounts
 from runtime.nats_connection import connect
+from runtime.nats_server_config import render_server_config
 from runtime.s3_extras import s3_extras_client
 from runtime.settings import NatsSettings, S3Settings
 
@@ -39,6 +49,33 @@ def _no_retry_sleeps() -> None:
     stamina.set_testing(True)
 
 
+HARNESS: BusUser = BusUser(
+    name="tests",
+    description="test-only: the harness stands in for any publisher and reads everything",
+    publish=(">",),
+    subscribe=(">",),
+)
+TEST_USERS = (*bus_users(), HARNESS)
+NATS_PASSWORDS = {user.name: f"{user.name}-test-password" for user in TEST_USERS}
+"""Throw-away passwords of the test servers (loopback only, gone with the test run)."""
+
+
+def bus_settings(url: str, user: str = HARNESS.name, **fields: Any) -> NatsSettings:
+    """Settings for connecting to a test nats-server as `user` (a service's name, ...)."""
+    return NatsSettings(url=url, user=user, password=NATS_PASSWORDS[user], **fields)
+
+
+def operator_env() -> dict[str, str]:
+    """What an operator exports before `archiver dlq/replay/status` against a test server."""
+    return {"NATS_USER": OPERATOR, "NATS_PASSWORD": NATS_PASSWORDS[OPERATOR]}
+
+
+def write_nats_config(path: Path, **options: Any) -> Path:
+    """The deployment's server config plus the test harness user; `options`: TLS, payload."""
+    path.write_text(render_server_config(TEST_USERS, **options))
+    return path
+
+
 @dataclass
 class NatsServer:
     """A real nats-server that a test may kill and restart on the same store."""
@@ -46,14 +83,24 @@ class NatsServer:
     port: int
     store_dir: Path
     log_path: Path
+    config: Path
     process: ManagedProcess | None = None
 
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
+    def settings(self, user: str = HARNESS.name) -> NatsSettings:
+        return bus_settings(self.url, user)
+
     def start(self) -> None:
-        self.process = nats_server(self.port, self.store_dir, self.log_path)
+        self.process = nats_server(
+            self.port,
+            self.store_dir,
+            self.log_path,
+            passwords=NATS_PASSWORDS,
+            config=self.config,
+        )
         self.process.start()
         self.process.wait_ready(lambda: port_open(self.port), 10)
 
@@ -69,7 +116,8 @@ class NatsServer:
 @pytest.fixture(scope="session")
 def nats_server_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
     base = tmp_path_factory.mktemp("nats")
-    server = NatsServer(free_port(), base / "store", base / "nats.log")
+    config = write_nats_config(base / "nats.conf")
+    server = NatsServer(free_port(), base / "store", base / "nats.log", config)
     server.start()
     yield server
     server.stop()
@@ -77,18 +125,23 @@ def nats_server_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Na
 
 @pytest.fixture
 async def nats_client(nats_server_process: NatsServer) -> AsyncIterator[NatsClient]:
-    client = await connect(NatsSettings(url=nats_server_process.url), "tests")
+    """The test harness's connection (it may publish anything and read everything)."""
+    client = await connect(nats_server_process.settings(), "tests")
     yield client
     await client.drain()
 
 
 @pytest.fixture
 async def clean_js(nats_client: NatsClient) -> JetStreamContext:
-    """A JetStream context on a server where none of the archiver's streams exist yet."""
+    """A JetStream context on a server where none of the archiver's streams or KV buckets
+    exist yet (`provision(clean_js)` creates them, as `archiver provision` would)."""
     js = nats_client.jetstream()
     for stream in STREAMS:
         with contextlib.suppress(NotFoundError):
             await js.delete_stream(stream.name)
+    for bucket in KV_BUCKETS:
+        with contextlib.suppress(NotFoundError):
+            await js.delete_key_value(bucket.name)
     return js
 
 
@@ -127,10 +180,15 @@ def s3_extras(s3_server: S3Server) -> BaseClient:
     return s3_extras_client(s3_server.settings())
 
 
-def service_env(nats_url: str, s3: S3Server | None = None, **extra: str) -> dict[str, str]:
-    """Environment for `archiver run <service>` against test servers."""
+def service_env(
+    nats_url: str, s3: S3Server | None = None, *, user: str, **extra: str
+) -> dict[str, str]:
+    """Environment for `archiver run <service>` (or `archiver provision`) as `user`
+    against test servers."""
     env = {
         "NATS_URL": nats_url,
+        "NATS_USER": user,
+        "NATS_PASSWORD": NATS_PASSWORDS[user],
         "S3_ENDPOINT": s3.endpoint if s3 else "http://127.0.0.1:9",
         "S3_ACCESS_KEY": s3.access_key if s3 else "unused",
         "S3_SECRET_KEY": s3.secret_key if s3 else "unused",
@@ -145,6 +203,19 @@ def service_env(nats_url: str, s3: S3Server | None = None, **extra: str) -> dict
     }
     env.update(extra)
     return env
+
+
+def provision_with_cli(nats_url: str) -> None:
+    """`archiver provision` as the provisioner user, as compose's one-shot service runs it."""
+    done = subprocess.run(
+        [tool_path("archiver"), "provision"],
+        env={**os.environ, **service_env(nats_url, user=PROVISIONER)},
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 SCICAT_PASSWORDS = {

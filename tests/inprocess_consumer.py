@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 from contracts.streams import ConsumerSpec
 from runtime.service_bus import Bus, ServiceBus
-from runtime.settings import NatsSettings
+from tests.conftest import bus_settings
 
 EventT = TypeVar("EventT", bound=BaseModel)
 
@@ -21,7 +21,8 @@ async def consuming(
     handle: Callable[[EventT], Awaitable[None]],
 ) -> AsyncIterator[Bus]:
     """`handle` receives every decoded event of `spec`'s durable until the block ends."""
-    service_bus = ServiceBus(NatsSettings(url=url), spec.service)
+    # The harness user: test durables are not in any service's permissions.
+    service_bus = ServiceBus(bus_settings(url), spec.service)
     bus = await service_bus.connect()
 
     async def on_event(event: model) -> None:  # type: ignore[valid-type]

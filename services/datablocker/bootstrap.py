@@ -48,13 +48,13 @@ async def build_datablocker(settings: DatablockerSettings, bus: Bus) -> AsyncIte
     s3 = s3_client(settings.s3)
     s3_extras = s3_extras_client(settings.s3)
     buckets = Buckets(landing=settings.s3.landing_bucket, archival=settings.s3.archival_bucket)
-    results = PackedResults(bus.js, replicas=settings.nats.stream_replicas)
+    results = PackedResults(bus.js)
     cleaner = Cleaner(
         s3=s3,
         s3_extras=s3_extras,
         buckets=buckets,
         records=results,
-        jobs=JobRecords(bus.js, replicas=settings.nats.stream_replicas),
+        jobs=JobRecords(bus.js),
         lts=create_lts(settings.lts, s3, settings.s3, read_only=True),
     )
     retry = RetryPolicy(

@@ -18,48 +18,30 @@ class PackedResults:
     """Per pid: the `DatablocksCreated` packed (or the last `DatasetPackingFailed` announced),
     and whether the dataset was cleaned after archiving.
 
-    Buckets are created on first use.
+    Buckets are opened on first use.
     """
 
-    def __init__(self, js: JetStream, *, replicas: int = 1) -> None:
+    def __init__(self, js: JetStream) -> None:
         self._js = js
-        self._replicas = replicas
         self._packed: KvRecords[DatablocksCreated] | None = None
         self._failed: KvRecords[DatasetPackingFailed] | None = None
         self._cleaned: KvRecords[CleanedDataset] | None = None
 
     async def _packed_records(self) -> KvRecords[DatablocksCreated]:
         if self._packed is None:
-            bucket = await open_bucket(
-                self._js,
-                kv.DATABLOCKS,
-                self._replicas,
-                description="datablocker: each packed dataset's DatablocksCreated event",
-            )
+            bucket = await open_bucket(self._js, kv.DATABLOCKS)
             self._packed = KvRecords(bucket, DatablocksCreated)
         return self._packed
 
     async def _failed_records(self) -> KvRecords[DatasetPackingFailed]:
         if self._failed is None:
-            bucket = await open_bucket(
-                self._js,
-                kv.PACKING_FAILURES,
-                self._replicas,
-                description="datablocker: each dataset's last DatasetPackingFailed event",
-            )
+            bucket = await open_bucket(self._js, kv.PACKING_FAILURES)
             self._failed = KvRecords(bucket, DatasetPackingFailed)
         return self._failed
 
     async def _cleaned_records(self) -> KvRecords[CleanedDataset]:
         if self._cleaned is None:
-            bucket = await open_bucket(
-                self._js,
-                kv.CLEANED_DATASETS,
-                self._replicas,
-                description=(
-                    "datablocker: datasets archived and removed from landing and archival buckets"
-                ),
-            )
+            bucket = await open_bucket(self._js, kv.CLEANED_DATASETS)
             self._cleaned = KvRecords(bucket, CleanedDataset)
         return self._cleaned
 
@@ -82,13 +64,12 @@ class PackedResults:
 class JobRecords:
     """The job records (KV `jobs`, written by the gateway and the ltsmover), read only."""
 
-    def __init__(self, js: JetStream, *, replicas: int = 1) -> None:
+    def __init__(self, js: JetStream) -> None:
         self._js = js
-        self._replicas = replicas
         self._records: KvRecords[JobRecord] | None = None
 
     async def get(self, job_id: str) -> JobRecord | None:
         if self._records is None:
-            bucket = await open_bucket(self._js, kv.JOBS, self._replicas)
+            bucket = await open_bucket(self._js, kv.JOBS)
             self._records = KvRecords(bucket, JobRecord)
         return await self._records.get(kv.id_key(job_id))

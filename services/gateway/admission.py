@@ -123,11 +123,6 @@ def _held(ledger: Ledger, pid: str) -> int:
     return held.size_bytes if held else 0
 
 
-async def open_reservations(js: JetStream, replicas: int = 1) -> KvBucket:
-    """The reservations bucket, created on first use."""
-    return await open_bucket(
-        js,
-        kv_names.UPLOAD_RESERVATIONS,
-        replicas,
-        description="gateway: landing-zone space reserved per dataset upload",
-    )
+async def open_reservations(js: JetStream) -> KvBucket:
+    """The reservations bucket."""
+    return await open_bucket(js, kv_names.UPLOAD_RESERVATIONS)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from contracts import kv as kv_names
+from contracts import streams
 from runtime.kvstore import open_bucket
 from runtime.objectstore import s3_client
 from runtime.s3_extras import s3_extras_client
@@ -65,11 +66,10 @@ async def build_gateway(
         if settings.presign_endpoint
         else s3
     )
-    replicas = settings.nats.stream_replicas
     admission = Admission(
         settings.landing_capacity_bytes,
         timedelta(seconds=settings.reservation_ttl_s),
-        await open_reservations(bus.js, replicas=replicas),
+        await open_reservations(bus.js),
     )
     announcer = Announcer(bus)
     async with open_scicat_client(settings.scicat) as scicat:
@@ -80,7 +80,9 @@ async def build_gateway(
         )
 
         async def nats_probe() -> None:
-            await bus.js.account_info()
+            # Its own durable: the gateway's NATS user may not read account-wide info.
+            minio_events = streams.GATEWAY_MINIO_EVENTS
+            await bus.js.consumer_info(minio_events.stream, minio_events.durable)
 
         async def s3_probe() -> None:
             await asyncio.to_thread(s3.bucket_exists, settings.s3.landing_bucket)
@@ -101,7 +103,7 @@ async def build_gateway(
                     settings.s3.landing_bucket,
                     timedelta(seconds=settings.presigned_url_expiry_s),
                 ),
-                records=await open_packing_records(bus.js, replicas),
+                records=await open_packing_records(bus.js),
                 completion_marker=settings.completion_marker,
                 publish=announcer.upload_finished,
                 clock=clock,
@@ -111,7 +113,7 @@ async def build_gateway(
                 saved_job=catalog.saved_job,
                 max_payload=lambda: bus.max_payload,
                 clock=clock,
-                jobs=await open_bucket(bus.js, kv_names.JOBS, replicas),
+                jobs=await open_bucket(bus.js, kv_names.JOBS),
             ),
             markers=MarkerWatch(
                 landing_bucket=settings.s3.landing_bucket,

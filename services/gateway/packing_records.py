@@ -27,9 +27,9 @@ class PackingRecords:
         return await self.cleaned_records.get(kv.id_key(pid))
 
 
-async def open_packing_records(js: JetStream, replicas: int = 1) -> PackingRecords:
+async def open_packing_records(js: JetStream) -> PackingRecords:
     """Both buckets (created on first use, by whichever service comes first)."""
     return PackingRecords(
-        KvRecords(await open_bucket(js, kv.DATABLOCKS, replicas), DatablocksCreated),
-        KvRecords(await open_bucket(js, kv.CLEANED_DATASETS, replicas), CleanedDataset),
+        KvRecords(await open_bucket(js, kv.DATABLOCKS), DatablocksCreated),
+        KvRecords(await open_bucket(js, kv.CLEANED_DATASETS), CleanedDataset),
     )

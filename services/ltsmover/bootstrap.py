@@ -69,10 +69,9 @@ async def build_job_flows(
     s3 = s3_client(settings.s3)
     backend = lts or create_lts(settings.lts, s3, settings.s3)
     retrieval = RetrievalBucket(s3, settings.s3.retrieval_bucket)
-    replicas = settings.nats.stream_replicas
-    jobs = JobStore(await open_bucket(bus.js, kv.JOBS, replicas))
-    datablocks = DatablockRecords(await open_bucket(bus.js, kv.DATABLOCKS, replicas))
-    copies = RetrievalCopies(await open_bucket(bus.js, kv.RETRIEVALS, replicas))
+    jobs = JobStore(await open_bucket(bus.js, kv.JOBS))
+    datablocks = DatablockRecords(await open_bucket(bus.js, kv.DATABLOCKS))
+    copies = RetrievalCopies(await open_bucket(bus.js, kv.RETRIEVALS))
 
     async def emit(subject: str, event: Event) -> None:
         await bus.publish(subject, event)

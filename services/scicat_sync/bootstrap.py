@@ -39,12 +39,11 @@ async def build_scicat_writer(
     public = settings.retrieval_public_endpoint
     s3 = settings.s3.model_copy(update={"endpoint": public}) if public else settings.s3
     links = RetrievalLinks(s3_client(s3), settings.s3.retrieval_bucket)
-    replicas = settings.nats.stream_replicas
     async with open_scicat_client(settings.scicat, retry=retry) as scicat:
         yield ScicatWriter(
             scicat=scicat,
-            ledger=await open_ledger(bus.js, replicas),
+            ledger=await open_ledger(bus.js),
             job_api=settings.job_api,
-            records=await open_records(bus.js, replicas),
+            records=await open_records(bus.js),
             links=links,
         )

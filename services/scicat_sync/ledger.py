@@ -21,15 +21,9 @@ from runtime.kvstore import JetStream, KvBucket, KvRecords, open_bucket
 _MAX_CAS_ROUNDS = 20
 
 
-async def open_ledger(js: JetStream, replicas: int = 1) -> "AppliedLedger":
-    """The ledger on the `scicat_sync_applied` bucket, created if missing."""
-    bucket = await open_bucket(
-        js,
-        kv.SCICAT_SYNC_APPLIED,
-        replicas,
-        description="scicat_sync: newest update applied per SciCat target and field",
-    )
-    return AppliedLedger(bucket)
+async def open_ledger(js: JetStream) -> "AppliedLedger":
+    """The ledger on the `scicat_sync_applied` bucket."""
+    return AppliedLedger(await open_bucket(js, kv.SCICAT_SYNC_APPLIED))
 
 
 class Claim(BaseModel):

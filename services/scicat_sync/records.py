@@ -35,13 +35,13 @@ class SystemRecords:
         return await self.retrievals.get(kv.id_key(archive_id))
 
 
-async def open_records(js: JetStream, replicas: int = 1) -> SystemRecords:
+async def open_records(js: JetStream) -> SystemRecords:
     """The four buckets (created empty if a service has not yet)."""
     return SystemRecords(
-        jobs=KvRecords(await open_bucket(js, kv.JOBS, replicas), JobRecord),
-        packed=KvRecords(await open_bucket(js, kv.DATABLOCKS, replicas), DatablocksCreated),
+        jobs=KvRecords(await open_bucket(js, kv.JOBS), JobRecord),
+        packed=KvRecords(await open_bucket(js, kv.DATABLOCKS), DatablocksCreated),
         packing_failures=KvRecords(
-            await open_bucket(js, kv.PACKING_FAILURES, replicas), DatasetPackingFailed
+            await open_bucket(js, kv.PACKING_FAILURES), DatasetPackingFailed
         ),
-        retrievals=KvRecords(await open_bucket(js, kv.RETRIEVALS, replicas), RetrievalCopy),
+        retrievals=KvRecords(await open_bucket(js, kv.RETRIEVALS), RetrievalCopy),
     )

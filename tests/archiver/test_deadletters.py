@@ -26,6 +26,7 @@ from runtime.publishing import publish_event
 from runtime.service_bus import Bus
 from runtime.settling import PermanentError
 from tests import inprocess_consumer
+from tests.conftest import operator_env
 from tests.polling import eventually
 
 SPEC = replace(
@@ -63,7 +64,7 @@ async def letter_count(js: JetStreamContext) -> int:
 async def cli(*args: str, user_input: str | None = None) -> Result:
     """`archiver ...` as an operator runs it (in a thread: the command runs its own loop)."""
     return await asyncio.to_thread(
-        runner.invoke, app, list(args), input=user_input, env={"COLUMNS": "200"}
+        runner.invoke, app, list(args), input=user_input, env={"COLUMNS": "200", **operator_env()}
     )
 
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 import httpx
-import nats
 import pytest
 from botocore.client import BaseClient
 from minio import Minio
@@ -25,6 +24,8 @@ from minio.error import S3Error
 
 from archiver.ingest_errors import UploadCancelled
 from archiver.ingesting import IngestRequest, endpoints_from_stack, ingest
+from archiver.operator_bus import connected, read_stream
+from contracts.bus_permissions import OPERATOR
 from devstack.processes import tool_path
 from devstack.stack import DevStack, StackPorts
 from runtime.s3_extras import restore_object, s3_extras_client
@@ -123,21 +124,10 @@ def _scicat_get(stack: DevStack, path: str) -> object:
 
 
 async def _upload_finished_events(stack: DevStack) -> list[dict]:
-    client = await nats.connect(stack.nats_url)
-    try:
-        js = client.jetstream()
-        sub = await js.pull_subscribe("upload.finished", stream="ARCHIVER")
-        events = []
-        try:
-            while True:
-                for msg in await sub.fetch(100, timeout=1):
-                    events.append(json.loads(msg.data))
-        except nats.errors.TimeoutError:
-            pass
-        await sub.unsubscribe()
-        return events
-    finally:
-        await client.close()
+    """As an operator reads the log: the operator user, an ephemeral consumer."""
+    async with connected(stack.nats_settings(OPERATOR)) as client:
+        stored = read_stream(client.jetstream(), "ARCHIVER", subject="upload.finished")
+        return [json.loads(message.data) async for message in stored]
 
 
 def test_cli_ingests_mixed_folder_byte_identical(stack: DevStack, tmp_path: Path) -> None:

@@ -13,7 +13,9 @@ from typer.testing import CliRunner
 from archiver.cli import app
 from archiver.jobstatus import assess, dataset_step, job_last_progress, status_command
 from contracts import kv
+from contracts.bus_permissions import OPERATOR
 from contracts.jobs import DatablockProgress, DatasetProgress, JobRecord
+from tests.conftest import bus_settings, operator_env
 
 
 def at(hh: int, mm: int) -> datetime:
@@ -142,7 +144,7 @@ async def status(url: str, job_id: str | None, *, show_all: bool = False) -> tup
     console = Console(file=StringIO(), width=220)
     code = await asyncio.to_thread(
         status_command,
-        url,
+        bus_settings(url, OPERATOR),
         job_id,
         show_all=show_all,
         stuck_after=timedelta(minutes=30),
@@ -196,7 +198,10 @@ async def test_an_unknown_job_exits_with_1(clean_js: JetStreamContext, nats_serv
     await store_jobs(clean_js)
 
     result = await asyncio.to_thread(
-        CliRunner().invoke, app, ["status", "nope", "--nats-url", nats_server_process.url]
+        CliRunner().invoke,
+        app,
+        ["status", "nope", "--nats-url", nats_server_process.url],
+        env=operator_env(),
     )
 
     assert result.exit_code == 1
@@ -210,7 +215,10 @@ async def test_an_empty_bucket_lists_no_jobs(
     await store_jobs(clean_js)
 
     listing = await asyncio.to_thread(
-        CliRunner().invoke, app, ["status", "--nats-url", nats_server_process.url]
+        CliRunner().invoke,
+        app,
+        ["status", "--nats-url", nats_server_process.url],
+        env=operator_env(),
     )
 
     assert listing.exit_code == 0

@@ -23,6 +23,7 @@ from contracts.events import (
 )
 from runtime.provisioning import provision
 from runtime.publishing import publish_event
+from tests.conftest import operator_env
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -224,16 +225,19 @@ async def test_the_replay_command_filters_by_subject_and_time_on_the_server(
         CliRunner().invoke,
         app,
         ["replay", "--job", "j1", "--subject", "job.status", "--since", "1h", "--dry-run"],
-        env={"COLUMNS": "200", "NATS_URL": url},
+        env={"COLUMNS": "200", "NATS_URL": url, **operator_env()},
     )
     real = await asyncio.to_thread(
         CliRunner().invoke,
         app,
         ["replay", "--job", "j1", "--subject", "job.status", "--nats-url", url],
-        env={"COLUMNS": "200"},
+        env={"COLUMNS": "200", **operator_env()},
     )
     refused = await asyncio.to_thread(
-        CliRunner().invoke, app, ["replay", "--subject", "lts.moved", "--nats-url", url]
+        CliRunner().invoke,
+        app,
+        ["replay", "--subject", "lts.moved", "--nats-url", url],
+        env=operator_env(),
     )
     copy = await clean_js.get_msg("ARCHIVER", 6)
 

@@ -7,19 +7,20 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-import nats
-from nats.js import JetStreamContext
 
 from devstack.stack import DevStack
+from tests.stack_bus import StackJetStream
 
 
 @asynccontextmanager
-async def jetstream(stack: DevStack) -> AsyncIterator[JetStreamContext]:
-    client = await nats.connect(stack.nats_url)
+async def jetstream(stack: DevStack) -> AsyncIterator[StackJetStream]:
+    """The stack's bus: each subject published as the user that emits it, reads as the
+    operator (`tests.stack_bus`)."""
+    js = await StackJetStream.connect(stack)
     try:
-        yield client.jetstream()
+        yield js
     finally:
-        await client.close()
+        await js.close()
 
 
 class Scicat:

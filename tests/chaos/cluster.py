@@ -1,14 +1,23 @@
-"""A 3-node NATS cluster on loopback: three nats-server processes with JetStream and routes."""
+"""A 3-node NATS cluster on loopback: three nats-server processes with JetStream and
+authenticated routes, the deployment's users and permissions."""
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nats
 from nats.errors import Error as NatsError
 
+from contracts.bus_permissions import OPERATOR, ROUTE_USER
 from devstack.natsserver import nats_server
 from devstack.processes import ManagedProcess, free_port, port_open
+from runtime.nats_connection import connect
+from runtime.nats_server_config import (
+    config_string,
+    render_cluster_config,
+    render_server_config,
+)
+from runtime.settings import NatsSettings
 from tests.polling import eventually
 
 CLUSTER_NAME = "archiver-chaos"
@@ -17,6 +26,8 @@ CLUSTER_NAME = "archiver-chaos"
 @dataclass
 class NatsCluster:
     base: Path
+    passwords: Mapping[str, str]
+    """Per user, as the dev stack on this cluster has them (its `DevSecrets`)."""
     size: int = 3
     client_ports: list[int] = field(default_factory=list)
     route_ports: list[int] = field(default_factory=list)
@@ -25,24 +36,35 @@ class NatsCluster:
     def __post_init__(self) -> None:
         self.client_ports = [free_port() for _ in range(self.size)]
         self.route_ports = [free_port() for _ in range(self.size)]
+        self.base.mkdir(parents=True, exist_ok=True)
+        (self.base / "nats.conf").write_text(render_server_config())
+        route_password = self.passwords[ROUTE_USER]
+        routes = {
+            f"NATS_ROUTE_{n + 1}": config_string(
+                f"nats://{ROUTE_USER}:{route_password}@127.0.0.1:{port}"
+            )
+            for n, port in enumerate(self.route_ports)
+        }
         for index in range(self.size):
             name = f"n{index + 1}"
-            routes = ",".join(
-                f"nats://127.0.0.1:{port}"
-                for other, port in enumerate(self.route_ports)
-                if other != index
+            config = self.base / f"{name}.conf"
+            config.write_text(
+                render_cluster_config(
+                    "nats.conf",
+                    name=CLUSTER_NAME,
+                    listen=f"127.0.0.1:{self.route_ports[index]}",
+                    routes=[f"${variable}" for variable in routes],
+                )
             )
             self.nodes[name] = nats_server(
                 self.client_ports[index],
                 self.base / name / "store",
                 self.base / name / "nats.log",
+                passwords=self.passwords,
+                config=config,
                 name=name,
-                extra=(
-                    "--cluster_name", CLUSTER_NAME,
-                    "--cluster", f"nats://127.0.0.1:{self.route_ports[index]}",
-                    "--routes", routes,
-                ),
-            )  # fmt: skip
+                environment=routes,
+            )
 
     @property
     def urls(self) -> str:
@@ -57,7 +79,8 @@ class NatsCluster:
 
     async def _wait_for_meta_leader(self, timeout_s: float) -> None:
         """JetStream answers only once the nodes elected a meta leader."""
-        client = await nats.connect(servers=self.urls.split(","))
+        operator = NatsSettings(url=self.urls, user=OPERATOR, password=self.passwords[OPERATOR])
+        client = await connect(operator, "chaos-cluster")
         try:
             await eventually(
                 lambda: client.jetstream().account_info(),

@@ -16,11 +16,8 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-import nats
 from minio import Minio
-from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsError
-from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from archiver.ingesting import IngestRequest, endpoints_from_stack, ingest
@@ -30,6 +27,7 @@ from devstack.stack import SCICAT_USERS, DevStack
 from runtime.s3_extras import s3_extras_client
 from runtime.settings import S3Settings
 from tests.polling import eventually
+from tests.stack_bus import StackJetStream
 
 RESTARTING = (NatsError, httpx.HTTPError)
 """A server failing over or restarting: a probe meeting these looks again."""
@@ -94,10 +92,10 @@ class Dataset:
 class ChaosStack:
     """A started DevStack plus the clients a chaos test reads it with."""
 
-    def __init__(self, stack: DevStack, nc: NatsClient) -> None:
+    def __init__(self, stack: DevStack, js: StackJetStream) -> None:
         self.stack = stack
-        self.nc = nc
-        self.js: JetStreamContext = nc.jetstream()
+        self.js = js
+        """The stack's bus, each call as the user allowed to make it (`tests.stack_bus`)."""
         self.http = httpx.AsyncClient(timeout=30.0)
         self.s3 = Minio(
             stack.s3_endpoint.removeprefix("http://"),
@@ -116,13 +114,11 @@ class ChaosStack:
 
     @classmethod
     async def attach(cls, stack: DevStack) -> "ChaosStack":
-        servers = [s.strip() for s in stack.nats_url.split(",")]
-        nc = await nats.connect(servers=servers, max_reconnect_attempts=-1, reconnect_time_wait=0.5)
-        return cls(stack, nc)
+        return cls(stack, await StackJetStream.connect(stack))
 
     async def close(self) -> None:
         await self.http.aclose()
-        await self.nc.close()
+        await self.js.close()
 
     @property
     def lts_root(self) -> Path:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack.stack import DevStack, StackPorts
+from devstack.stack import DevSecrets, DevStack, StackPorts
 from tests.chaos.cluster import NatsCluster
 from tests.chaos.invariants import check_archived
 from tests.chaos.jobs import ChaosStack, small_dataset
@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     """The embedded stack without its own nats-server, on the cluster, streams at R3."""
     base = tmp_path_factory.mktemp("chaos-cluster")
-    cluster = NatsCluster(base / "nats")
+    cluster = NatsCluster(base / "nats", DevSecrets.load_or_create(base / "stack").nats_passwords)
     dev = DevStack(
         base / "stack",
         StackPorts.choose("auto"),

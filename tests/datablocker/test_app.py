@@ -21,9 +21,10 @@ from runtime.kvstore import open_bucket
 from runtime.lts import PosixLts
 from runtime.provisioning import provision
 from runtime.publishing import publish_event
-from runtime.settings import LtsSettings, NatsSettings, S3Settings
+from runtime.settings import LtsSettings, S3Settings
 from services.datablocker.app import create_app
 from services.datablocker.settings import DatablockerSettings
+from tests.conftest import bus_settings
 from tests.datablocker.landing_fixtures import minio_client, new_pid, put_file
 from tests.datablocker.scicat_standin import ScicatStandin
 from tests.polling import eventually
@@ -106,7 +107,7 @@ def settings_for(
     nats_url: str, s3_server, scicat: ScicatStandin, lts_root: Path, **overrides
 ) -> DatablockerSettings:
     return DatablockerSettings(
-        nats=NatsSettings(url=nats_url),
+        nats=bus_settings(nats_url, "datablocker"),
         s3=S3Settings(
             endpoint=s3_server.endpoint,
             access_key=SecretStr(s3_server.access_key),

@@ -12,7 +12,7 @@ from contracts import streams, subjects
 from contracts.events import UploadFinished
 from runtime.provisioning import provision
 from runtime.publishing import publish_event
-from runtime.settings import LtsSettings, NatsSettings, S3Settings
+from runtime.settings import LtsSettings, S3Settings
 from services.datablocker.app import create_app
 from services.datablocker.packing import Packer, pack_finished_upload
 from services.datablocker.settings import DatablockerSettings
@@ -59,7 +59,8 @@ async def test_two_datasets_pack_in_parallel_and_a_waiting_one_is_not_redelivere
         return outcome
 
     settings = DatablockerSettings(
-        nats=NatsSettings(url=nats_server_process.url),
+        # The harness user: the test's own durables are in no service's permissions.
+        nats=nats_server_process.settings(),
         s3=S3Settings(
             endpoint=s3_server.endpoint,
             access_key=SecretStr(s3_server.access_key),

@@ -10,12 +10,14 @@ from pydantic import SecretStr
 
 from contracts import subjects
 from contracts.events import DatasetPackingFailed, UploadFinished
-from devstack.processes import ManagedProcess, free_port, port_open, tool_path
+from devstack.processes import free_port
 from runtime.nats_connection import connect
+from runtime.provisioning import provision
 from runtime.publishing import publish_event
-from runtime.settings import LtsSettings, NatsSettings, S3Settings
+from runtime.settings import LtsSettings, S3Settings
 from services.datablocker.app import create_app
 from services.datablocker.settings import DatablockerSettings
+from tests.conftest import NatsServer, bus_settings, write_nats_config
 from tests.datablocker.landing_fixtures import minio_client, new_pid, put_file
 from tests.datablocker.scicat_standin import ScicatStandin
 from tests.polling import eventually
@@ -25,34 +27,17 @@ from tests.polling import eventually
 def small_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A nats-server with JetStream and `max_payload: 8192`; yields its URL."""
     base = tmp_path_factory.mktemp("small-nats")
-    config = base / "nats.conf"
-    config.write_text("max_payload: 8192\n")
-    port = free_port()
-    process = ManagedProcess(
-        name="small-nats",
-        argv=[
-            tool_path("nats-server"),
-            "--config",
-            str(config),
-            "--jetstream",
-            "--store_dir",
-            str(base / "store"),
-            "--addr",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        log_path=base / "nats.log",
-    )
-    process.start()
-    process.wait_ready(lambda: port_open(port), 10)
-    yield f"nats://127.0.0.1:{port}"
-    process.stop()
+    config = write_nats_config(base / "nats.conf", max_payload="8192")
+    server = NatsServer(free_port(), base / "store", base / "nats.log", config)
+    server.start()
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture
 async def small_client(small_nats: str) -> AsyncIterator[NatsClient]:
-    client = await connect(NatsSettings(url=small_nats), "tests")
+    client = await connect(bus_settings(small_nats), "tests")
+    await provision(client.jetstream())
     yield client
     await client.drain()
 
@@ -72,7 +57,7 @@ async def test_a_dataset_too_large_for_one_message_fails_as_system_with_no_datab
         put_file(s3, pid, f"frames/frame_{n:04d}.tif", b"x")
     scicat_standin.register(pid)
     settings = DatablockerSettings(
-        nats=NatsSettings(url=small_nats),
+        nats=bus_settings(small_nats, "datablocker"),
         s3=S3Settings(
             endpoint=s3_server.endpoint,
             access_key=SecretStr(s3_server.access_key),

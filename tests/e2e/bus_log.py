@@ -1,31 +1,20 @@
-"""Reading the ARCHIVER stream's history with nats-py (read only: an ephemeral consumer)."""
+"""Reading the ARCHIVER stream's history as an operator would: the operator user, an
+ephemeral consumer that acks nothing."""
 
 import asyncio
 import json
 from typing import Any
 
-import nats
+from archiver.operator_bus import connected, read_stream
+from runtime.settings import NatsSettings
 
 
-def events_on(nats_url: str, subject: str) -> list[dict[str, Any]]:
+def events_on(bus: NatsSettings, subject: str) -> list[dict[str, Any]]:
     """Every event stored on `subject` in the ARCHIVER stream, oldest first."""
-    return asyncio.run(_events_on(nats_url, subject))
+    return asyncio.run(_events_on(bus, subject))
 
 
-async def _events_on(nats_url: str, subject: str) -> list[dict[str, Any]]:
-    client = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=0)
-    try:
-        js = client.jetstream()
-        sub = await js.pull_subscribe(subject, stream="ARCHIVER")
-        events: list[dict[str, Any]] = []
-        try:
-            while True:
-                for msg in await sub.fetch(100, timeout=0.5):
-                    events.append(json.loads(msg.data))
-                    await msg.ack()
-        except TimeoutError:  # nats-py raises its own subclass or asyncio's: both are this
-            pass
-        await sub.unsubscribe()
-        return events
-    finally:
-        await client.close()
+async def _events_on(bus: NatsSettings, subject: str) -> list[dict[str, Any]]:
+    async with connected(bus) as client:
+        stored = read_stream(client.jetstream(), "ARCHIVER", subject=subject)
+        return [json.loads(message.data) async for message in stored]

@@ -9,6 +9,7 @@ from minio import Minio
 
 from archiver.ingesting import Endpoints, endpoints_from_stack
 from devstack.stack import SERVICES, DevStack
+from runtime.settings import NatsSettings
 from tests.e2e.archiver_jobs import ArchiverJobs
 from tests.e2e.scicat_client import Scicat
 from tests.e2e.storage import Lts, s3_client
@@ -47,8 +48,9 @@ class StackClients:
         self.http.close()
 
     @property
-    def nats_url(self) -> str:
-        return self.description["nats"]["url"]
+    def operator_bus(self) -> NatsSettings:
+        """The bus as the operator reaches it: URL and credentials from stack.json."""
+        return NatsSettings(**self.description["nats"])
 
     def explain(self, *, job_id: str | None = None, pids: tuple[str, ...] = ()) -> str:
         """The job's record at the gateway, each dataset's lifecycle, and recent service trouble."""

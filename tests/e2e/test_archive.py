@@ -106,7 +106,9 @@ def test_unpackable_dataset_is_missing_files_error_and_stays_archivable(
 def test_lts_holds_byte_identical_datablocks(archive_run: ArchiveRun) -> None:
     """Each LTS copy is the tar that was packed: its SHA-256 and size, members as ingested."""
     clients = archive_run.clients
-    created = {event["pid"]: event for event in events_on(clients.nats_url, "datablocks.created")}
+    created = {
+        event["pid"]: event for event in events_on(clients.operator_bus, "datablocks.created")
+    }
     for pid, files in archive_run.good.items():
         packed = {b["archive_id"]: b for b in created[pid]["datablocks"]}
         blocks = clients.scicat.datablocks(pid)
@@ -242,7 +244,7 @@ def test_repeated_job_and_second_job_keep_one_lts_copy(
     assert again.json()["uuid"] == first["id"]
     requested = [
         e
-        for e in events_on(clients.nats_url, "job.requested.archive")
+        for e in events_on(clients.operator_bus, "job.requested.archive")
         if e["job_id"] == first["id"]
     ]
     assert len(requested) == 1, requested

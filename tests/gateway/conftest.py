@@ -7,7 +7,6 @@ creates its own datasets. The gateway is built per test on a clean JetStream
 (streams and the reservation ledger deleted).
 """
 
-import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -15,13 +14,12 @@ from typing import Any
 import httpx
 import pytest
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
 
-from contracts import kv as kv_names
-from runtime.settings import NatsSettings, S3Settings, ScicatSettings
+from runtime.provisioning import provision
+from runtime.settings import S3Settings, ScicatSettings
 from services.gateway.app import create_app
 from services.gateway.settings import GatewaySettings
-from tests.conftest import ScicatApi, ScicatStandin
+from tests.conftest import ScicatApi, ScicatStandin, bus_settings
 
 ROOT = "/archiver/api/v1"
 GiB = 1024**3
@@ -89,7 +87,7 @@ def gateway_settings(
         token_secret="test-token-secret-of-32-bytes-or-more",
         landing_capacity_bytes=fields.pop("landing_capacity_bytes", 5 * GiB),
         ingestor_groups=fields.pop("ingestor_groups", ("ingestor", "group2")),
-        nats=NatsSettings(url=nats_url),
+        nats=bus_settings(nats_url, "gateway"),
         s3=S3Settings(
             endpoint=s3_server.endpoint,
             access_key=s3_server.access_key,
@@ -122,16 +120,11 @@ class Gateway:
         )
 
 
-async def _delete_ledger(js: JetStreamContext) -> None:
-    with contextlib.suppress(NotFoundError):
-        await js.delete_key_value(kv_names.UPLOAD_RESERVATIONS)
-
-
 @pytest.fixture
 async def gateway(
     clean_js: JetStreamContext, nats_server_process, s3_server, scicat: Scicat
 ) -> AsyncIterator[Gateway]:
-    await _delete_ledger(clean_js)
+    await provision(clean_js)
     settings = gateway_settings(nats_server_process.url, s3_server, scicat)
     app = create_app(settings)
     async with app.router.lifespan_context(app):

@@ -14,7 +14,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from devstack.processes import ManagedProcess, free_port, tool_path
-from tests.conftest import service_env
+from tests.conftest import provision_with_cli, service_env
 from tests.gateway.conftest import ROOT, Scicat
 
 MAX_EXAMPLES = 25
@@ -28,6 +28,7 @@ def running_gateway(
 ) -> Iterator[dict[str, str]]:
     """The gateway process and the credentials a well-behaved caller would have."""
     log = Path(tmp_path_factory.mktemp("fuzz")) / "gateway.log"
+    provision_with_cli(nats_server_process.url)
     process = ManagedProcess(
         "gateway",
         [tool_path("archiver"), "run", "gateway"],
@@ -35,6 +36,7 @@ def running_gateway(
         env=service_env(
             nats_server_process.url,
             s3_server,
+            user="gateway",
             GATEWAY_PORT=str(PORT),
             SCICAT_URL=scicat.url,
             SCICAT_PASSWORD="aman",

@@ -1,18 +1,17 @@
 """The gateway's logic with its collaborators passed in: keys, tokens, SciCat reads, the ledger."""
 
 import asyncio
-import contextlib
 import json
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
 from pydantic import SecretStr
 
 from contracts.events import MinioNotification
 from contracts.objectkeys import pid_of_landing_key
+from runtime.provisioning import provision
 from runtime.scicat import ScicatClient
 from services.gateway.admission import Admission, Decision, GiB, open_reservations
 from services.gateway.errors import (
@@ -234,8 +233,7 @@ def test_only_created_markers_in_the_landing_bucket_finish_uploads() -> None:
 
 async def test_two_gateways_never_over_admit(clean_js: JetStreamContext) -> None:
     """Concurrent reservations through two ledgers on one bucket stay within capacity."""
-    with contextlib.suppress(NotFoundError):
-        await clean_js.delete_key_value("upload_reservations")
+    await provision(clean_js)
     store = await open_reservations(clean_js)
     gateways = [Admission(10 * GiB, timedelta(hours=1), store) for _ in range(2)]
     decisions = await asyncio.gather(
@@ -250,8 +248,7 @@ async def test_two_gateways_never_over_admit(clean_js: JetStreamContext) -> None
 
 async def test_the_reservation_ledger_keeps_its_json(clean_js: JetStreamContext) -> None:
     """A ledger as stored today reads (expired entries ignored) and is written in the same shape."""
-    with contextlib.suppress(NotFoundError):
-        await clean_js.delete_key_value("upload_reservations")
+    await provision(clean_js)
     store = await open_reservations(clean_js)
     today = {
         "reservations": {

@@ -17,9 +17,10 @@ from contracts import kv
 from contracts.events import Datablock, DatablocksCreated, DataFile, JobDataset, JobRequested
 from contracts.jobs import JobRecord
 from runtime.kvstore import open_bucket
-from runtime.settings import LtsSettings, NatsSettings, S3Settings
+from runtime.settings import LtsSettings, S3Settings
 from services.ltsmover.settings import LtsMoverSettings
 from services.verifier.settings import VerifierSettings
+from tests.conftest import bus_settings
 from tests.polling import eventually
 
 TAR_MTIME = 1_700_000_000
@@ -43,7 +44,7 @@ def mover_settings(nats_url: str, s3_server, root: Path, **extra) -> LtsMoverSet
         **extra,
     }
     return LtsMoverSettings(
-        nats=NatsSettings(url=nats_url),
+        nats=bus_settings(nats_url, "ltsmover"),
         s3=s3_settings(s3_server),
         lts=LtsSettings(backend="posix", root=root),
         **values,
@@ -52,7 +53,7 @@ def mover_settings(nats_url: str, s3_server, root: Path, **extra) -> LtsMoverSet
 
 def verifier_settings(nats_url: str, s3_server, root: Path) -> VerifierSettings:
     return VerifierSettings(
-        nats=NatsSettings(url=nats_url),
+        nats=bus_settings(nats_url, "verifier"),
         s3=s3_settings(s3_server),
         lts=LtsSettings(backend="posix", root=root),
         recall_poll_s=0.05,

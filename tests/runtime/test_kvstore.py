@@ -2,17 +2,18 @@
 
 import asyncio
 import contextlib
+import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig
 from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
-from runtime.kvstore import KvConflict, KvRecords, open_bucket
-
-BUCKET = "test_kvstore"
+from runtime.kvstore import BucketMissingError, KvConflict, KvRecords, open_bucket
 
 
 class Counter(BaseModel):
@@ -21,11 +22,12 @@ class Counter(BaseModel):
 
 
 @pytest.fixture
-async def bucket(clean_js: JetStreamContext) -> KeyValue:
-    """An empty bucket on the real nats-server."""
+async def bucket(clean_js: JetStreamContext) -> AsyncIterator[KeyValue]:
+    """A new, empty bucket on the real nats-server (as `archiver provision` creates them)."""
+    name = f"test_kvstore_{uuid.uuid4().hex[:12]}"
+    yield await clean_js.create_key_value(KeyValueConfig(bucket=name))
     with contextlib.suppress(NotFoundError):
-        await clean_js.delete_key_value(BUCKET)
-    return await open_bucket(clean_js, BUCKET)
+        await clean_js.delete_key_value(name)
 
 
 class Interloper:
@@ -161,3 +163,11 @@ async def test_all_lists_every_record(bucket: KeyValue) -> None:
     await records.delete("c")
 
     assert sorted(r.count for r, _ in await records.all()) == [1, 2]
+
+
+async def test_opening_a_bucket_that_was_not_provisioned_names_the_fix(
+    clean_js: JetStreamContext,
+) -> None:
+    """Services only open buckets; a missing one says to run `archiver provision`."""
+    with pytest.raises(BucketMissingError, match=r"KV bucket jobs does not exist: run `archiver"):
+        await open_bucket(clean_js, "jobs")

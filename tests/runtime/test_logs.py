@@ -16,7 +16,10 @@ SERVICE_LIKE_PROCESS = textwrap.dedent(
     from runtime.nats_connection import create_broker
     from runtime.settings import LogSettings, NatsSettings
 
-    broker = create_broker(NatsSettings(url="nats://127.0.0.1:9"), "datablocker")
+    broker = create_broker(
+        NatsSettings(url="nats://127.0.0.1:9", user="datablocker", password="unused"),
+        "datablocker",
+    )
     app = FastStream(broker)
     configure_logging(LogSettings(format="json", level="INFO"), "datablocker")
     structlog.get_logger("services.datablocker").info("datablocks.created", blocks=1)

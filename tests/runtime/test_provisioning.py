@@ -2,11 +2,17 @@
 
 from dataclasses import replace
 
+import pytest
 from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy
 
 from contracts import streams
-from runtime.provisioning import consumer_config, provision
+from runtime.provisioning import (
+    NotProvisionedError,
+    check_provisioned,
+    consumer_config,
+    provision,
+)
 
 
 async def test_provisioning_twice_leaves_the_same_config(clean_js: JetStreamContext) -> None:
@@ -70,3 +76,38 @@ async def test_consumers_have_no_server_backoff(clean_js: JetStreamContext) -> N
         info = await clean_js.consumer_info(spec.stream, spec.durable)
         assert not info.config.backoff
         assert info.config.ack_wait == 30
+
+
+async def test_provisioning_creates_every_bucket_once(clean_js: JetStreamContext) -> None:
+    """Services only open buckets: provisioning creates them, with one value per key."""
+    first = await provision(clean_js)
+    second = await provision(clean_js)
+    jobs = await clean_js.stream_info("KV_jobs")
+
+    assert first.buckets_created == (
+        "upload_reservations",
+        "datablocks",
+        "cleaned_datasets",
+        "jobs",
+        "retrievals",
+        "scicat_sync_applied",
+    )
+    assert second.buckets_created == ()
+    assert jobs.config.max_msgs_per_subject == 1
+    assert (
+        jobs.config.description
+        == "gateway creates, ltsmover updates: per-job and per-dataset progress"
+    )
+
+
+async def test_a_missing_durable_is_named_with_the_command_that_creates_it(
+    clean_js: JetStreamContext,
+) -> None:
+    """A service starting on an unprovisioned bus learns which durable is missing and why."""
+    with pytest.raises(NotProvisionedError) as missing:
+        await check_provisioned(clean_js, streams.consumers_of("verifier"))
+
+    assert str(missing.value) == (
+        "durable consumer verifier--lts_moved of stream ARCHIVER does not exist: "
+        "run `archiver provision` (with the provisioner's credentials) first"
+    )

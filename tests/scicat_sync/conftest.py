@@ -15,7 +15,7 @@ import pytest
 from nats.js import JetStreamContext
 from pydantic import SecretStr
 
-from contracts import kv
+from runtime.provisioning import provision
 from runtime.scicat import RetryPolicy, ScicatClient
 from services.scicat_sync.ledger import AppliedLedger, open_ledger
 from tests.conftest import SCICAT_PASSWORDS, ScicatStandin
@@ -120,12 +120,8 @@ async def scicat(fake_scicat: FakeScicat) -> AsyncIterator[ScicatClient]:
 
 @pytest.fixture
 async def ledger(clean_js: JetStreamContext) -> AppliedLedger:
-    """An empty ledger bucket on the real nats-server."""
-    try:
-        await clean_js.delete_key_value(kv.SCICAT_SYNC_APPLIED)
-    except Exception as exc:
-        if "not found" not in str(exc).lower():
-            raise
+    """An empty ledger bucket on the real nats-server (streams and buckets provisioned)."""
+    await provision(clean_js)
     return await open_ledger(clean_js)
 
 

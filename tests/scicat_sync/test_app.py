@@ -30,10 +30,11 @@ from contracts.retrievals import RetrievalCopy
 from contracts.scicat import LifecyclePatch
 from runtime.kvstore import open_bucket
 from runtime.publishing import publish_event
-from runtime.settings import NatsSettings, S3Settings, ScicatSettings
+from runtime.settings import S3Settings, ScicatSettings
 from services.scicat_sync.app import create_app
 from services.scicat_sync.ledger import AppliedLedger
 from services.scicat_sync.settings import ScicatSyncSettings
+from tests.conftest import bus_settings
 from tests.deadletters import dead_letters
 from tests.polling import eventually
 from tests.scicat_sync.conftest import ARCHIVER, Standin
@@ -45,7 +46,7 @@ DOWNLOADS = "https://downloads.example.org"
 
 def settings(nats_url: str, scicat_url: str, nak_delays_s: tuple[float, ...]) -> ScicatSyncSettings:
     return ScicatSyncSettings(
-        nats=NatsSettings(url=nats_url),
+        nats=bus_settings(nats_url, "scicat_sync"),
         scicat=ScicatSettings(
             url=scicat_url, username=ARCHIVER[0], password=SecretStr(ARCHIVER[1]), timeout_s=2
         ),

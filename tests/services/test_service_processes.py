@@ -1,4 +1,5 @@
-"""Each service runs as its own process: provisions, consumes with its durable, stops on SIGTERM."""
+"""Each service runs as its own process and NATS user: consumes with its durable (provisioned
+by `archiver provision`), stops on SIGTERM, refuses to start on an unprovisioned bus."""
 
 import signal
 from pathlib import Path
@@ -6,11 +7,10 @@ from pathlib import Path
 import httpx
 import pytest
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
 
 from contracts import streams
 from devstack.processes import ManagedProcess, free_port, tool_path
-from tests.conftest import S3Server, service_env
+from tests.conftest import S3Server, provision_with_cli, service_env
 from tests.polling import eventually
 
 BUS_SERVICES = {
@@ -34,8 +34,10 @@ async def test_service_consumes_with_its_durable_and_stops_on_sigterm(
     s3_server: S3Server,
     tmp_path: Path,
 ) -> None:
-    """Started from nothing, the service provisions the bus, takes a message, exits 0 on SIGTERM."""
+    """After `archiver provision`, the service takes a message as its own user, exits 0 on
+    SIGTERM."""
     spec = BUS_SERVICES[service]
+    provision_with_cli(nats_server_process.url)
     process = ManagedProcess(
         name=service,
         argv=[tool_path("archiver"), "run", service],
@@ -43,6 +45,7 @@ async def test_service_consumes_with_its_durable_and_stops_on_sigterm(
         env=service_env(
             nats_server_process.url,
             s3_server,
+            user=service,
             GATEWAY_PORT=str(free_port()),
             LTS_ROOT=str(tmp_path / "lts"),
         ),
@@ -51,10 +54,7 @@ async def test_service_consumes_with_its_durable_and_stops_on_sigterm(
     try:
 
         async def consumer_waiting() -> bool:
-            try:
-                info = await clean_js.consumer_info(spec.stream, spec.durable)
-            except NotFoundError:  # not provisioned yet
-                return False
+            info = await clean_js.consumer_info(spec.stream, spec.durable)
             return info.num_waiting > 0
 
         await eventually(
@@ -94,11 +94,12 @@ async def test_gateway_reports_a_missing_dependency_by_name(
 ) -> None:
     """readyz answers 503 naming SciCat when SciCat is unreachable; livez stays 200."""
     port = free_port()
+    provision_with_cli(nats_server_process.url)
     process = ManagedProcess(
         name="gateway",
         argv=[tool_path("archiver"), "run", "gateway"],
         log_path=tmp_path / "gateway.log",
-        env=service_env(nats_server_process.url, s3_server, GATEWAY_PORT=str(port)),
+        env=service_env(nats_server_process.url, s3_server, user="gateway", GATEWAY_PORT=str(port)),
     )
     process.start()
     base = f"http://127.0.0.1:{port}/archiver/api/v1/health"
@@ -109,3 +110,33 @@ async def test_gateway_reports_a_missing_dependency_by_name(
         assert ready.json()["detail"] == "Not ready: scicat unreachable"
     finally:
         process.stop()
+
+
+@pytest.mark.parametrize("service", ["datablocker", "gateway"])
+async def test_a_service_on_an_unprovisioned_bus_exits_naming_archiver_provision(
+    service: str,
+    clean_js: JetStreamContext,
+    nats_server_process,
+    s3_server: S3Server,
+    tmp_path: Path,
+) -> None:
+    """Its user cannot create streams: it stops at start-up, says what to run, creates nothing."""
+    process = ManagedProcess(
+        name=service,
+        argv=[tool_path("archiver"), "run", service],
+        log_path=tmp_path / f"{service}.log",
+        env=service_env(
+            nats_server_process.url, s3_server, user=service, GATEWAY_PORT=str(free_port())
+        ),
+    )
+    process.start()
+    try:
+        assert process.popen is not None
+        exit_code = process.popen.wait(30)
+    finally:
+        process.kill()
+
+    assert exit_code != 0
+    assert "run `archiver provision`" in process.log_tail()
+    archiver_streams = {spec.name for spec in streams.STREAMS}
+    assert {info.config.name for info in await clean_js.streams_info()} & archiver_streams == set()
