@@ -50,6 +50,12 @@ class GatewaySettings(BaseSettings):
     reservation_ttl_s: int = Field(7 * 24 * 3600, gt=0)
     """An upload reservation not finalized or aborted by then stops counting."""
 
+    metrics_host: str = "127.0.0.1"
+    """Address of the monitoring port (/metrics, /livez, /readyz); 0.0.0.0 in a container."""
+    metrics_port: int = Field(9180, ge=0, le=65535)
+    """Monitoring port: Prometheus metrics at /metrics, health at /livez and /readyz
+    (0: any free port). Each service has its own default, so all five fit on one host."""
+
     nats: NatsSettings = Field(default_factory=NatsSettings)
     s3: S3Settings = Field(default_factory=S3Settings)  # type: ignore[arg-type]
     scicat: ScicatSettings = Field(default_factory=ScicatSettings)  # type: ignore[arg-type]

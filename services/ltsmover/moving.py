@@ -18,6 +18,7 @@ from contracts import subjects
 from contracts.events import Datablock, DatasetArchived, Event, LtsVerified
 from contracts.jobs import DatablockProgress, DatasetProgress, JobRecord
 from contracts.scicat import LifecyclePatch
+from runtime import metrics
 from runtime.lts import LtsBackend
 from runtime.objectstore import BucketReader, ObjectMissing
 from services.ltsmover.job_records import DatasetFailed
@@ -98,6 +99,7 @@ class ArchiveTransfer:
             except ObjectMissing as exc:
                 raise DatasetFailed("system", str(exc)) from exc
             elapsed = asyncio.get_running_loop().time() - started
+        metrics.count_copied(block.packed_size)
         log.info(
             "datablock.copied",
             archive_id=block.archive_id,

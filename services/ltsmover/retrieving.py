@@ -21,6 +21,7 @@ from contracts.jobs import DatablockProgress, DatasetProgress, JobRecord
 from contracts.objectkeys import retrieval_key
 from contracts.retrievals import RetrievalCopy
 from contracts.scicat import LifecyclePatch
+from runtime import metrics
 from runtime.lts import LtsBackend, LtsError, LtsNotReadable, LtsRecallTimeout, await_readable
 from services.ltsmover.download_script import Download, encode_script, render_download_script
 from services.ltsmover.job_records import DatasetFailed
@@ -128,6 +129,7 @@ class RetrieveTransfer:
                 reason = f"Datablock {block.archive_id} could not be read back from LTS: {exc}"
                 raise DatasetFailed("system", reason) from exc
             elapsed = asyncio.get_running_loop().time() - started
+        metrics.count_retrieved(block.packed_size)
         log.info(
             "datablock.retrieved",
             archive_id=block.archive_id,

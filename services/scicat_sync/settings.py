@@ -23,6 +23,12 @@ class ScicatSyncSettings(BaseSettings):
     """Override the consumers' nak delays (seconds, one per failed delivery); None keeps
     the contract's. For tests and drills that must ride out an outage quickly."""
 
+    metrics_host: str = "127.0.0.1"
+    """Address of the monitoring port (/metrics, /livez, /readyz); 0.0.0.0 in a container."""
+    metrics_port: int = Field(9184, ge=0, le=65535)
+    """Monitoring port: Prometheus metrics at /metrics, health at /livez and /readyz
+    (0: any free port). Each service has its own default, so all five fit on one host."""
+
     nats: NatsSettings = Field(default_factory=NatsSettings)
     scicat: ScicatSettings = Field(default_factory=ScicatSettings)  # type: ignore[arg-type]
     log: LogSettings = Field(default_factory=LogSettings)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import structlog
 
 from contracts.events import Datablock, LtsMoved, LtsVerified
+from runtime import metrics
 from runtime.lts import LtsBackend, LtsNotFound, LtsPathError, Readable, await_readable
 from runtime.lts import LtsRecallTimeout as NotReadableInTime
 from runtime.objectstore import BucketReader, ObjectMissing
@@ -246,6 +247,7 @@ async def verify_moved_copy(event: LtsMoved, copies: CopiesToVerify) -> LtsVerif
         verdict = await verify_datablock(
             copies.lts, block, poll_s=copies.recall_poll_s, timeout_s=copies.recall_timeout_s
         )
+    metrics.count_verdict(event.job_type, ok=verdict.ok, bytes_read=verdict.bytes_read)
     log.info(
         "datablock.verified" if verdict.ok else "datablock.verification_failed",
         archive_id=block.archive_id,
