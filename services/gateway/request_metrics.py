@@ -1,4 +1,7 @@
-"""Every answered request counted and timed by route template (`runtime.metrics`)."""
+"""Every answered request counted and timed by route template (`runtime.metrics`).
+
+The template is the route's own path, below the root path (`/s3/presignedUrls`).
+"""
 
 import time
 from collections.abc import Awaitable, Callable
