@@ -5,12 +5,16 @@ from dataclasses import dataclass
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+_SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
+
 
 @dataclass(frozen=True)
 class Scrape:
     """One scrape's samples: (series name, labels) -> value."""
 
     samples: tuple[tuple[str, dict[str, str], float], ...]
+    families: tuple[tuple[str, str], ...] = ()
+    """(name, type) of every metric declared, with samples yet or not."""
 
     def value(self, name: str, **labels: str) -> float:
         """The sum of `name`'s samples carrying `labels` (0 when there is none)."""
@@ -21,8 +25,13 @@ class Scrape:
         )
 
     @property
-    def names(self) -> frozenset[str]:
-        return frozenset(name for name, _, _ in self.samples)
+    def exported_names(self) -> frozenset[str]:
+        """Every series name the declared metrics can have (a counter's `_total`, ...)."""
+        return frozenset(
+            f"{name}{suffix}"
+            for name, kind in self.families
+            for suffix in _SUFFIXES.get(kind, ("",))
+        )
 
 
 def grew(before: Scrape, after: Scrape, name: str, **labels: str) -> float:
@@ -31,12 +40,14 @@ def grew(before: Scrape, after: Scrape, name: str, **labels: str) -> float:
 
 
 def parse(text: str) -> Scrape:
+    families = list(text_string_to_metric_families(text))
     return Scrape(
-        tuple(
+        samples=tuple(
             (sample.name, dict(sample.labels), sample.value)
-            for family in text_string_to_metric_families(text)
+            for family in families
             for sample in family.samples
-        )
+        ),
+        families=tuple((family.name, family.type) for family in families),
     )
 
 

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from devstack.stack import SERVICES
+from tests.dashboard_queries import metric_names, queries
 from tests.e2e.bus_log import events_on
 from tests.e2e.datasets import small_folder
 from tests.e2e.outcomes import archive_outcome, finished_job, packing_outcome
@@ -220,7 +221,8 @@ def test_scicat_writes_follow_the_documented_order(archive_run: ArchiveRun) -> N
 
 
 def test_operators_see_the_archive_in_every_services_metrics(archive_run: ArchiveRun) -> None:
-    """Each service's metrics URL in stack.json answers; the run's work shows in the counters."""
+    """Each service's metrics URL in stack.json answers, with every metric the dashboard asks for;
+    the run's work shows in the counters."""
     description = archive_run.clients.description
     scraped = {service: scrape_sync(url) for service, url in description["metrics"].items()}
     ready = {
@@ -246,6 +248,8 @@ def test_operators_see_the_archive_in_every_services_metrics(archive_run: Archiv
         scraped["gateway"].value("archiver_http_requests_total", route="/s3/finalizeDatasetUpload")
         > 0
     )
+    exported = frozenset().union(*(scrape.exported_names for scrape in scraped.values()))
+    assert {name for expr in queries() for name in metric_names(expr)} <= exported
     handled = "archiver_messages_handled_total"
     # The gateway's one consumer reads MinIO's notifications, which moto does not send.
     for service in ("datablocker", "ltsmover", "verifier", "scicat_sync"):
