@@ -53,8 +53,7 @@ def upload_finished(pid: str) -> UploadFinished:
 async def test_upload_finished_is_packed_and_datablocks_created_published(
     clean_js: JetStreamContext, nats_server_process, s3_server, scicat_standin: ScicatStandin
 ) -> None:
-    """upload.finished in, datablocks.created out (stored in KV too); an empty dataset fails;
-    both outcomes and the bytes packed are counted."""
+    """upload.finished in, datablocks.created out (and in KV); an empty one fails; both counted."""
     await provision(clean_js)
     s3 = minio_client(s3_server)
     pid, empty_pid = new_pid(), new_pid()

@@ -17,8 +17,7 @@ from tests.scraping import scrape_sync
 
 
 def test_dev_stack_comes_up_healthy_and_describes_itself(tmp_path: Path) -> None:
-    """`--check` starts every component, reports each healthy, writes stack.json (each service's
-    metrics URL on a port of its own), stops."""
+    """`--check` starts all, reports each healthy, writes stack.json (metrics URLs too), stops."""
     started = time.monotonic()
     result = subprocess.run(
         [tool_path("archiver"), "dev", "--ports", "auto", "--state-dir", str(tmp_path), "--check"],

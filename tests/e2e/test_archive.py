@@ -221,8 +221,7 @@ def test_scicat_writes_follow_the_documented_order(archive_run: ArchiveRun) -> N
 
 
 def test_operators_see_the_archive_in_every_services_metrics(archive_run: ArchiveRun) -> None:
-    """Each service's metrics URL in stack.json answers, with every metric the dashboard asks for;
-    the run's work shows in the counters."""
+    """Each metrics URL in stack.json serves what the dashboard asks for; the run shows in it."""
     description = archive_run.clients.description
     scraped = {service: scrape_sync(url) for service, url in description["metrics"].items()}
     ready = {

@@ -47,8 +47,7 @@ def archive_job(job_id: str, *pids: str) -> JobRequested:
 async def test_a_job_with_one_unpacked_dataset_ends_with_dataset_errors(
     world, nats_server_process, s3_server
 ) -> None:
-    """The packed dataset is archived byte-identical; the unpacked one fails as a user error;
-    the ltsmover's metrics count both."""
+    """The packed dataset is archived byte-identical, the unpacked one fails; both counted."""
     js, s3, root = world
     tag = uuid.uuid4().hex[:8]
     good, bad, job_id = f"20.500/good-{tag}", f"20.500/bad-{tag}", f"job-{tag}"
