@@ -4,8 +4,10 @@ Starts, in order, a real nats-server (JetStream, store under the state dir,
 the deployment's users and permissions), moto's S3 server with the buckets, the
 SciCat stand-in, the LTS directory, provisions the bus (as `archiver provision`
 does, with the provisioner's credentials) and starts the five services, each as
-its own NATS user; writes `stack.json` (with the operator's NATS credentials);
-watches every process and, if one dies, names it with its log tail and stops the rest.
+its own NATS user and with its monitoring port (/metrics, /livez, /readyz);
+writes `stack.json` (every URL, each service's metrics URL, the operator's NATS
+credentials); watches every process and, if one dies, names it with its log tail
+and stops the rest.
 """
 
 import asyncio
@@ -15,7 +17,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,17 +47,30 @@ SCICAT_USERS = {
 }
 
 
+DEFAULT_METRICS_PORTS = {
+    "gateway": 9180,
+    "datablocker": 9181,
+    "ltsmover": 9182,
+    "verifier": 9183,
+    "scicat_sync": 9184,
+}
+"""Each service's monitoring port with `--ports default` (the services' own defaults)."""
+
+
 @dataclass(frozen=True)
 class StackPorts:
     gateway: int
     scicat: int
     s3: int
     nats: int
+    metrics: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_METRICS_PORTS))
+    """Each service's monitoring port (/metrics, /livez, /readyz), by service."""
 
     @classmethod
     def choose(cls, mode: str) -> "StackPorts":
         if mode == "auto":
-            return cls(free_port(), free_port(), free_port(), free_port())
+            metrics = {service: free_port() for service in SERVICES}
+            return cls(free_port(), free_port(), free_port(), free_port(), metrics)
         if mode == "default":
             return cls(8000, 3000, 9000, 4222)
         msg = f"--ports must be 'default' or 'auto', not {mode!r}"
@@ -133,6 +148,17 @@ class DevStack:
     def s3_endpoint(self) -> str:
         return f"http://127.0.0.1:{self.ports.s3}"
 
+    def monitoring_url(self, service: str) -> str:
+        """The service's monitoring port: `/metrics`, `/livez`, `/readyz` below it."""
+        return f"http://127.0.0.1:{self.ports.metrics[service]}"
+
+    def monitoring_env(self) -> dict[str, str]:
+        """Every service's monitoring port (each service reads the one with its prefix)."""
+        return {
+            f"{service.upper()}_METRICS_PORT": str(self.ports.metrics[service])
+            for service in SERVICES
+        }
+
     @property
     def nats_url(self) -> str:
         if self.external_nats:
@@ -178,6 +204,7 @@ class DevStack:
             "LTSMOVER_RECALL_POLL_S": "1",
             # moto has no real credentials; keep boto-style lookups from reaching out.
             "AWS_EC2_METADATA_DISABLED": "true",
+            **self.monitoring_env(),
         }
 
     def description(self) -> dict[str, Any]:
@@ -209,6 +236,14 @@ class DevStack:
             "lts": {"backend": self.lts_backend, "root": str(self.lts_root)},
             "logs": str(self.logs),
             "pids": {name: process.pid for name, process in self.processes.items()},
+            "metrics": {service: f"{self.monitoring_url(service)}/metrics" for service in SERVICES},
+            "health": {
+                service: {
+                    "livez": f"{self.monitoring_url(service)}/livez",
+                    "readyz": f"{self.monitoring_url(service)}/readyz",
+                }
+                for service in SERVICES
+            },
         }
 
     # --- components -------------------------------------------------------
@@ -277,10 +312,17 @@ class DevStack:
         self.processes["gateway"].wait_ready(
             lambda: self._http_ok(f"{self.gateway_url}/health/readyz"), timeout_s
         )
-        # The bus services have no HTTP port: ready once they hold their consumer.
+        self._wait_services_ready(timeout_s)
+        (self.state_dir / "stack.json").write_text(json.dumps(self.description(), indent=2))
+
+    def _wait_services_ready(self, timeout_s: float) -> None:
+        """Each service's /readyz: connected to NATS, every durable it reads bound."""
         deadline = time.monotonic() + timeout_s
         for service in SERVICES:
-            self.processes[service].wait_ready(lambda: True, max(0.1, deadline - time.monotonic()))
+            readyz = f"{self.monitoring_url(service)}/readyz"
+            self.processes[service].wait_ready(
+                lambda url=readyz: self._http_ok(url), max(0.1, deadline - time.monotonic())
+            )
         self.write_description()
 
     def write_description(self) -> None:
@@ -370,7 +412,8 @@ def run_dev_stack(state_dir: Path, *, ports: str, check_only: bool) -> int:
         "nats": stack.nats_url,
         "s3": stack.s3_endpoint,
         "scicat": stack.scicat_url,
-        "gateway": stack.gateway_url,
+        **{service: f"metrics {stack.monitoring_url(service)}/metrics" for service in SERVICES},
+        "gateway": f"{stack.gateway_url}, metrics {stack.monitoring_url('gateway')}/metrics",
     }
     health = stack.health()
     for name, process in stack.processes.items():

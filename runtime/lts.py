@@ -42,6 +42,7 @@ from minio.commonconfig import REPLACE, CopySource
 from minio.error import S3Error
 
 from contracts.objectkeys import UnsafeName, check_relative_path
+from runtime import metrics
 from runtime.s3_extras import restore_object, s3_extras_client
 from runtime.settings import LtsSettings, S3Settings
 
@@ -594,22 +595,28 @@ async def await_readable(
     `on_waiting(waited_s, why)` is awaited after every failed probe, so a caller
     can show the wait. A probe that blocks (a tape recall behind a plain read)
     counts against the same deadline; `LtsNotFound` passes through; past
-    `timeout_s` it raises `LtsRecallTimeout`.
+    `timeout_s` it raises `LtsRecallTimeout`. A wait (one failed probe or more)
+    is observed in `archiver_storage_wait_seconds{storage="lts"}`.
     """
     started = clock()
     deadline = started + timeout_s
+    waited = False
     while True:
         remaining = max(deadline - clock(), 0.001)
         try:
             await asyncio.wait_for(asyncio.to_thread(lts.prepare_read, archive_id), remaining)
+            if waited:
+                metrics.observe_storage_wait("lts", clock() - started, ready=True)
             return
         except LtsNotReadable as exc:
             last = str(exc)
         except TimeoutError:
             last = "reading blocked"
         if clock() + poll_s > deadline:
+            metrics.observe_storage_wait("lts", clock() - started, ready=False)
             msg = f"{archive_id} was not readable within {timeout_s:g} s: {last}"
             raise LtsRecallTimeout(msg)
+        waited = True
         if on_waiting is not None:
             await on_waiting(clock() - started, last)
         await asyncio.sleep(poll_s)

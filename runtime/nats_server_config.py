@@ -133,6 +133,10 @@ def render_cluster_config(base: str, *, name: str, listen: str, routes: Sequence
 # A node of the archiver's NATS cluster: the shared settings plus authenticated routes.
 include {json.dumps(base)}
 
+# Monitoring (/healthz for compose's healthcheck) on the container's loopback only:
+# nothing outside the container reaches it.
+http: "127.0.0.1:8222"
+
 cluster {{
   name: {json.dumps(name)}
   listen: {json.dumps(listen)}

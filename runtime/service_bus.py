@@ -32,6 +32,7 @@ from pydantic import BaseModel
 from contracts.bus_permissions import inbox_prefix
 from contracts.events import Event
 from contracts.streams import ConsumerSpec, consumers_of
+from runtime.monitoring import BusHealth, MonitoringAddress, MonitoringServer
 from runtime.nats_connection import create_broker
 from runtime.provisioning import check_provisioned
 from runtime.publishing import publish
@@ -90,6 +91,11 @@ class Bus:
     consumer_overrides: Mapping[str, ConsumerSpec] = field(default_factory=dict)
     """Specs replacing provisioned ones, by durable name (tests shorten the ack wait)."""
     _settlers: dict[str, Settler] = field(default_factory=dict)
+
+    @property
+    def bound_consumers(self) -> tuple[ConsumerSpec, ...]:
+        """The durables handlers are bound to (what readiness and the lag gauges look up)."""
+        return tuple(settler.spec for settler in self._settlers.values())
 
     async def publish(self, subject: str, event: Event) -> PubAck:
         """Publish with the event's own dedup id and correlation id."""
@@ -174,22 +180,40 @@ def service_app(
     service: str,
     start: StartHandlers,
     *,
+    monitoring: MonitoringAddress,
     consumer_overrides: Mapping[str, ConsumerSpec] | None = None,
 ) -> FastStream:
     """A bus service: at start-up connect, check provisioning, then `start`; closed after the
     broker stops.
 
     Handlers are bound at start-up, once their parts exist: no half-built object
-    is ever reachable from a handler, and nothing connects at import time.
+    is ever reachable from a handler, and nothing connects at import time. The
+    monitoring port (`runtime.monitoring`: /metrics, /livez, /readyz) serves from
+    before the connection until after the broker stopped; /readyz answers 200
+    only while the service is connected and every durable it reads from exists.
     """
     service_bus = ServiceBus(settings, service, consumer_overrides=consumer_overrides)
     resources = AsyncExitStack()
+    health = BusHealth(service)
+    monitor = MonitoringServer(health, monitoring)
 
     async def connect_and_start() -> None:
-        await start(await service_bus.connect(), resources)
+        await monitor.start()
+        try:
+            bus = await service_bus.connect()
+            health.connected(bus)
+            await start(bus, resources)
+        except BaseException:
+            await resources.aclose()
+            await monitor.stop()
+            raise
 
     return FastStream(
-        service_bus.broker, on_startup=[connect_and_start], after_shutdown=[resources.aclose]
+        service_bus.broker,
+        on_startup=[connect_and_start],
+        after_startup=[health.serving],
+        on_shutdown=[health.stopping],
+        after_shutdown=[resources.aclose, monitor.stop],
     )
 
 

@@ -11,6 +11,7 @@ heartbeat (`in_progress`) well inside the ack wait.
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 from contracts import subjects
 from contracts.events import DeadLetter
 from contracts.streams import ConsumerSpec
+from runtime.metrics import ConsumerCounters
 from runtime.publishing import CORRELATION_HEADER, publish_event
 from runtime.redaction import redact_text
 
@@ -43,7 +45,8 @@ class PermanentError(Exception):
 
 
 class Settler:
-    """Runs one consumer's handler on each message and settles the message."""
+    """Runs one consumer's handler on each message, settles the message, and counts the outcome
+    (`runtime.metrics`: handled, retried, dead-lettered, handler duration)."""
 
     def __init__(
         self,
@@ -56,6 +59,7 @@ class Settler:
         self.js = js
         # A third of the ack wait leaves two missed beats before redelivery.
         self.heartbeat_s = heartbeat_s or spec.ack_wait.total_seconds() / 3
+        self.counters = ConsumerCounters(spec.service, spec.durable)
 
     async def settle(
         self,
@@ -73,13 +77,15 @@ class Settler:
             try:
                 event = model.model_validate_json(msg.data)
             except ValidationError as exc:
-                await self._dead_letter(msg, "message does not match its contract", _summary(exc))
+                await self._dead_letter(
+                    msg, "message does not match its contract", _summary(exc), cause="invalid"
+                )
                 return
             heartbeat = asyncio.create_task(self._heartbeat(msg))
             try:
-                await handle(event)
+                await self._timed(handle, event)
             except PermanentError as exc:
-                await self._dead_letter(msg, exc.reason, exc.detail)
+                await self._dead_letter(msg, exc.reason, exc.detail, cause="permanent")
                 return
             except asyncio.CancelledError:
                 # Shutdown: hand the message back quickly rather than waiting out ack_wait.
@@ -89,7 +95,10 @@ class Settler:
             except Exception as exc:  # the boundary: any other failure is retried later
                 if delivered >= self.spec.max_deliver:
                     await self._dead_letter(
-                        msg, f"gave up after {delivered} deliveries", f"{type(exc).__name__}: {exc}"
+                        msg,
+                        f"gave up after {delivered} deliveries",
+                        f"{type(exc).__name__}: {exc}",
+                        cause="exhausted",
                     )
                     return
                 delay = self.spec.nak_delay(delivered).total_seconds()
@@ -100,17 +109,26 @@ class Settler:
                     error=f"{type(exc).__name__}: {exc}",
                 )
                 await msg.nak(delay=delay)
+                self.counters.retried()
                 return
             finally:
                 heartbeat.cancel()
             await msg.ack()
+            self.counters.handled()
+
+    async def _timed(self, handle: Callable[[EventT], Awaitable[None]], event: EventT) -> None:
+        started = time.monotonic()
+        try:
+            await handle(event)
+        finally:
+            self.counters.handler_ran(time.monotonic() - started)
 
     async def _heartbeat(self, msg: Msg) -> None:
         while True:
             await asyncio.sleep(self.heartbeat_s)
             await msg.in_progress()
 
-    async def _dead_letter(self, msg: Msg, reason: str, detail: str | None) -> None:
+    async def _dead_letter(self, msg: Msg, reason: str, detail: str | None, *, cause: str) -> None:
         meta = msg.metadata
         letter = DeadLetter(
             occurred_at=datetime.now(UTC),
@@ -131,6 +149,7 @@ class Settler:
         )
         log.error("message.dead_lettered", reason=reason, detail=letter.detail)
         await msg.term()
+        self.counters.dead_lettered(cause)
 
 
 def _summary(exc: ValidationError) -> str:

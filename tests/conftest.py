@@ -76,6 +76,27 @@ def write_nats_config(path: Path, **options: Any) -> Path:
     return path
 
 
+def any_free_monitoring_ports() -> dict[str, str]:
+    """Every service's monitoring port set to 0 (any free port): services started by tests
+    never clash over the defaults, with each other or with another test run on the host."""
+    services = ("GATEWAY", "DATABLOCKER", "LTSMOVER", "VERIFIER", "SCICAT_SYNC")
+    return {f"{service}_METRICS_PORT": "0" for service in services}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _monitoring_on_free_ports() -> Iterator[None]:
+    """Settings built in-process read these too (a test may still pass a port of its own)."""
+    ports = any_free_monitoring_ports()
+    saved = {name: os.environ.get(name) for name in ports}
+    os.environ.update(ports)
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @dataclass
 class NatsServer:
     """A real nats-server that a test may kill and restart on the same store."""
@@ -200,6 +221,7 @@ def service_env(
         "GATEWAY_TOKEN_SECRET": "test-token-secret",
         "LOG_FORMAT": "json",
         "PATH": os.environ.get("PATH", ""),
+        **any_free_monitoring_ports(),
     }
     env.update(extra)
     return env

@@ -7,7 +7,8 @@ every failure to `runtime.scicat.errors`: this module is the one place where
 httpx's errors, a failed login and SciCat's status codes become those errors.
 `retrying` and `call` repeat a unit of work while `is_transient` says so, with
 exponential backoff and jitter, within the policy's time budget; then the last
-error propagates and the message is nak-ed for later.
+error propagates and the message is nak-ed for later. Every request's outcome,
+retries and logins included, is counted (`archiver_scicat_requests_total`).
 """
 
 import time
@@ -21,6 +22,7 @@ import httpx
 import stamina
 from pydantic import SecretStr
 
+from runtime import metrics
 from runtime.scicat.errors import (
     ScicatLoginFailed,
     ScicatNotFound,
@@ -185,6 +187,25 @@ def _described(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+class _CountedTransport(httpx.AsyncBaseTransport):
+    """httpx's transport, counting each request's outcome (`runtime.metrics`)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            response = await self._inner.handle_async_request(request)
+        except httpx.TransportError:
+            metrics.count_scicat_request(request.method, None)
+            raise
+        metrics.count_scicat_request(request.method, response.status_code)
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
 @asynccontextmanager
 async def open_scicat_client(
     settings: ScicatSettings, *, retry: RetryPolicy | None = None
@@ -192,7 +213,9 @@ async def open_scicat_client(
     """The process's SciCat client over one HTTP connection pool, closed when the block ends."""
     # SciCat's API base ends in /api; the client's paths are below it ("v3/...").
     async with httpx.AsyncClient(
-        base_url=str(settings.url).rstrip("/") + "/", timeout=settings.timeout_s
+        base_url=str(settings.url).rstrip("/") + "/",
+        timeout=settings.timeout_s,
+        transport=_CountedTransport(httpx.AsyncHTTPTransport()),
     ) as http:
         yield ScicatClient(
             http, username=settings.username, password=settings.password, retry=retry

@@ -14,6 +14,7 @@ from contracts.events import (
     UploadFinished,
 )
 from contracts.streams import ConsumerSpec
+from runtime.monitoring import MonitoringAddress
 from runtime.service_bus import Bus, service_app
 from services.datablocker.bootstrap import Datablocker, build_datablocker
 from services.datablocker.cleanup import clean_archived_dataset
@@ -68,4 +69,10 @@ def create_app(
             pack=pack,
         )
 
-    return service_app(settings.nats, "datablocker", start, consumer_overrides=consumer_overrides)
+    return service_app(
+        settings.nats,
+        "datablocker",
+        start,
+        monitoring=MonitoringAddress(settings.metrics_host, settings.metrics_port),
+        consumer_overrides=consumer_overrides,
+    )

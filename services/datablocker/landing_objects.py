@@ -13,6 +13,7 @@ from minio import Minio
 from minio.error import S3Error
 
 from contracts.objectkeys import landing_prefix
+from runtime import metrics
 from runtime.s3_extras import S3Refused, restore_object
 from services.datablocker.planning import LandingFile
 
@@ -131,7 +132,9 @@ def restore_cold_objects(
     waiting = [f for f in files if f.storage_class in COLD_STORAGE_CLASSES]
     waiting += [f for f in unknown if _needs_restore(heads[f.key])]
     list(pool.map(lambda f: _request_restore(s3_extras, bucket, f), waiting))
-    deadline = clock() + timeout_s
+    started = clock()
+    deadline = started + timeout_s
+    cold = bool(waiting)
     while waiting:
         polled = dict(
             zip((f.key for f in waiting), pool.map(_inspector(s3, bucket), waiting), strict=True)
@@ -141,12 +144,15 @@ def restore_cold_objects(
         if not waiting:
             break
         if clock() >= deadline:
+            metrics.observe_storage_wait("landing", clock() - started, ready=False)
             msg = (
                 f"{len(waiting)} file(s) still in cold storage after {timeout_s:.0f} s, "
                 f"e.g. {waiting[0].relative_path!r}"
             )
             raise RestoreTimedOut(msg)
         sleep(poll_s)
+    if cold:
+        metrics.observe_storage_wait("landing", clock() - started, ready=True)
     return heads
 
 

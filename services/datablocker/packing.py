@@ -23,6 +23,7 @@ from contracts.events import (
     DatasetPackingFailed,
     UploadFinished,
 )
+from runtime import metrics
 from services.datablocker.archival import clear_datablocks, datablocks_exist
 from services.datablocker.landing_objects import (
     FileMissing,
@@ -327,6 +328,7 @@ async def pack_finished_upload(
         max_payload=max_payload,
     )
     ms = round((time.monotonic() - started) * 1000)
+    metrics.count_packing_outcome(packing_outcome_label(outcome))
     match outcome:
         case DatablocksCreated(datablocks=blocks):
             log.info(
@@ -416,7 +418,19 @@ async def pack_upload(
     outcome = await _unless_oversized(created, s3, s3_extras, buckets, max_payload, now)
     if outcome is created:
         await results.put(created)
+        metrics.count_packed(sum(b.packed_size for b in created.datablocks))
     return outcome
+
+
+def packing_outcome_label(outcome: PackingOutcome) -> str:
+    """The `archiver_packing_outcomes_total` label of an outcome."""
+    match outcome:
+        case DatablocksCreated():
+            return "created"
+        case DatasetPackingFailed(kind=kind):
+            return f"failed_{kind}"
+        case AlreadyCleaned():
+            return "already_archived"
 
 
 async def _unless_oversized(

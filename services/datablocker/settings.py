@@ -45,6 +45,12 @@ class DatablockerSettings(BaseSettings):
     scicat_retry_attempts: int = Field(5, ge=1)
     """At most this many tries of one SciCat read within `scicat_retry_timeout_s`."""
 
+    metrics_host: str = "127.0.0.1"
+    """Address of the monitoring port (/metrics, /livez, /readyz); 0.0.0.0 in a container."""
+    metrics_port: int = Field(9181, ge=0, le=65535)
+    """Monitoring port: Prometheus metrics at /metrics, health at /livez and /readyz
+    (0: any free port). Each service has its own default, so all five fit on one host."""
+
     nats: NatsSettings = Field(default_factory=NatsSettings)
     s3: S3Settings = Field(default_factory=S3Settings)  # type: ignore[arg-type]
     scicat: ScicatSettings = Field(default_factory=ScicatSettings)  # type: ignore[arg-type]

@@ -1,8 +1,10 @@
 """gateway: the Ingestor-compatible HTTP API, the SciCat job endpoint, health.
 
-Publishes events; never writes SciCat. The lifespan connects the bus, builds the
-gateway's parts (`bootstrap.build_gateway`), binds the MinIO notification
-consumer to them and serves them to the routes (`dependencies.GatewayParts`).
+Publishes events; never writes SciCat. The lifespan opens the monitoring port
+(`runtime.monitoring`: /metrics, /livez, /readyz, as on every service), connects
+the bus, builds the gateway's parts (`bootstrap.build_gateway`), binds the MinIO
+notification consumer to them and serves them to the routes
+(`dependencies.GatewayParts`).
 """
 
 from collections.abc import AsyncIterator
@@ -12,6 +14,7 @@ from fastapi import APIRouter, FastAPI, Request
 
 from contracts import streams
 from contracts.events import MinioNotification
+from runtime.monitoring import BusHealth, MonitoringAddress, monitoring_port
 from runtime.service_bus import Bus, ServiceBus, handled_correlation_id
 from services.gateway import upload_routes
 from services.gateway.body_limits import BodyLimits
@@ -23,6 +26,7 @@ from services.gateway.error_responses import install_error_handlers
 from services.gateway.health import Probe, build_health_router
 from services.gateway.job_routes import build_job_router
 from services.gateway.notifications import announce_marked_uploads
+from services.gateway.request_metrics import install_request_metrics
 from services.gateway.settings import GatewaySettings
 
 
@@ -33,23 +37,37 @@ def subscribe_handlers(bus: Bus, gateway: Gateway) -> None:
 
 
 def readiness_probes(request: Request) -> dict[str, Probe]:
-    return dict(gateway_parts(request).readiness_probes)
+    """NATS, S3 and SciCat answer (`bootstrap`), and the gateway's durable is bound."""
+    health: BusHealth = request.app.state.bus_health
+
+    async def consumers_probe() -> None:
+        if (problem := await health.problem()) is not None:
+            raise RuntimeError(problem)
+
+    return {**gateway_parts(request).readiness_probes, "consumers": consumers_probe}
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
     service_bus = ServiceBus(settings.nats, "gateway")
+    health = BusHealth("gateway")
+    monitoring = MonitoringAddress(settings.metrics_host, settings.metrics_port)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        bus = await service_bus.connect()
-        async with build_gateway(settings, bus) as gateway:
-            subscribe_handlers(bus, gateway)
-            app.state.gateway = gateway
-            await service_bus.broker.start()
-            try:
-                yield
-            finally:
-                await service_bus.broker.stop()
+        app.state.bus_health = health
+        async with monitoring_port(health, monitoring):
+            bus = await service_bus.connect()
+            health.connected(bus)
+            async with build_gateway(settings, bus) as gateway:
+                subscribe_handlers(bus, gateway)
+                app.state.gateway = gateway
+                await service_bus.broker.start()
+                health.serving()
+                try:
+                    yield
+                finally:
+                    health.stopping()
+                    await service_bus.broker.stop()
 
     job_callers = JobCallerCheck(
         settings.job_user, settings.job_password, settings.job_bearer_token
@@ -79,4 +97,5 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         ],
     )
     install_correlation_ids(app)
+    install_request_metrics(app)
     return app

@@ -60,6 +60,11 @@ class GatewaySettings(BaseSettings):
     max_job_body_bytes: int = Field(4 * MiB, gt=0)
     """Largest job POST: SciCat's job JSON with its dataset and file lists (a job's event
     must fit in one bus message anyway)."""
+    metrics_host: str = "127.0.0.1"
+    """Address of the monitoring port (/metrics, /livez, /readyz); 0.0.0.0 in a container."""
+    metrics_port: int = Field(9180, ge=0, le=65535)
+    """Monitoring port: Prometheus metrics at /metrics, health at /livez and /readyz
+    (0: any free port). Each service has its own default, so all five fit on one host."""
 
     nats: NatsSettings = Field(default_factory=NatsSettings)
     s3: S3Settings = Field(default_factory=S3Settings)  # type: ignore[arg-type]

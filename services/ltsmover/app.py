@@ -7,6 +7,7 @@ from faststream import FastStream
 from contracts import streams
 from contracts.events import JobRequested, LtsVerified
 from runtime.lts import LtsBackend
+from runtime.monitoring import MonitoringAddress
 from runtime.service_bus import Bus, service_app
 from services.ltsmover import jobflow
 from services.ltsmover.bootstrap import JobFlows, build_job_flows
@@ -31,4 +32,5 @@ def create_app(settings: LtsMoverSettings, *, lts: LtsBackend | None = None) -> 
         flows = await resources.enter_async_context(build_job_flows(settings, bus, lts=lts))
         subscribe_handlers(bus, flows)
 
-    return service_app(settings.nats, "ltsmover", start)
+    monitoring = MonitoringAddress(settings.metrics_host, settings.metrics_port)
+    return service_app(settings.nats, "ltsmover", start, monitoring=monitoring)

@@ -44,6 +44,7 @@ from contracts.jobs import (
     decided_lifecycle,
     started_lifecycle,
 )
+from runtime import metrics
 from runtime.settling import PermanentError
 from services.ltsmover import job_records as steps
 from services.ltsmover.job_records import DatasetFailed, WorkingState
@@ -406,6 +407,7 @@ async def _block_verified(
         log.warning("retrieval.unknown_job", waiting_job=job_id)
         return
     if done is not None:
+        metrics.count_dataset_finished(flow.transfer.job_type, "succeeded", None)
         await _announce_dataset(flow, job_id, done)
 
 
@@ -417,14 +419,22 @@ async def _abandon_copy(flow: JobFlow, job_id: str, pid: str, archive_id: str, r
 
 
 async def _fail_dataset(flow: JobFlow, job_id: str, pid: str, failure: DatasetFailed) -> None:
+    now = flow.clock()
+
+    def fail(record: JobRecord) -> tuple[DatasetProgress | None, bool]:
+        """The dataset, and whether this change decided it (it may be re-applied)."""
+        before = record.datasets.get(pid)
+        undecided = before is not None and not before.decided
+        return steps.fail_dataset(record, pid, failure, now=now), undecided
+
     try:
-        _, ds = await flow.jobs.change(
-            job_id, partial(steps.fail_dataset, pid=pid, failure=failure, now=flow.clock())
-        )
+        _, (ds, decided_now) = await flow.jobs.change(job_id, fail)
     except LookupError:
         return
     if ds is None:
         return
+    if decided_now:
+        metrics.count_dataset_finished(flow.transfer.job_type, "failed", ds.error_kind)
     log.warning(
         "dataset.failed",
         job_type=flow.transfer.job_type,
@@ -456,11 +466,20 @@ async def _announce_dataset(flow: JobFlow, job_id: str, ds: DatasetProgress) -> 
 
 
 async def _finish_if_decided(flow: JobFlow, job_id: str) -> None:
-    finish = partial(steps.finish_job, outcome=flow.transfer.outcome, now=flow.clock())
+    now = flow.clock()
+
+    def finish(record: JobRecord) -> bool:
+        """Whether this change finished the job (it may be re-applied)."""
+        finished_before = record.finished
+        steps.finish_job(record, outcome=flow.transfer.outcome, now=now)
+        return record.finished and not finished_before
+
     try:
-        record, _ = await flow.jobs.change(job_id, finish)
+        record, finished_now = await flow.jobs.change(job_id, finish)
     except LookupError:
         return
+    if finished_now:
+        metrics.count_job_finished(flow.transfer.job_type, record.status)
     if record.finished:
         await _announce_job(flow, record)
 

@@ -24,6 +24,7 @@ import structlog
 from contracts import subjects
 from contracts.events import Datablock, DatasetArchived, Event, LtsVerified
 from contracts.jobs import DatablockProgress, DatasetProgress
+from runtime import metrics
 from runtime.lts import LtsBackend, LtsNotFound, copy_id
 from runtime.objectstore import BucketReader, ObjectMissing
 from services.ltsmover.job_records import DatasetFailed
@@ -94,6 +95,7 @@ class ArchiveTransfer:
                 reason = f"{exc}{kept if attempt > 0 else ''}"
                 raise DatasetFailed("system", reason) from exc
             elapsed = asyncio.get_running_loop().time() - started
+        metrics.count_copied(block.packed_size)
         log.info(
             "datablock.copied",
             archive_id=block.archive_id,

@@ -20,6 +20,7 @@ from contracts.events import Datablock, Event, LtsVerified
 from contracts.jobs import DatablockProgress, DatasetProgress
 from contracts.objectkeys import retrieval_key
 from contracts.retrievals import RetrievalCopy
+from runtime import metrics
 from runtime.lts import LtsBackend, LtsError, LtsNotReadable, LtsRecallTimeout, await_readable
 from services.ltsmover.job_records import DatasetFailed
 from services.ltsmover.jobflow import Claimed, RecordWorking
@@ -113,6 +114,7 @@ class RetrieveTransfer:
                 reason = f"Datablock {block.archive_id} could not be read back from LTS: {exc}"
                 raise DatasetFailed("system", reason) from exc
             elapsed = asyncio.get_running_loop().time() - started
+        metrics.count_retrieved(block.packed_size)
         log.info(
             "datablock.retrieved",
             archive_id=block.archive_id,

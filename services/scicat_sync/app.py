@@ -11,6 +11,7 @@ from contracts.events import (
     DatasetPackingFailed,
     JobStatusChanged,
 )
+from runtime.monitoring import MonitoringAddress
 from runtime.service_bus import Bus, service_app
 from services.scicat_sync import syncing
 from services.scicat_sync.bootstrap import build_scicat_writer, consumer_spec
@@ -41,4 +42,5 @@ def create_app(settings: ScicatSyncSettings) -> FastStream:
         writer = await resources.enter_async_context(build_scicat_writer(settings, bus))
         subscribe_handlers(bus, writer, settings)
 
-    return service_app(settings.nats, "scicat_sync", start)
+    monitoring = MonitoringAddress(settings.metrics_host, settings.metrics_port)
+    return service_app(settings.nats, "scicat_sync", start, monitoring=monitoring)

@@ -26,6 +26,11 @@ class ScicatSyncSettings(BaseSettings):
     retrieval_public_endpoint: AnyHttpUrl | None = None
     """The S3 endpoint users download retrieved datasets from, for the presigned URLs in a
     retrieve job's result (default: S3_ENDPOINT)."""
+    metrics_host: str = "127.0.0.1"
+    """Address of the monitoring port (/metrics, /livez, /readyz); 0.0.0.0 in a container."""
+    metrics_port: int = Field(9184, ge=0, le=65535)
+    """Monitoring port: Prometheus metrics at /metrics, health at /livez and /readyz
+    (0: any free port). Each service has its own default, so all five fit on one host."""
 
     nats: NatsSettings = Field(default_factory=NatsSettings)
     scicat: ScicatSettings = Field(default_factory=ScicatSettings)  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ from faststream import FastStream
 from contracts import streams, subjects
 from contracts.events import LtsMoved
 from runtime.lts import LtsBackend
+from runtime.monitoring import MonitoringAddress
 from runtime.service_bus import Bus, service_app
 from services.verifier.bootstrap import build_copies_to_verify
 from services.verifier.settings import VerifierSettings
@@ -25,4 +26,5 @@ def create_app(settings: VerifierSettings, *, lts: LtsBackend | None = None) -> 
     async def start(bus: Bus, _: AsyncExitStack) -> None:
         subscribe_handlers(bus, build_copies_to_verify(settings, lts=lts))
 
-    return service_app(settings.nats, "verifier", start)
+    monitoring = MonitoringAddress(settings.metrics_host, settings.metrics_port)
+    return service_app(settings.nats, "verifier", start, monitoring=monitoring)

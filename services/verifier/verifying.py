@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import structlog
 
 from contracts.events import Datablock, LtsMoved, LtsVerified
+from runtime import metrics
 from runtime.lts import (
     LtsBackend,
     LtsNotFound,
@@ -273,6 +274,7 @@ async def verify_moved_copy(event: LtsMoved, copies: CopiesToVerify) -> LtsVerif
             timeout_s=copies.recall_timeout_s,
             copy=_lts_copy_of(event),
         )
+    metrics.count_verdict(event.job_type, ok=verdict.ok, bytes_read=verdict.bytes_read)
     log.info(
         "datablock.verified" if verdict.ok else "datablock.verification_failed",
         archive_id=block.archive_id,

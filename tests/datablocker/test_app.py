@@ -17,6 +17,7 @@ from contracts.events import (
     UploadFinished,
 )
 from contracts.jobs import DatablockProgress, DatasetProgress, JobRecord
+from devstack.processes import free_port
 from runtime.kvstore import open_bucket
 from runtime.lts import PosixLts
 from runtime.provisioning import provision
@@ -28,6 +29,7 @@ from tests.conftest import bus_settings
 from tests.datablocker.landing_fixtures import minio_client, new_pid, put_file
 from tests.datablocker.scicat_standin import ScicatStandin
 from tests.polling import eventually
+from tests.scraping import grew, scrape
 
 
 async def last_on(js: JetStreamContext, subject: str, timeout_s: float = 10.0) -> bytes:
@@ -61,16 +63,22 @@ async def test_upload_finished_is_packed_and_datablocks_created_published(
     scicat_standin: ScicatStandin,
     tmp_path: Path,
 ) -> None:
-    """upload.finished in, datablocks.created out (stored in KV too); an empty dataset fails."""
+    """upload.finished in, datablocks.created out (and in KV); an empty one fails; both counted."""
     await provision(clean_js)
     s3 = minio_client(s3_server)
     pid, empty_pid = new_pid(), new_pid()
     put_file(s3, pid, "data/a.txt", b"hello world")
     scicat_standin.register(pid)
     scicat_standin.register(empty_pid)
-    app = create_app(settings_for(nats_server_process.url, s3_server, scicat_standin, tmp_path))
+    port = free_port()
+    app = create_app(
+        settings_for(
+            nats_server_process.url, s3_server, scicat_standin, tmp_path, metrics_port=port
+        )
+    )
     await app.start()
     try:
+        before = await scrape(port)
         event = upload_finished(pid)
         await publish_event(clean_js, subjects.UPLOAD_FINISHED, event, msg_id=event.dedup_id())
         created = DatablocksCreated.model_validate_json(
@@ -83,6 +91,7 @@ async def test_upload_finished_is_packed_and_datablocks_created_published(
         failed = DatasetPackingFailed.model_validate_json(
             await last_on(clean_js, subjects.DATASET_PACKING_FAILED)
         )
+        after = await scrape(port)
     finally:
         await app.stop()
     stored = await (await clean_js.key_value(kv.DATABLOCKS)).get(kv.id_key(pid))
@@ -101,6 +110,11 @@ async def test_upload_finished_is_packed_and_datablocks_created_published(
     assert DatasetPackingFailed.model_validate_json(failure.value) == failed
     assert consumer.num_ack_pending == 0
     assert consumer.num_pending == 0
+    outcomes = "archiver_packing_outcomes_total"
+    assert grew(before, after, outcomes, outcome="created") == 1
+    assert grew(before, after, outcomes, outcome="failed_user") == 1
+    assert grew(before, after, "archiver_packed_bytes_total") == 10240
+    assert grew(before, after, "archiver_scicat_requests_total", method="GET", outcome="2xx") >= 1
 
 
 def settings_for(

@@ -2,17 +2,22 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
 from pathlib import Path
 
+import httpx
+
 from devstack.processes import tool_path
+from devstack.stack import SERVICES
 from tests.polling import eventually_sync
+from tests.scraping import scrape_sync
 
 
 def test_dev_stack_comes_up_healthy_and_describes_itself(tmp_path: Path) -> None:
-    """`--check` starts every component, reports each healthy, writes stack.json, stops."""
+    """`--check` starts all, reports each healthy, writes stack.json (metrics URLs too), stops."""
     started = time.monotonic()
     result = subprocess.run(
         [tool_path("archiver"), "dev", "--ports", "auto", "--state-dir", str(tmp_path), "--check"],
@@ -35,6 +40,15 @@ def test_dev_stack_comes_up_healthy_and_describes_itself(tmp_path: Path) -> None
     assert set(stack["s3"]["buckets"]) >= {"landing", "archival", "retrieval"}
     assert stack["nats"]["url"].startswith("nats://127.0.0.1:")
     assert stack["lts"] == {"backend": "posix", "root": str(tmp_path / "lts")}
+    assert set(stack["metrics"]) == set(SERVICES)
+    ports = {
+        service: re.fullmatch(r"http://127\.0\.0\.1:(\d+)/metrics", url)
+        for service, url in stack["metrics"].items()
+    }
+    assert all(ports.values()), stack["metrics"]
+    assert len({match.group(1) for match in ports.values() if match}) == len(SERVICES)
+    for service, url in stack["metrics"].items():
+        assert stack["health"][service]["readyz"] == url.removesuffix("/metrics") + "/readyz"
     assert elapsed < 60  # generous for a loaded CI machine; typically ~8 s
 
 
@@ -58,7 +72,13 @@ def test_killing_nats_under_dev_is_reported_not_a_silent_hang(tmp_path: Path) ->
 
         eventually_sync(written, "the stack up (stack.json written)", timeout_s=60, interval_s=0.2)
         time.sleep(1.0)
-        pids = json.loads(stack_json.read_text())["pids"]
+        description = json.loads(stack_json.read_text())
+        pids = description["pids"]
+        before = {
+            service: httpx.get(h["readyz"]).status_code
+            for service, h in description["health"].items()
+        }
+        scraped = scrape_sync(description["metrics"]["verifier"])
         os.kill(pids["nats"], signal.SIGKILL)
 
         output, _ = dev.communicate(timeout=60)
@@ -66,6 +86,8 @@ def test_killing_nats_under_dev_is_reported_not_a_silent_hang(tmp_path: Path) ->
         if dev.poll() is None:
             dev.kill()
 
+    assert before == dict.fromkeys(SERVICES, 200)
+    assert scraped.value("archiver_consumer_pending_messages", consumer="verifier--lts_moved") == 0
     assert dev.returncode == 1
     assert "nats exited" in output
     for service in ("gateway", "datablocker", "scicat_sync"):

@@ -11,8 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from devstack.stack import SERVICES
+from tests.dashboard_queries import metric_names, queries
 from tests.e2e.bus_log import events_on
 from tests.e2e.datasets import small_folder
 from tests.e2e.outcomes import archive_outcome, finished_job, packing_outcome
@@ -20,6 +23,7 @@ from tests.e2e.stack_clients import StackClients
 from tests.e2e.storage import DATABLOCKS, RAW_FILES, keys_under, sha256_hex, tar_members
 from tests.e2e.uploads import ingest_folder, put_with_wrong_checksum, stage_upload
 from tests.polling import eventually_sync
+from tests.scraping import scrape_sync
 
 FINAL_CODES = ("finishedSuccessful", "finishedWithDatasetErrors", "finishedUnsuccessful")
 
@@ -216,6 +220,41 @@ def test_scicat_writes_follow_the_documented_order(archive_run: ArchiveRun) -> N
     assert final, statuses
     assert in_progress[0] < final[-1], statuses
     assert statuses[-1][1] == "finishedWithDatasetErrors", statuses
+
+
+def test_operators_see_the_archive_in_every_services_metrics(archive_run: ArchiveRun) -> None:
+    """Each metrics URL in stack.json serves what the dashboard asks for; the run shows in it."""
+    description = archive_run.clients.description
+    scraped = {service: scrape_sync(url) for service, url in description["metrics"].items()}
+    ready = {
+        service: httpx.get(urls["readyz"], timeout=5).status_code
+        for service, urls in description["health"].items()
+    }
+    datasets = "archiver_datasets_finished_total"
+
+    assert ready == dict.fromkeys(SERVICES, 200)
+    assert scraped["datablocker"].value("archiver_packing_outcomes_total", outcome="created") >= 2
+    assert (
+        scraped["ltsmover"].value(
+            "archiver_jobs_finished_total", job_type="archive", status="finishedWithDatasetErrors"
+        )
+        >= 1
+    )
+    assert scraped["ltsmover"].value(datasets, job_type="archive", state="succeeded") >= 2
+    assert scraped["ltsmover"].value(datasets, state="failed", error_kind="user") >= 1
+    assert scraped["ltsmover"].value("archiver_copied_bytes_total") > 0
+    assert scraped["verifier"].value("archiver_verified_bytes_total", job_type="archive") > 0
+    assert scraped["scicat_sync"].value("archiver_scicat_requests_total", outcome="2xx") > 0
+    assert (
+        scraped["gateway"].value("archiver_http_requests_total", route="/s3/finalizeDatasetUpload")
+        > 0
+    )
+    exported = frozenset().union(*(scrape.exported_names for scrape in scraped.values()))
+    assert {name for expr in queries() for name in metric_names(expr)} <= exported
+    handled = "archiver_messages_handled_total"
+    # The gateway's one consumer reads MinIO's notifications, which moto does not send.
+    for service in ("datablocker", "ltsmover", "verifier", "scicat_sync"):
+        assert scraped[service].value(handled, service=service) > 0, service
 
 
 def test_repeated_job_and_second_job_keep_one_lts_copy(

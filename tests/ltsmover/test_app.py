@@ -8,8 +8,9 @@ from pathlib import Path
 from minio import Minio
 from nats.js import JetStreamContext
 
-from contracts import subjects
+from contracts import streams, subjects
 from contracts.events import JobRequested
+from devstack.processes import free_port
 from runtime.lts import PosixLts
 from runtime.publishing import publish_event
 from services.ltsmover.app import create_app as create_ltsmover
@@ -25,6 +26,9 @@ from tests.ltsmover.service_fixtures import (
     verifier_settings,
 )
 from tests.polling import eventually
+from tests.scraping import grew, scrape
+
+VERIFIED = streams.LTSMOVER_LTS_VERIFIED.durable
 
 
 async def pack(js: JetStreamContext, s3: Minio, pid: str, contents: list[bytes]) -> list[bytes]:
@@ -44,21 +48,24 @@ def archive_job(job_id: str, *pids: str) -> JobRequested:
 async def test_a_job_with_one_unpacked_dataset_ends_with_dataset_errors(
     world, nats_server_process, s3_server
 ) -> None:
-    """The packed dataset is archived byte-identical; the unpacked one fails as a user error."""
+    """The packed dataset is archived byte-identical, the unpacked one fails; both counted."""
     js, s3, root = world
     tag = uuid.uuid4().hex[:8]
     good, bad, job_id = f"20.500/good-{tag}", f"20.500/bad-{tag}", f"job-{tag}"
     raws = await pack(js, s3, good, [b"a" * 3000, b"b" * 90000])
     url = nats_server_process.url
+    port = free_port()
 
     async with (
-        running(create_ltsmover(mover_settings(url, s3_server, root))),
+        running(create_ltsmover(mover_settings(url, s3_server, root, metrics_port=port))),
         running(create_verifier(verifier_settings(url, s3_server, root))),
     ):
+        before = await scrape(port)
         job = archive_job(job_id, good, bad)
         await publish_event(js, subjects.JOB_REQUESTED_ARCHIVE, job, msg_id=job.dedup_id())
         record = await finished(js, job_id)
         await asyncio.sleep(0.2)
+        after = await scrape(port)
     log = await events(js, job_id)
 
     assert record.status == "finishedWithDatasetErrors"
@@ -97,6 +104,12 @@ async def test_a_job_with_one_unpacked_dataset_ends_with_dataset_errors(
     archived = next(b for s, b in log if s == "dataset.archived")
     assert archived["pid"] == good
     assert len(archived["archive_ids"]) == 2
+    jobs, datasets = "archiver_jobs_finished_total", "archiver_datasets_finished_total"
+    assert grew(before, after, jobs, job_type="archive", status="finishedWithDatasetErrors") == 1
+    assert grew(before, after, datasets, job_type="archive", state="succeeded") == 1
+    assert grew(before, after, datasets, job_type="archive", state="failed", error_kind="user") == 1
+    assert grew(before, after, "archiver_copied_bytes_total") == 10240 + 92160
+    assert grew(before, after, "archiver_messages_handled_total", consumer=VERIFIED) == 2
 
 
 async def test_a_corrupted_copy_is_recopied_and_then_verifies(

@@ -7,6 +7,7 @@ import pytest
 import stamina
 from pydantic import SecretStr
 
+from runtime.metrics import REGISTRY
 from runtime.scicat import (
     RetryPolicy,
     ScicatClient,
@@ -17,7 +18,9 @@ from runtime.scicat import (
     ScicatUnavailable,
     ScicatUnreachable,
     is_transient,
+    open_scicat_client,
 )
+from runtime.settings import ScicatSettings
 from runtime.settling import PermanentError
 
 PATH = "v3/Datasets/20.500.11935%2Fabc"
@@ -285,3 +288,28 @@ def test_every_error_shares_one_base_and_none_decides_a_messages_fate() -> None:
     assert not any(isinstance(e, PermanentError) for e in errors)
     assert [is_transient(e) for e in errors] == [True, True, False, False, False]
     assert not is_transient(ValueError("x"))
+
+
+def scicat_requests(method: str, outcome: str) -> float:
+    labels = {"method": method, "outcome": outcome}
+    return REGISTRY.get_sample_value("archiver_scicat_requests_total", labels) or 0.0
+
+
+async def test_every_request_to_scicat_is_counted_by_method_and_outcome(scicat_standin) -> None:
+    """The process's client counts SciCat's answers by status class, and no answer as error."""
+    before = {
+        key: scicat_requests(*key) for key in (("GET", "2xx"), ("GET", "4xx"), ("GET", "error"))
+    }
+    settings = ScicatSettings(url=scicat_standin.url, username="archiveManager", password="aman")
+    async with open_scicat_client(settings) as scicat:
+        await scicat.check_health()
+        with pytest.raises(ScicatNotFound):
+            await scicat.send("GET", "v3/Datasets/20.500.11935%2Fno-such-dataset")
+    unreachable = ScicatSettings(url="http://127.0.0.1:9/api", username="u", password="p")
+    async with open_scicat_client(unreachable) as scicat:
+        with pytest.raises(ScicatUnreachable):
+            await scicat.check_health()
+
+    assert scicat_requests("GET", "2xx") - before[("GET", "2xx")] == 1
+    assert scicat_requests("GET", "4xx") - before[("GET", "4xx")] == 1
+    assert scicat_requests("GET", "error") - before[("GET", "error")] == 1

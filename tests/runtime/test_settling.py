@@ -11,6 +11,7 @@ from nats.js import JetStreamContext
 
 from contracts import streams, subjects
 from contracts.events import UploadFinished
+from runtime.metrics import REGISTRY
 from runtime.provisioning import consumer_config, provision
 from runtime.publishing import publish_event
 from runtime.service_bus import Bus
@@ -44,6 +45,26 @@ def consuming(
 ) -> AbstractAsyncContextManager[Bus]:
     """The test consumer running in this process, as a service would run it."""
     return inprocess_consumer.consuming(url, SPEC, UploadFinished, handle)
+
+
+def consumer_counts() -> dict[str, float]:
+    """The test consumer's counters in the process's metrics registry."""
+    labels = {"service": SPEC.service, "consumer": SPEC.durable}
+
+    def sample(name: str, **extra: str) -> float:
+        return REGISTRY.get_sample_value(name, {**labels, **extra}) or 0.0
+
+    return {
+        "handled": sample("archiver_messages_handled_total"),
+        "retried": sample("archiver_messages_retried_total"),
+        "dead_lettered_permanent": sample(
+            "archiver_messages_dead_lettered_total", cause="permanent"
+        ),
+        "dead_lettered_exhausted": sample(
+            "archiver_messages_dead_lettered_total", cause="exhausted"
+        ),
+        "handler_runs": sample("archiver_handler_duration_seconds_count"),
+    }
 
 
 async def prepare(js: JetStreamContext) -> None:
@@ -135,9 +156,10 @@ async def test_poison_is_dead_lettered_and_the_consumer_keeps_going(
 async def test_permanent_errors_and_exhausted_retries_are_dead_lettered(
     clean_js: JetStreamContext, nats_server_process
 ) -> None:
-    """A PermanentError goes aside at once; a failure on the last delivery, after 3 tries."""
+    """A PermanentError goes aside at once, a failure after 3 tries; the counters say so."""
     await prepare(clean_js)
     attempts: dict[str, int] = {}
+    before = consumer_counts()
 
     async def handle(event: UploadFinished) -> None:
         attempts[event.pid] = attempts.get(event.pid, 0) + 1
@@ -166,6 +188,14 @@ async def test_permanent_errors_and_exhausted_retries_are_dead_lettered(
     assert letters[2].reason == "gave up after 3 deliveries"
     assert letters[2].deliveries == 3
     assert "ConnectionError: still down" in (letters[2].detail or "")
+    after = consumer_counts()
+    assert {name: after[name] - before[name] for name in after} == {
+        "handled": 0,
+        "retried": 2,
+        "dead_lettered_permanent": 1,
+        "dead_lettered_exhausted": 1,
+        "handler_runs": 4,
+    }
 
 
 async def test_a_repeated_msg_id_is_stored_once(clean_js: JetStreamContext) -> None:

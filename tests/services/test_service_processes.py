@@ -12,6 +12,7 @@ from contracts import streams
 from devstack.processes import ManagedProcess, free_port, tool_path
 from tests.conftest import S3Server, provision_with_cli, service_env
 from tests.polling import eventually
+from tests.scraping import parse
 
 BUS_SERVICES = {
     "datablocker": streams.DATABLOCKER_UPLOAD_FINISHED,
@@ -34,10 +35,11 @@ async def test_service_consumes_with_its_durable_and_stops_on_sigterm(
     s3_server: S3Server,
     tmp_path: Path,
 ) -> None:
-    """After `archiver provision`, the service takes a message as its own user, exits 0 on
-    SIGTERM."""
+    """After `archiver provision`, the service takes a message as its own user (counted on its
+    monitoring port, ready), exits 0 on SIGTERM."""
     spec = BUS_SERVICES[service]
     provision_with_cli(nats_server_process.url)
+    port = free_port()
     process = ManagedProcess(
         name=service,
         argv=[tool_path("archiver"), "run", service],
@@ -48,6 +50,7 @@ async def test_service_consumes_with_its_durable_and_stops_on_sigterm(
             user=service,
             GATEWAY_PORT=str(free_port()),
             LTS_ROOT=str(tmp_path / "lts"),
+            **{f"{service.upper()}_METRICS_PORT": str(port)},
         ),
     )
     process.start()
@@ -81,6 +84,20 @@ async def test_service_consumes_with_its_durable_and_stops_on_sigterm(
         )
         dead = await clean_js.get_last_msg("DEADLETTERS", f"deadletter.{service}")
         assert b"message does not match its contract" in dead.data
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+            livez = await http.get("/livez")
+            readyz = await eventually(
+                lambda: http.get("/readyz"),
+                f"{service} ready",
+                done=lambda r: r.status_code == 200,
+                timeout_s=10.0,
+            )
+            scraped = parse((await http.get("/metrics")).text)
+        assert livez.json() == {"status": "ok"}
+        assert readyz.json() == {"status": "ok"}
+        dead_lettered = "archiver_messages_dead_lettered_total"
+        assert scraped.value(dead_lettered, consumer=spec.durable, cause="invalid") == 1
+        assert scraped.value(dead_lettered, service=service) == 1
 
         assert process.popen is not None
         process.popen.send_signal(signal.SIGTERM)
