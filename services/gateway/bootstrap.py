@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from contracts import kv as kv_names
-from contracts import streams
 from runtime.kvstore import open_bucket
 from runtime.objectstore import s3_client
 from runtime.s3_extras import s3_extras_client
@@ -80,9 +79,12 @@ async def build_gateway(
         )
 
         async def nats_probe() -> None:
-            # Its own durable: the gateway's NATS user may not read account-wide info.
-            minio_events = streams.GATEWAY_MINIO_EVENTS
-            await bus.js.consumer_info(minio_events.stream, minio_events.durable)
+            # A round trip to the server (PING/PONG): the gateway's NATS user may not read
+            # account-wide info; its durable is the "consumers" probe's.
+            if not bus.client.is_connected:
+                msg = "not connected to NATS"
+                raise RuntimeError(msg)
+            await bus.client.flush(timeout=2)
 
         async def s3_probe() -> None:
             await asyncio.to_thread(s3.bucket_exists, settings.s3.landing_bucket)

@@ -8,6 +8,7 @@ from nats.js import JetStreamContext
 
 from contracts import streams
 from devstack.processes import free_port
+from runtime.provisioning import provision
 from services.gateway.app import create_app
 from services.gateway.settings import GatewaySettings
 from tests.gateway.conftest import ROOT, Scicat, gateway_settings
@@ -28,6 +29,7 @@ async def test_the_gateway_serves_health_and_counts_requests_by_route(
     clean_js: JetStreamContext, nats_server_process, s3_server, scicat: Scicat
 ) -> None:
     """/livez, /readyz and /metrics on the monitoring port; requests counted by route template."""
+    await provision(clean_js)
     port = free_port()
     settings = gateway_settings(nats_server_process.url, s3_server, scicat, metrics_port=port)
     async with (
@@ -57,6 +59,7 @@ async def test_health_readyz_names_a_durable_lost_from_the_server(
     clean_js: JetStreamContext, nats_server_process, s3_server, scicat: Scicat
 ) -> None:
     """The MinIO notification durable deleted under the gateway: both readiness routes say so."""
+    await provision(clean_js)
     port = free_port()
     settings = gateway_settings(nats_server_process.url, s3_server, scicat, metrics_port=port)
     async with (
