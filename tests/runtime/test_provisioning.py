@@ -87,6 +87,7 @@ async def test_provisioning_creates_every_bucket_once(clean_js: JetStreamContext
     assert first.buckets_created == (
         "upload_reservations",
         "datablocks",
+        "packing_failures",
         "cleaned_datasets",
         "jobs",
         "retrievals",

@@ -220,7 +220,7 @@ async def _consumers(js: JetStreamContext, stream: str) -> AsyncIterator[Consume
     [
         ("gateway", kv.SCICAT_SYNC_APPLIED),
         ("verifier", kv.JOBS),
-        ("scicat_sync", kv.RETRIEVALS),
+        ("scicat_sync", kv.UPLOAD_RESERVATIONS),
         ("datablocker", kv.UPLOAD_RESERVATIONS),
         (MINIO, kv.DATABLOCKS),
     ],

@@ -25,7 +25,7 @@ from contracts.dataset_records import CleanedDataset
 from contracts.objectkeys import archive_id
 from devstack.processes import ManagedProcess, free_port, tool_path
 from runtime.kvstore import KvRecords, open_bucket
-from tests.conftest import ScicatStandin, service_env
+from tests.conftest import ScicatStandin, provision_with_cli, service_env
 
 ROOT = "/archiver/api/v1"
 MiB = 1024**2
@@ -92,6 +92,7 @@ def edge(
         job_config=JOB_CONFIG.format(jobs_url=f"{url}/archiver/jobs"),
     )
     scicat.start()
+    provision_with_cli(nats_server_process.url)
     process = ManagedProcess(
         "gateway",
         [tool_path("archiver"), "run", "gateway"],
@@ -99,6 +100,7 @@ def edge(
         env=service_env(
             nats_server_process.url,
             s3_server,
+            user="gateway",
             GATEWAY_PORT=str(port),
             SCICAT_URL=scicat.url,
             SCICAT_PASSWORD="aman",

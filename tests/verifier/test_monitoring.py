@@ -18,7 +18,7 @@ from runtime.lts import PosixLts
 from runtime.provisioning import provision
 from runtime.publishing import publish_event
 from services.verifier.app import create_app
-from tests.conftest import NatsServer
+from tests.conftest import NatsServer, provision_with_cli, write_nats_config
 from tests.ltsmover.service_fixtures import build_tar, running, verifier_settings
 from tests.polling import eventually
 from tests.scraping import grew, scrape
@@ -129,7 +129,16 @@ async def test_verdicts_are_counted_and_the_lag_is_read_from_jetstream(
 
 async def test_ready_only_while_connected_with_its_durable_bound(s3_server, tmp_path: Path) -> None:
     """livez answers throughout; readyz is 503 before NATS is up and after it stops, 200 between."""
-    nats = NatsServer(free_port(), tmp_path / "store", tmp_path / "nats.log")
+    nats = NatsServer(
+        free_port(),
+        tmp_path / "store",
+        tmp_path / "nats.log",
+        write_nats_config(tmp_path / "nats.conf"),
+    )
+    # Provisioned once (the store keeps it), as compose's one-shot service would, then down.
+    nats.start()
+    await asyncio.to_thread(provision_with_cli, nats.url)
+    nats.stop()
     port = free_port()
     settings = verifier_settings(nats.url, s3_server, tmp_path / "lts").model_copy(
         update={"metrics_port": port}
@@ -184,6 +193,7 @@ async def test_not_ready_when_its_durable_is_gone_from_the_server(
     clean_js: JetStreamContext, nats_server_process, s3_server, tmp_path: Path
 ) -> None:
     """A durable deleted under a running service (a lost NATS store) makes readyz name it."""
+    await provision(clean_js)
     port = free_port()
     settings = verifier_settings(nats_server_process.url, s3_server, tmp_path).model_copy(
         update={"metrics_port": port}
