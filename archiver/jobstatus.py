@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError
+from nats.js.kv import KeyValue
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
@@ -99,9 +100,9 @@ async def load_jobs(js: JetStreamContext) -> list[JobRecord]:
     """Every readable job record, oldest first (an empty or missing bucket: none)."""
     try:
         bucket = await js.key_value(kv.JOBS)
-        keys = await bucket.keys()
-    except (BucketNotFoundError, NoKeysError):
+    except BucketNotFoundError:
         return []
+    keys = await _keys(bucket)
     records = []
     for key in keys:
         try:
@@ -110,6 +111,19 @@ async def load_jobs(js: JetStreamContext) -> list[JobRecord]:
         except (KeyNotFoundError, ValidationError):
             continue  # deleted meanwhile, or not a job record this release can read
     return sorted(records, key=lambda r: r.created_at)
+
+
+async def _keys(bucket: KeyValue, attempts: int = 3) -> list[str]:
+    """The bucket's keys. nats-py says NoKeysError both for an empty bucket and for a listing
+    that did not arrive in time (a busy server): ask again before believing "none"."""
+    for attempt in range(attempts):
+        try:
+            return await bucket.keys()
+        except NoKeysError:
+            if attempt == attempts - 1:
+                return []
+            await asyncio.sleep(0.2)
+    return []
 
 
 async def load_job(js: JetStreamContext, job_id: str) -> JobRecord | None:

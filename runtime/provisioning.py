@@ -12,10 +12,11 @@ as it is (subject filter included), and `JStream(...)` with its default
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import nats
+import stamina
 import structlog
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
@@ -29,7 +30,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.errors import BucketNotFoundError, NotFoundError, ServerError
 
 from contracts.kv import BUCKETS, BucketSpec
 from contracts.streams import CONSUMERS, STREAMS, ConsumerSpec, StreamSpec
@@ -111,7 +112,7 @@ async def provision(
         try:
             info = await js.stream_info(spec.name)
         except NotFoundError:
-            await js.add_stream(wanted)
+            await _while_store_busy(lambda wanted=wanted: js.add_stream(wanted))
             created.append(spec.name)
             continue
         if _stream_drifted(info.config, wanted):
@@ -150,17 +151,32 @@ async def _create_bucket(js: JetStreamContext, spec: BucketSpec, replicas: int) 
     try:
         await js.key_value(spec.name)
     except BucketNotFoundError:
-        await js.create_key_value(
-            KeyValueConfig(
-                bucket=spec.name,
-                description=spec.description,
-                storage=StorageType.FILE,
-                replicas=replicas,
-                history=spec.history,
-            )
+        config = KeyValueConfig(
+            bucket=spec.name,
+            description=spec.description,
+            storage=StorageType.FILE,
+            replicas=replicas,
+            history=spec.history,
         )
+        await _while_store_busy(lambda: js.create_key_value(config))
         return True
     return False
+
+
+STORE_BUSY = 10049
+"""nats-server's "error creating store for stream": a stream of that name was deleted a
+moment ago and its files are still being removed (seen when tests delete and re-create
+streams back to back)."""
+
+
+def _store_busy(exc: Exception) -> bool:
+    return isinstance(exc, ServerError) and exc.err_code == STORE_BUSY
+
+
+async def _while_store_busy(create: Callable[[], Awaitable[object]]) -> None:
+    """Create a stream, trying again (bounded) while its old store is still being removed."""
+    retrying = stamina.AsyncRetryingCaller(attempts=10, timeout=10.0, wait_max=1.0)
+    await retrying.on(_store_busy)(create)
 
 
 async def check_provisioned(js: JetStreamContext, consumers: Iterable[ConsumerSpec]) -> None:
