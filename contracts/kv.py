@@ -34,6 +34,10 @@ presigns URLs for the verified ones when it writes a retrieve job's result."""
 SCICAT_SYNC_APPLIED: Final = "scicat_sync_applied"
 """scicat_sync: the newest `occurred_at` applied per SciCat target, so stale updates are skipped."""
 
+SCICAT_SYNC_WRITE_LEASES: Final = "scicat_sync_write_leases"
+"""scicat_sync: per dataset, a short lease held while one instance writes the dataset in SciCat
+(SciCat's read-merge-write would lose a concurrent write); entries expire on their own."""
+
 
 def id_key(identifier: str) -> str:
     """A KV key for a pid or job id."""

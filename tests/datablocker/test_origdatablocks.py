@@ -15,7 +15,12 @@ from services.datablocker.origdatablocks import ScicatOrigdatablocks
 from services.datablocker.registration import DatasetNotInScicat, RegisteredFile
 
 PID = "20.500.11935/abc-123"
-FILES_PATH = "/api/v3/Datasets/20.500.11935%2Fabc-123/origdatablocks"
+# The dataset with its origdatablocks included: readable with UPDATE_DATASET_LIFECYCLE_GROUPS
+# (SciCat v4.28 src/datasets/datasets.service.ts findAllComplete: relations unfiltered).
+FILES_PATH = (
+    "/api/v3/Datasets/20.500.11935%2Fabc-123"
+    "?filter=%7B%22include%22%3A%5B%22origdatablocks%22%5D%7D"
+)
 SHA_A = "a" * 64
 SHA_B = "B" * 64
 
@@ -41,6 +46,11 @@ ORIGDATABLOCKS = [
         ],
     },
 ]
+
+
+def dataset_with(origdatablocks: list[dict]) -> dict:
+    """SciCat's v3 dataset answer with `include: ["origdatablocks"]`."""
+    return {"pid": PID, "ownerGroup": "group1", "origdatablocks": origdatablocks}
 
 
 @dataclass
@@ -72,7 +82,7 @@ class FakeScicat:
             if isinstance(answer, Exception):
                 raise answer
             return answer
-        return httpx.Response(200, json=ORIGDATABLOCKS)
+        return httpx.Response(200, json=dataset_with(ORIGDATABLOCKS))
 
 
 class Clock:
@@ -122,7 +132,7 @@ async def test_registered_files_are_read_from_every_origdatablock_with_the_pid_e
 
 async def test_a_dataset_without_origdatablocks_has_no_registered_files() -> None:
     """SciCat's empty list means nothing is registered (packing then compares nothing)."""
-    fake = FakeScicat(answers=[httpx.Response(200, json=[])])
+    fake = FakeScicat(answers=[httpx.Response(200, json=dataset_with([]))])
     reader, http = reader_for(fake)
     async with http:
         assert await reader.registered_files(PID) == ()
@@ -213,6 +223,15 @@ async def test_scicat_down_raises_for_a_later_redelivery() -> None:
 
     assert caught.value.status_code == 502
     assert not isinstance(caught.value, PermanentError)
+
+
+async def test_a_dataset_answer_without_its_origdatablocks_is_transient() -> None:
+    """A dataset without the included relation is not the answer asked for: unavailable."""
+    fake = FakeScicat(answers=[httpx.Response(200, json={"pid": PID, "ownerGroup": "group1"})])
+    reader, http = reader_for(fake)
+    async with http:
+        with pytest.raises(ScicatUnavailable):
+            await reader.registered_files(PID)
 
 
 async def test_an_answer_that_is_not_a_list_of_blocks_is_transient() -> None:
