@@ -262,9 +262,7 @@ class KvLeases:
         while True:
             await asyncio.sleep(self.ttl_s / 3)
             try:
-                lease.revision = await self.kv.update(
-                    lease.key, self._holder, last=lease.revision
-                )
+                lease.revision = await self.kv.update(lease.key, self._holder, last=lease.revision)
             except KeyWrongLastSequenceError:
                 return
             except (NatsError, TimeoutError):

@@ -139,9 +139,7 @@ class ScicatClient:
                 headers = {"Authorization": f"Bearer {user_token}"}
                 response = await self._http.request(method, path, json=body, headers=headers)
         if user_token is None and response.status_code in (401, 403) and not resends(method):
-            raise ScicatNotResent(
-                method, path, response.status_code, response.text[:DETAIL_CHARS]
-            )
+            raise ScicatNotResent(method, path, response.status_code, response.text[:DETAIL_CHARS])
         _raise_for_status(method, path, response)
         return _decoded(response)
 

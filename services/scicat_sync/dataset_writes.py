@@ -65,7 +65,5 @@ async def open_dataset_writes(js: JetStream, replicas: int = 1) -> DatasetWrites
         description="scicat_sync: the instance writing a dataset in SciCat right now",
     )
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    leases = KvLeases(
-        bucket, ttl_s=LEASE_TTL.total_seconds(), holder=holder, wait_s=LEASE_WAIT_S
-    )
+    leases = KvLeases(bucket, ttl_s=LEASE_TTL.total_seconds(), holder=holder, wait_s=LEASE_WAIT_S)
     return DatasetWrites(leases)

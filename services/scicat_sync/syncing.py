@@ -198,9 +198,7 @@ async def record_packing_failure(
         ),
         archive_return_message=ReturnMessage(message=event.reason),
     )
-    return await apply_lifecycle(
-        scicat, ledger, event.pid, patch, event.occurred_at, writes=writes
-    )
+    return await apply_lifecycle(scicat, ledger, event.pid, patch, event.occurred_at, writes=writes)
 
 
 @refusal_is_permanent()
@@ -371,7 +369,5 @@ def _retrieve_result_of(job_id: str, writer: ScicatWriter) -> JobResult:
 
 async def sync_packing_failed(event: DatasetPackingFailed, writer: ScicatWriter) -> None:
     check_packing_failed(event, await writer.records.packing_failure(event.pid))
-    fields = await record_packing_failure(
-        writer.scicat, writer.ledger, event, writes=writer.writes
-    )
+    fields = await record_packing_failure(writer.scicat, writer.ledger, event, writes=writer.writes)
     log.info("scicat.packing_failure_recorded", kind=event.kind, fields=fields)
