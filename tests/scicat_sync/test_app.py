@@ -36,7 +36,7 @@ from services.scicat_sync.ledger import AppliedLedger
 from services.scicat_sync.settings import ScicatSyncSettings
 from tests.deadletters import dead_letters
 from tests.polling import eventually
-from tests.scicat_sync.conftest import ARCHIVER, Standin
+from tests.scicat_sync.conftest import ARCHIVER, JOB_CREATOR, Standin
 
 SHA = "b" * 64
 START = datetime(2025, 6, 1, 8, 0, 0, tzinfo=UTC)
@@ -55,6 +55,8 @@ def settings(nats_url: str, scicat_url: str, nak_delays_s: tuple[float, ...]) ->
             access_key=SecretStr("presign-only"),
             secret_key=SecretStr("presign-secret"),
         ),
+        job_creator_username=JOB_CREATOR[0],
+        job_creator_password=SecretStr(JOB_CREATOR[1]),
         retrieval_public_endpoint=DOWNLOADS,
         retry_budget_s=0.5,
         retry_wait_initial_s=0.05,
@@ -83,8 +85,10 @@ async def record(js: JetStreamContext, bucket: str, identifier: str, value: Base
     await kv_bucket.put(kv.id_key(identifier), value.model_dump_json().encode())
 
 
-def writes_to(standin: Standin, path_part: str) -> list[dict[str, Any]]:
-    return [e for e in standin.history() if e["username"] == ARCHIVER[0] and path_part in e["path"]]
+def writes_to(
+    standin: Standin, path_part: str, username: str = ARCHIVER[0]
+) -> list[dict[str, Any]]:
+    return [e for e in standin.history() if e["username"] == username and path_part in e["path"]]
 
 
 def job_record(
@@ -198,7 +202,7 @@ async def test_a_whole_archive_and_retrieve_sequence_keeps_every_lifecycle_field
         (
             subjects.DATABLOCKS_CREATED,
             created,
-            lambda: len(writes_to(standin, "/jobs")) == 1,
+            lambda: len(writes_to(standin, "/jobs", JOB_CREATOR[0])) == 1,
         ),
         (
             subjects.DATASET_LIFECYCLE,
@@ -295,7 +299,8 @@ async def test_a_whole_archive_and_retrieve_sequence_keeps_every_lifecycle_field
         "retrieveIntegrityCheck": True,
     }
     assert len(standin.get(f"/v3/Datasets/{pid.replace('/', '%2F')}/datablocks")) == 1
-    assert len([e for e in writes_to(standin, "/jobs") if e["method"] == "POST"]) == 1
+    job_posts = [e for e in writes_to(standin, "/jobs", JOB_CREATOR[0]) if e["method"] == "POST"]
+    assert len(job_posts) == 1
     assert (job["statusCode"], job["statusMessage"]) == ("finishedSuccessful", "retrieved")
     (offer,) = job["jobResultObject"]["result"]
     url = offer.pop("url")
@@ -394,7 +399,7 @@ async def outage_scenario(
                 all(
                     standin.get(f"/v4/jobs/{j}")["statusCode"] == "finishedSuccessful" for j in jobs
                 )
-                and standin.lifecycle(pid).get("retrieveReturnMessage") == "step 47"
+                and standin.lifecycle(pid).get("retrieveReturnMessage") == {"message": "step 47"}
             ),
             "both jobs finished and the last lifecycle step written after the outage",
             timeout_s=outage_s * 4 + 20,
@@ -404,10 +409,14 @@ async def outage_scenario(
 
     assert standin.get(f"/v4/jobs/{jobs[0]}")["statusMessage"] == "step 48"
     assert standin.get(f"/v4/jobs/{jobs[1]}")["statusMessage"] == "step 49"
-    assert standin.lifecycle(pid)["retrieveReturnMessage"] == "step 47"
+    assert standin.lifecycle(pid)["retrieveReturnMessage"] == {"message": "step 47"}
     for target in (*jobs, pid):
         steps = [
-            int(str(e["body"].get("statusMessage") or e["body"].get("retrieveReturnMessage"))[5:])
+            int(
+                str(
+                    e["body"].get("statusMessage") or e["body"]["retrieveReturnMessage"]["message"]
+                )[5:]
+            )
             for e in writes_to(standin, target)
             if e["method"] == "PATCH" and e["status"] < 300
         ]
