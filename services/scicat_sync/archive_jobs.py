@@ -4,7 +4,8 @@ SciCat v4.28 saves a new job before it runs the job's url action, inside the sam
 request, and answers the creator with the action's failure: the gateway's own
 status ("A remote URL call failed with response: ...") or 400 "Invalid job
 input. Job 'archive' unable to perform action 'url' due to ..." for a network
-error (src/jobs/jobs.controller.utils.ts `createJob`, src/jobs/actions/urlaction).
+error (src/jobs/jobs.controller.utils.ts `createJob`; the action:
+src/config/job-config/actions/urlaction/urlaction.ts).
 So no error answer to `POST /api/v4/jobs`, and no timeout, proves that no job
 exists. Before creating the job, and after any unclear answer, scicat_sync looks
 in SciCat for an archive job of the dataset created by its job-creating account
@@ -101,10 +102,10 @@ async def create_archive_job(
     if known and known.get("job_id"):
         job_id = str(known["job_id"])
         if known.get("unconfirmed"):
-            await _confirm_handed_over(job_id, event.pid, None, ledger, key, accepted)
+            await _confirm_handed_over(job_id, event.pid, known, ledger, key, accepted)
         return job_id
     job_id = await find_archive_job(creator, event.pid)
-    answer: ScicatError | None = None
+    marker: dict[str, Any] = {"unconfirmed": True}
     if job_id is None:
         try:
             job = await creator.send("POST", JOBS_PATH, archive_job_body(event))
@@ -114,41 +115,39 @@ async def create_archive_job(
             job_id = await find_archive_job(creator, event.pid)
             if job_id is None:
                 raise
-            answer = exc
+            marker |= {"status": getattr(exc, "status_code", None), "answer": str(exc)}
         else:
             job_id = str(job["id"])
             await ledger.remember(key, {"job_id": job_id})
             return job_id
     # Found, not created by this POST: its url action may have failed.
-    log.warning(
-        "scicat.archive_job_found",
-        archive_job_id=job_id,
-        answer=None if answer is None else str(answer),
-    )
-    await ledger.remember(key, {"job_id": job_id, "unconfirmed": True})
-    await _confirm_handed_over(job_id, event.pid, answer, ledger, key, accepted)
+    log.warning("scicat.archive_job_found", archive_job_id=job_id, answer=marker.get("answer"))
+    marker["job_id"] = job_id
+    await ledger.remember(key, marker)
+    await _confirm_handed_over(job_id, event.pid, marker, ledger, key, accepted)
     return job_id
 
 
 async def _confirm_handed_over(
     job_id: str,
     pid: str,
-    answer: ScicatError | None,
+    marker: dict[str, Any],
     ledger: AppliedLedger,
     key: str,
     accepted: Accepted,
 ) -> None:
     """Mark the job handed over if the gateway recorded it; else say who must act.
 
-    `answer` is SciCat's error answer to this delivery's POST. One with a status is
-    the url action's verdict (or SciCat's): a person must act (PermanentError). Without
-    an answer (a timeout, or a job found before posting) the action may still succeed:
-    ArchiveJobNotHandedOver, retried later until the consumer gives up.
+    The marker keeps SciCat's error answer to the POST that saved the job. One with a
+    status is the url action's verdict (or SciCat's): a person must act (PermanentError,
+    on every delivery until the gateway has the job). Without one (a timeout, or a job
+    found before posting) the action may still succeed: ArchiveJobNotHandedOver, retried
+    later until the consumer gives up.
     """
     if await accepted(job_id):
         await ledger.remember(key, {"job_id": job_id})
         return
-    status = getattr(answer, "status_code", None)
+    status = marker.get("status")
     if status is None:
         msg = f"archive job {job_id} of dataset {pid}: the gateway has no record of it yet"
         raise ArchiveJobNotHandedOver(msg)
@@ -158,4 +157,4 @@ async def _confirm_handed_over(
         "reaches the gateway with valid credentials, POST the job to the gateway's "
         "/archiver/jobs (or cancel it in SciCat), then replay this message"
     )
-    raise PermanentError(reason, str(answer))
+    raise PermanentError(reason, marker.get("answer"))
