@@ -36,7 +36,7 @@ from services.scicat_sync.ledger import AppliedLedger
 from services.scicat_sync.settings import ScicatSyncSettings
 from tests.deadletters import dead_letters
 from tests.polling import eventually
-from tests.scicat_sync.conftest import ARCHIVER, JOB_CREATOR, Standin
+from tests.scicat_sync.conftest import ADMIN, ARCHIVER, JOB_CREATOR, Standin
 
 SHA = "b" * 64
 START = datetime(2025, 6, 1, 8, 0, 0, tzinfo=UTC)
@@ -317,6 +317,82 @@ async def test_a_whole_archive_and_retrieve_sequence_keeps_every_lifecycle_field
     assert not [
         e for e in writes_to(standin, pid) if e["method"] == "PATCH" and e["path"].endswith(pid)
     ], "never a dataset PATCH"
+    assert await dead_letters(clean_js) == []
+
+
+def blocks_of(pid: str, count: int) -> tuple[Datablock, ...]:
+    """`count` datablocks of 1536 packed bytes and one file each."""
+    stem = f"openem-network/datasets/{pid}/datablocks/{pid.replace('/', '-')}"
+    return tuple(
+        Datablock(
+            archive_id=f"{stem}_{n}.tar",
+            size=3,
+            packed_size=1536,
+            tar_sha256=SHA,
+            data_file_list=(DataFile(path=f"raw/{n}.bin", size=3, time=START, chk=SHA),),
+        )
+        for n in range(count)
+    )
+
+
+async def test_concurrent_datablocks_and_lifecycle_of_one_dataset_both_land(
+    clean_js: JetStreamContext, ledger: AppliedLedger, nats_server_process, standin: Standin
+) -> None:
+    """SciCat writes a dataset by read-merge-write (backend src/datasets/datasets.controller.ts
+    findByIdAndUpdateLifecycle, createDatablock; the stand-in pauses 50 ms in between), so two
+    writes at once lose one. A retrieve job's lifecycle change arriving while a
+    datablocks.created is being written (two block POSTs, then its lifecycle PATCH), 60-150 ms
+    after it, lands and loses nothing of the other: scicat_sync writes one dataset at a time."""
+    async with running(settings(nats_server_process.url, standin.url, (0.1,))):
+        for later_s in (0.06, 0.09, 0.12, 0.15):
+            pid = standin.create_dataset()
+            with standin.client(*ADMIN) as http:  # a packing failure before: not archivable
+                http.patch(
+                    f"/v3/Datasets/{pid.replace('/', '%2F')}/datasetlifecycle",
+                    json={"archivable": False, "archiveStatusMessage": "missingFilesError"},
+                ).raise_for_status()
+            retrieve_job = standin.create_job(pid, "retrieve")
+            at = START + timedelta(seconds=1)
+            created = DatablocksCreated(
+                occurred_at=START,
+                pid=pid,
+                datablocks=blocks_of(pid, 2),
+                create_archiving_job=False,
+                owner_group="group1",
+            )
+            retrieving = DatasetLifecycleChanged(
+                occurred_at=at,
+                pid=pid,
+                job_id=retrieve_job,
+                lifecycle=LifecyclePatch(retrieve_status_message="started"),
+            )
+            await record(clean_js, kv.DATABLOCKS, pid, created)
+            await record(
+                clean_js,
+                kv.JOBS,
+                retrieve_job,
+                job_record(retrieve_job, "retrieve", pid, started=at),
+            )
+
+            await publish(clean_js, subjects.DATABLOCKS_CREATED, created, created.dedup_id())
+            await asyncio.sleep(later_s)
+            await publish(clean_js, subjects.DATASET_LIFECYCLE, retrieving, retrieving.dedup_id())
+            await eventually(
+                lambda pid=pid: len(writes_to(standin, pid)),
+                f"{pid}: 2 datablock POSTs and 2 lifecycle PATCHes",
+                done=lambda writes: writes >= 4,
+                timeout_s=20.0,
+                interval_s=0.05,
+            )
+
+            dataset = standin.get(f"/v3/Datasets/{pid.replace('/', '%2F')}")
+            lifecycle = dataset["datasetlifecycle"]
+            assert (dataset["packedSize"], dataset["numberOfFilesArchived"]) == (3072, 2), later_s
+            assert (
+                lifecycle["archivable"],
+                lifecycle["archiveStatusMessage"],
+                lifecycle["retrieveStatusMessage"],
+            ) == (True, "datasetCreated", "started"), later_s
     assert await dead_letters(clean_js) == []
 
 
