@@ -34,6 +34,7 @@ from runtime.scicat import (
     ScicatClient,
     ScicatError,
     ScicatLoginFailed,
+    ScicatUnavailable,
     ScicatUnreachable,
     with_filter,
 )
@@ -43,6 +44,8 @@ from services.scicat_sync.ledger import AppliedLedger
 log = structlog.get_logger(__name__)
 
 JOBS_PATH = "/v4/jobs"
+HTTP_GATEWAY_TIMEOUT = 504
+"""A proxy in front of SciCat gave up waiting: not SciCat's answer, the action may still run."""
 
 Accepted = Callable[[str], Awaitable[bool]]
 """Whether the archiver's gateway recorded the job with this id (it was handed over)."""
@@ -117,9 +120,12 @@ async def create_archive_job(
                 raise
             marker |= {"status": getattr(exc, "status_code", None), "answer": str(exc)}
         else:
-            job_id = str(job["id"])
-            await ledger.remember(key, {"job_id": job_id})
-            return job_id
+            created = job.get("id") if isinstance(job, dict) else None
+            if not created:
+                detail = "SciCat answered the job POST without the job's id"
+                raise ScicatUnavailable(201, detail)  # retried: the next delivery looks first
+            await ledger.remember(key, {"job_id": str(created)})
+            return str(created)
     # Found, not created by this POST: its url action may have failed.
     log.warning("scicat.archive_job_found", archive_job_id=job_id, answer=marker.get("answer"))
     marker["job_id"] = job_id
@@ -140,15 +146,15 @@ async def _confirm_handed_over(
 
     The marker keeps SciCat's error answer to the POST that saved the job. One with a
     status is the url action's verdict (or SciCat's): a person must act (PermanentError,
-    on every delivery until the gateway has the job). Without one (a timeout, or a job
-    found before posting) the action may still succeed: ArchiveJobNotHandedOver, retried
-    later until the consumer gives up.
+    on every delivery until the gateway has the job). Without one (a timeout, a proxy's
+    504, or a job found before posting) the action may still succeed:
+    ArchiveJobNotHandedOver, retried later until the consumer gives up.
     """
     if await accepted(job_id):
         await ledger.remember(key, {"job_id": job_id})
         return
     status = marker.get("status")
-    if status is None:
+    if status is None or status == HTTP_GATEWAY_TIMEOUT:
         msg = f"archive job {job_id} of dataset {pid}: the gateway has no record of it yet"
         raise ArchiveJobNotHandedOver(msg)
     reason = (
