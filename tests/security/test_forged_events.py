@@ -39,7 +39,8 @@ from contracts.scicat import LifecyclePatch
 from devstack.processes import tool_path
 from devstack.stack import DevStack, StackPorts
 from runtime.publishing import publish_event
-from tests.badinput.stack_helpers import Scicat, dead_letters, jetstream
+from tests.badinput.stack_helpers import Scicat, jetstream
+from tests.deadletters import dead_letters
 from tests.polling import eventually, eventually_sync
 
 WAIT_S = 90.0
