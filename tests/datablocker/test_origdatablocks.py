@@ -1,6 +1,7 @@
 """The datablocker's origdatablocks read against a recording fake SciCat (httpx.MockTransport)."""
 
 import json
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -9,10 +10,17 @@ import pytest
 import stamina
 from pydantic import SecretStr
 
-from runtime.scicat import RetryPolicy, ScicatClient, ScicatRefused, ScicatUnavailable
+from runtime.scicat import (
+    RetryPolicy,
+    ScicatClient,
+    ScicatRefused,
+    ScicatUnavailable,
+    open_scicat_client,
+)
 from runtime.settling import PermanentError
 from services.datablocker.origdatablocks import ScicatOrigdatablocks
 from services.datablocker.registration import DatasetNotInScicat, RegisteredFile
+from tests.datablocker.scicat_standin import ScicatStandin
 
 PID = "20.500.11935/abc-123"
 # The dataset with its origdatablocks included: readable with UPDATE_DATASET_LIFECYCLE_GROUPS
@@ -241,3 +249,22 @@ async def test_an_answer_that_is_not_a_list_of_blocks_is_transient() -> None:
     async with http:
         with pytest.raises(ScicatUnavailable):
             await reader.registered_files(PID)
+
+
+async def test_the_archiver_without_an_admin_group_reads_another_groups_files(
+    scicat_standin: ScicatStandin,
+) -> None:
+    """The origdatablocks route of a group1 dataset is 403 for the archiver (its lifecycle
+    group grants DatasetReadAny, not DatasetOrigdatablockReadAny: backend
+    src/casl/casl-ability.factory.ts); the dataset read with `include` returns them
+    unfiltered (src/datasets/datasets.service.ts findAllComplete, applyDefaults false)."""
+    pid = f"20.500.11935/{uuid.uuid4()}"
+    scicat_standin.register(pid, [{"path": "a.txt", "size": 5, "time": "2024-05-01T12:00:00Z"}])
+    settings = scicat_standin.settings()
+    async with open_scicat_client(settings) as scicat:
+        files = await ScicatOrigdatablocks(scicat).registered_files(pid)
+    with scicat_standin.client(settings.username, settings.password.get_secret_value()) as http:
+        route = http.get(f"/v3/Datasets/{pid.replace('/', '%2F')}/origdatablocks")
+
+    assert [(f.path, f.size) for f in files] == [("a.txt", 5)]
+    assert route.status_code == 403

@@ -21,7 +21,7 @@ from runtime.scicat import RetryPolicy, ScicatClient
 from services.scicat_sync import syncing
 from services.scicat_sync.dataset_writes import open_dataset_writes
 from services.scicat_sync.ledger import AppliedLedger
-from tests.scicat_sync.conftest import ARCHIVER, Standin
+from tests.scicat_sync.conftest import ARCHIVER, JOB_CREATOR, Standin
 
 SHA = "d" * 64
 T0 = datetime(2025, 8, 1, 10, 0, tzinfo=UTC)
@@ -133,3 +133,31 @@ async def test_two_instances_write_one_dataset_one_at_a_time(
         lifecycle["archiveStatusMessage"],
         lifecycle["retrieveStatusMessage"],
     ) == (True, "datasetCreated", "started")
+
+
+def test_the_archivers_two_accounts_split_creating_and_updating_jobs(standin: Standin) -> None:
+    """SciCat's job tiers are exclusive (backend src/casl/casl-ability.factory.ts
+    jobsEndpointAccess): the job creator creates a job for group1's dataset but may not
+    update it, and the archiver updates and reads it but may not create one (403 from the
+    PoliciesGuard, "Forbidden resource", either way)."""
+    pid = standin.create_dataset()
+    body = {
+        "type": "archive",
+        "ownerGroup": "group1",
+        "jobParams": {"datasetList": [{"pid": pid, "files": []}]},
+    }
+    status = {"statusCode": "inProgress", "statusMessage": "copying"}
+    with standin.client(*JOB_CREATOR) as creator, standin.client(*ARCHIVER) as archiver:
+        created = creator.post("/v4/jobs", json=body)
+        job_path = f"/v4/jobs/{created.json()['id']}"
+        creator_update = creator.patch(job_path, json=status)
+        archiver_create = archiver.post("/v4/jobs", json=body)
+        archiver_update = archiver.patch(job_path, json=status)
+        archiver_read = archiver.get(job_path)
+
+    assert created.status_code == 201
+    assert creator_update.status_code == 403
+    assert archiver_create.status_code == 403
+    assert archiver_create.json()["message"] == "Forbidden resource"
+    assert archiver_update.status_code == 200
+    assert archiver_read.json()["statusCode"] == "inProgress"
