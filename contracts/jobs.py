@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NonNegativeInt
 
 from contracts.events import ArchiveId, DatasetPid, JobId, JobRequested
-from contracts.scicat import FINAL_JOB_STATUS_CODES, JobStatusCode, LifecyclePatch
+from contracts.scicat import FINAL_JOB_STATUS_CODES, JobStatusCode, LifecyclePatch, ReturnMessage
 
 JobType = Literal["archive", "retrieve"]
 
@@ -160,7 +160,9 @@ def decided_lifecycle(job_type: JobType, ds: DatasetProgress) -> LifecyclePatch 
         if ds.state == "failed":
             status = "missingFilesError" if ds.error_kind == "user" else "scheduleArchiveJobFailed"
             return LifecyclePatch(
-                archive_status_message=status, archive_return_message=ds.error, archivable=True
+                archive_status_message=status,
+                archive_return_message=_message(ds.error),
+                archivable=True,
             )
         return None
     if ds.state == "succeeded":
@@ -169,9 +171,14 @@ def decided_lifecycle(job_type: JobType, ds: DatasetProgress) -> LifecyclePatch 
         )
     if ds.state == "failed":
         return LifecyclePatch(
-            retrieve_status_message="datasetRetrievalFailed", retrieve_return_message=ds.error
+            retrieve_status_message="datasetRetrievalFailed",
+            retrieve_return_message=_message(ds.error),
         )
     return None
+
+
+def _message(error: str | None) -> ReturnMessage | None:
+    return None if error is None else ReturnMessage(message=error)
 
 
 def lifecycle_at(record: JobRecord, pid: str, at: datetime) -> LifecyclePatch | None:

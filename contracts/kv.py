@@ -6,6 +6,7 @@ characters, so keys are the URL-safe base64 of the id (padding dropped).
 
 import base64
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Final
 
 UPLOAD_RESERVATIONS: Final = "upload_reservations"
@@ -35,6 +36,12 @@ presigns URLs for the verified ones when it writes a retrieve job's result."""
 SCICAT_SYNC_APPLIED: Final = "scicat_sync_applied"
 """scicat_sync: the newest `occurred_at` applied per SciCat target, so stale updates are skipped."""
 
+SCICAT_SYNC_WRITE_LEASES: Final = "scicat_sync_write_leases"
+"""scicat_sync: per dataset, a short lease held while one instance writes the dataset in SciCat
+(SciCat's read-merge-write would lose a concurrent write); entries expire on their own."""
+SCICAT_SYNC_WRITE_LEASE_TTL: Final = timedelta(seconds=15)
+"""A crashed holder's lease lapses after this; a live holder renews it well within."""
+
 
 @dataclass(frozen=True)
 class BucketSpec:
@@ -52,6 +59,8 @@ class BucketSpec:
     """Services (or the operator tools) that only read records."""
     history: int = 1
     """Values kept per key: records are changed by compare-and-set on the newest only."""
+    ttl: timedelta | None = None
+    """Entries expire after this (leases: a crashed holder's lease lapses)."""
 
 
 BUCKETS: Final = (
@@ -89,6 +98,12 @@ BUCKETS: Final = (
         "ltsmover: each datablock's copy in the retrieval bucket",
         writers=("ltsmover",),
         readers=("scicat_sync",),
+    ),
+    BucketSpec(
+        SCICAT_SYNC_WRITE_LEASES,
+        "scicat_sync: the instance writing a dataset in SciCat right now",
+        writers=("scicat_sync",),
+        ttl=SCICAT_SYNC_WRITE_LEASE_TTL,
     ),
     BucketSpec(
         SCICAT_SYNC_APPLIED,

@@ -6,9 +6,9 @@ fields its author set. (The reference's PATCH models defaulted
 `accessGroups: []` and wiped data on every update.)
 """
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 JobStatusCode = Literal[
     "jobSubmitted",
@@ -31,6 +31,16 @@ ArchiveStatusMessage = Literal[
 RetrieveStatusMessage = Literal["started", "datasetRetrieved", "datasetRetrievalFailed"]
 
 
+class ReturnMessage(BaseModel):
+    """`archiveReturnMessage` / `retrieveReturnMessage`: an object in SciCat's OpenAPI
+    (`LifecycleClass`, backend src/datasets/schemas/lifecycle.schema.ts), so typed clients
+    such as scicat-sdk-py can read the lifecycle back. `message` says what went wrong."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    message: str
+
+
 class LifecyclePatch(BaseModel):
     """Fields of `datasetlifecycle` to merge; only the ones set are sent."""
 
@@ -39,12 +49,18 @@ class LifecyclePatch(BaseModel):
     archivable: bool | None = None
     retrievable: bool | None = None
     archive_status_message: ArchiveStatusMessage | None = Field(None, alias="archiveStatusMessage")
-    archive_return_message: str | None = Field(None, alias="archiveReturnMessage")
+    archive_return_message: ReturnMessage | None = Field(None, alias="archiveReturnMessage")
     retrieve_status_message: RetrieveStatusMessage | None = Field(
         None, alias="retrieveStatusMessage"
     )
-    retrieve_return_message: str | None = Field(None, alias="retrieveReturnMessage")
+    retrieve_return_message: ReturnMessage | None = Field(None, alias="retrieveReturnMessage")
     retrieve_integrity_check: bool | None = Field(None, alias="retrieveIntegrityCheck")
+
+    @field_validator("archive_return_message", "retrieve_return_message", mode="before")
+    @classmethod
+    def _text_as_message(cls, value: Any) -> Any:
+        """A bare text (events published before return messages were objects) is the message."""
+        return {"message": value} if isinstance(value, str) else value
 
     def to_scicat(self) -> dict[str, object]:
         """The JSON body for `PATCH /Datasets/{pid}/datasetlifecycle`.

@@ -39,11 +39,13 @@ SERVICES = ("scicat_sync", "datablocker", "ltsmover", "verifier", "gateway")
 ROOT_PATH = "/archiver/api/v1"
 BUCKETS = {"landing": "landing", "archival": "archival", "retrieval": "retrieval", "lts": "lts"}
 # The stand-in's dev accounts (devstack/scicat/config.py); the archiver's
-# service account is archiveManager, with the rights DEV_SITE_ENV grants its group.
+# service account is archiveManager and scicat_sync creates archive jobs as
+# archiveJobs, with the rights DEV_SITE_ENV grants their groups (no admin group).
 SCICAT_USERS = {
     "admin": ("admin", "2jf70TPNZsS"),
     "ingestor": ("ingestor", "aman"),
     "archiver": ("archiveManager", "aman"),
+    "archiver_jobs": ("archiveJobs", "ajobs"),
 }
 
 
@@ -269,12 +271,17 @@ class DevStack:
         )  # fmt: skip
 
     def service_process(self, service: str) -> ManagedProcess:
+        env = self.service_env()
+        if service == "scicat_sync":  # only scicat_sync creates jobs
+            job_user, job_password = SCICAT_USERS["archiver_jobs"]
+            env["SCICAT_SYNC_JOB_CREATOR_USERNAME"] = job_user
+            env["SCICAT_SYNC_JOB_CREATOR_PASSWORD"] = job_password
         return ManagedProcess(
             name=service,
             argv=[tool_path("archiver"), "run", service],
             log_path=self.logs / f"{service}.log",
             env={
-                **self.service_env(),
+                **env,
                 "NATS_USER": service,
                 "NATS_PASSWORD": self.secrets.nats_passwords[service],
             },

@@ -6,11 +6,18 @@ revision: a writer that lost to another re-reads the newest record and decides
 again, so two writers never overwrite each other. Conflicts resolve in one or
 two rounds; `KvConflict` after `max_conflicts` in a row means something is
 badly wrong (the caller's message is retried later).
+
+`KvLeases` holds short exclusive leases on keys of a bucket whose entries
+expire: one holder at a time across every process that uses the bucket.
 """
 
-from collections.abc import Callable
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.errors import (
     APIError,
@@ -171,6 +178,93 @@ class KvRecords(Generic[M]):
             f"{self.model.__name__} record {key}: {self.max_conflicts} conflicting updates in a row"
         )
         return KvConflict(msg)
+
+
+class LeaseTimeout(Exception):
+    """Another holder kept the lease longer than the caller would wait (retry later)."""
+
+
+@dataclass
+class _Lease:
+    key: str
+    revision: int
+
+
+class KvLeases:
+    """Exclusive leases on keys of `kv`, a bucket whose entries expire after `ttl_s`
+    (`open_bucket(..., ttl=...)`), shared by every process that opens it.
+
+    A lease is its key, created only if absent (compare-and-set). The holder
+    renews it every third of `ttl_s` while it works and deletes it when done; a
+    holder that died stops renewing, and its lease expires with the bucket's ttl,
+    so a crash blocks the key for at most `ttl_s`. A waiter polls (backing off up
+    to `poll_max_s`) and gives up with `LeaseTimeout` after `wait_s`.
+    """
+
+    def __init__(
+        self,
+        kv: KeyValue,
+        *,
+        ttl_s: float,
+        holder: str,
+        wait_s: float,
+        poll_initial_s: float = 0.005,
+        poll_max_s: float = 0.25,
+    ) -> None:
+        self.kv = kv
+        self.ttl_s = ttl_s
+        self._holder = holder.encode()
+        self._wait_s = wait_s
+        self._poll_initial_s = poll_initial_s
+        self._poll_max_s = poll_max_s
+
+    @contextlib.asynccontextmanager
+    async def held(self, key: str) -> AsyncIterator[None]:
+        """Hold the lease on `key` for the block (LeaseTimeout if it stays taken)."""
+        lease = await self._acquire(key)
+        renewing = asyncio.create_task(self._renew(lease))
+        try:
+            yield
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+            await self._release(lease)
+
+    async def _acquire(self, key: str) -> _Lease:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._wait_s
+        pause = self._poll_initial_s
+        while True:
+            try:
+                return _Lease(key, await self.kv.create(key, self._holder))
+            except KeyWrongLastSequenceError:
+                pass
+            if loop.time() >= deadline:
+                msg = f"lease {key}: still held by another holder after {self._wait_s:g} s"
+                raise LeaseTimeout(msg)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, self._poll_max_s)
+
+    async def _renew(self, lease: _Lease) -> None:
+        """Keep the lease from expiring; stop if it was lost (expired and taken)."""
+        while True:
+            await asyncio.sleep(self.ttl_s / 3)
+            try:
+                lease.revision = await self.kv.update(lease.key, self._holder, last=lease.revision)
+            except KeyWrongLastSequenceError:
+                return
+            except (NatsError, TimeoutError):
+                continue  # NATS unreachable for now: try again at the next round
+
+    async def _release(self, lease: _Lease) -> None:
+        """Delete the lease if it is still ours (an expired one may be another's by now).
+
+        Whatever NATS answers, the work the lease guarded is done: a lease that could not
+        be deleted (lost, or NATS unreachable) is left to expire.
+        """
+        with contextlib.suppress(NatsError, TimeoutError):
+            await self.kv.delete(lease.key, last=lease.revision)
 
 
 def _encode(record: BaseModel) -> bytes:

@@ -157,6 +157,7 @@ async def _create_bucket(js: JetStreamContext, spec: BucketSpec, replicas: int) 
             storage=StorageType.FILE,
             replicas=replicas,
             history=spec.history,
+            ttl=spec.ttl.total_seconds() if spec.ttl else None,
         )
         await _while_store_busy(lambda: js.create_key_value(config))
         return True

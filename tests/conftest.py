@@ -216,6 +216,8 @@ def service_env(
         "SCICAT_URL": "http://127.0.0.1:9/api",
         "SCICAT_USERNAME": "archiveManager",
         "SCICAT_PASSWORD": "unused",
+        "SCICAT_SYNC_JOB_CREATOR_USERNAME": "archiveJobs",
+        "SCICAT_SYNC_JOB_CREATOR_PASSWORD": "unused",
         "GATEWAY_JOB_USER": "jobs",
         "GATEWAY_JOB_PASSWORD": "jobs-password",
         "GATEWAY_TOKEN_SECRET": "test-token-secret",
@@ -243,7 +245,7 @@ def provision_with_cli(nats_url: str) -> None:
 SCICAT_PASSWORDS = {
     name: account.password.get_secret_value() for name, account in default_accounts().items()
 }
-"""The stand-in's default accounts (admin, archiveManager, ingestor, user1, user2)."""
+"""The stand-in's default accounts (admin, archiveManager, archiveJobs, ingestor, user1, user2)."""
 
 
 def raw_dataset(owner_group: str = "group1", **overrides: Any) -> dict[str, Any]:

@@ -39,7 +39,7 @@ class Account(BaseModel):
 
 
 def default_accounts() -> dict[str, Account]:
-    """SciCat's usual functional accounts plus two plain users for access tests."""
+    """SciCat's usual functional accounts, the archiver's job creator, and two plain users."""
     return {
         "admin": Account(
             password=SecretStr("2jf70TPNZsS"), email="admin@standin.local", groups=["admin"]
@@ -48,6 +48,11 @@ def default_accounts() -> dict[str, Account]:
             password=SecretStr("aman"),
             email="archivemanager@standin.local",
             groups=["archivemanager"],
+        ),
+        "archiveJobs": Account(
+            password=SecretStr("ajobs"),
+            email="archivejobs@standin.local",
+            groups=["archivejobs"],
         ),
         "ingestor": Account(
             password=SecretStr("aman"),
@@ -103,15 +108,21 @@ EXAMPLE_JOB_CONFIG = Path(__file__).with_name("jobconfig.example.yaml")
 
 # The SciCat site configuration of the dev stack and the tests: what a facility
 # sets in its SciCat's environment (docs/scicat.md). `admin` is the people's
-# administrator, `ingestor` the Ingestor's functional account; the archiver's
-# account (archiveManager, group `archivemanager`) holds what the archiver's
-# services need from SciCat v4.28 as they are written today (see docs/scicat.md,
-# "The archiver's account").
+# administrator, `ingestor` the Ingestor's functional account. The archiver has
+# two accounts and no admin group: archiveManager (group `archivemanager`) reads
+# datasets, registers datablocks, updates lifecycles and job status; archiveJobs
+# (group `archivejobs`) only creates the archive jobs scicat_sync is asked for,
+# because SciCat's job tiers are exclusive (a create-job-privileged account may
+# update no job). See docs/scicat.md, "The archiver's accounts".
 ARCHIVER_GROUP = "archivemanager"
+ARCHIVER_JOBS_GROUP = "archivejobs"
 DEV_SITE_ENV: dict[str, str] = {
-    "ADMIN_GROUPS": f"admin,{ARCHIVER_GROUP}",
+    "ADMIN_GROUPS": "admin",
     "DELETE_GROUPS": "admin",
-    "CREATE_DATASET_PRIVILEGED_GROUPS": "ingestor",
+    "CREATE_DATASET_PRIVILEGED_GROUPS": f"ingestor,{ARCHIVER_GROUP}",
+    "UPDATE_DATASET_LIFECYCLE_GROUPS": ARCHIVER_GROUP,
+    "UPDATE_JOB_PRIVILEGED_GROUPS": ARCHIVER_GROUP,
+    "CREATE_JOB_PRIVILEGED_GROUPS": ARCHIVER_JOBS_GROUP,
 }
 
 

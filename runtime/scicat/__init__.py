@@ -12,11 +12,13 @@ from runtime.scicat.client import (
     is_transient,
     open_scicat_client,
     pid_path,
+    with_filter,
 )
 from runtime.scicat.errors import (
     ScicatError,
     ScicatLoginFailed,
     ScicatNotFound,
+    ScicatNotResent,
     ScicatRefused,
     ScicatUnavailable,
     ScicatUnreachable,
@@ -29,6 +31,7 @@ __all__ = [
     "ScicatError",
     "ScicatLoginFailed",
     "ScicatNotFound",
+    "ScicatNotResent",
     "ScicatRefused",
     "ScicatSession",
     "ScicatUnavailable",
@@ -36,4 +39,5 @@ __all__ = [
     "is_transient",
     "open_scicat_client",
     "pid_path",
+    "with_filter",
 ]

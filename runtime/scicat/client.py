@@ -2,7 +2,9 @@
 
 One `ScicatClient` per process wraps the process's one `httpx.AsyncClient`
 (base URL SciCat's `.../api/`) in a `ScicatSession` (login, token reuse,
-renewal before expiry and once on 401/403). `send` makes one request and maps
+renewal before expiry and once on 401/403; only idempotent requests are then
+repeated). `as_account` gives a second account's client over the same
+connection pool (scicat_sync creates jobs as another account). `send` makes one request and maps
 every failure to `runtime.scicat.errors`: this module is the one place where
 httpx's errors, a failed login and SciCat's status codes become those errors.
 `retrying` and `call` repeat a unit of work while `is_transient` says so, with
@@ -11,6 +13,7 @@ error propagates and the message is nak-ed for later. Every request's outcome,
 retries and logins included, is counted (`archiver_scicat_requests_total`).
 """
 
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -26,11 +29,12 @@ from runtime import metrics
 from runtime.scicat.errors import (
     ScicatLoginFailed,
     ScicatNotFound,
+    ScicatNotResent,
     ScicatRefused,
     ScicatUnavailable,
     ScicatUnreachable,
 )
-from runtime.scicat.session import ScicatSession
+from runtime.scicat.session import ScicatSession, resends
 from runtime.settings import ScicatSettings
 
 T = TypeVar("T")
@@ -65,6 +69,11 @@ def pid_path(pid: str) -> str:
     return quote(pid, safe="")
 
 
+def with_filter(path: str, query: dict[str, Any]) -> str:
+    """`path` with SciCat's `filter` query parameter: `query` as compact, URL-encoded JSON."""
+    return f"{path}?filter={quote(json.dumps(query, separators=(',', ':')), safe='')}"
+
+
 class ScicatClient:
     """The service account's SciCat; reuse one per process."""
 
@@ -79,6 +88,10 @@ class ScicatClient:
     ) -> None:
         """`retry` None: nothing is retried in-process (the gateway's caller retries)."""
         self._http = http
+        self.username = username
+        """The account's user name (SciCat records it as a job's `createdBy`)."""
+        self._retry_policy = retry
+        self._clock = clock
         self._session = ScicatSession(http, username=username, password=password, clock=clock)
         self._retry = (
             None
@@ -90,6 +103,16 @@ class ScicatClient:
                 wait_max=retry.wait_max_s,
                 wait_jitter=retry.wait_jitter_s,
             ).on(is_transient)
+        )
+
+    def as_account(self, username: str, password: SecretStr) -> "ScicatClient":
+        """Another account's client over the same connection pool, with the same retries."""
+        return ScicatClient(
+            self._http,
+            username=username,
+            password=password,
+            retry=self._retry_policy,
+            clock=self._clock,
         )
 
     async def retrying(self, work: Callable[[], Awaitable[T]]) -> T:
@@ -107,7 +130,8 @@ class ScicatClient:
     ) -> Any:
         """One request, not retried; SciCat's decoded JSON answer (None when empty).
 
-        With the service account's token, renewed once if SciCat refuses it; or
+        With the service account's token, renewed once if SciCat refuses it (and
+        an idempotent request repeated; a POST or PATCH raises ScicatNotResent); or
         with `user_token`, a user's own token, sent as it is and never renewed.
         """
         with _mapped_errors():
@@ -116,6 +140,8 @@ class ScicatClient:
             else:
                 headers = {"Authorization": f"Bearer {user_token}"}
                 response = await self._http.request(method, path, json=body, headers=headers)
+        if user_token is None and response.status_code in (401, 403) and not resends(method):
+            raise ScicatNotResent(method, path, response.status_code, response.text[:DETAIL_CHARS])
         _raise_for_status(method, path, response)
         return _decoded(response)
 

@@ -2,7 +2,8 @@
 
     ScicatError
     ├── ScicatUnavailable      5xx, 429, no connection, an unreadable answer: try again later
-    │   └── ScicatUnreachable  no connection was made, so SciCat never saw the request
+    │   ├── ScicatUnreachable  no connection was made, so SciCat never saw the request
+    │   └── ScicatNotResent    401/403 to a POST/PATCH: token renewed, request not repeated
     ├── ScicatRefused          a 4xx that a fresh token did not change: retrying will not help
     │   └── ScicatNotFound     SciCat knows no such record
     └── ScicatLoginFailed      the service account's login gave no token
@@ -43,6 +44,22 @@ class ScicatUnreachable(ScicatUnavailable):
 
     def __init__(self, detail: str) -> None:
         super().__init__(None, detail)
+
+
+class ScicatNotResent(ScicatUnavailable):
+    """SciCat answered 401/403 to a request the session does not repeat on its own (POST, PATCH).
+
+    The answer is ambiguous: an expired token (SciCat did nothing), or a refusal SciCat
+    passed on after it acted (a job's url action answered 401 after the job was saved).
+    The token is renewed. Transient, so a caller that knows its unit of work is safe to
+    repeat (`ScicatClient.call`/`retrying`) repeats it; a caller of a request that must
+    not happen twice (creating a job) looks in SciCat before sending it again.
+    """
+
+    def __init__(self, method: str, path: str, status_code: int, detail: str) -> None:
+        super().__init__(status_code, detail)
+        self.method = method
+        self.path = path
 
 
 class ScicatRefused(ScicatError):

@@ -4,8 +4,11 @@ One `ScicatSession` per process, inside its `ScicatClient`, wraps the process's
 one `httpx.AsyncClient`, whose base URL is SciCat's `.../api/`. It logs in with
 `POST v3/auth/login`, caches the token, renews it before it expires (a tenth of
 its lifetime early, at most a minute) and once more when SciCat refuses it with
-401 or 403 (SciCat answers 403, not 401, for an expired token). It has no retry
-policy and maps no status to an error: `runtime.scicat.client` does both.
+401 or 403 (SciCat answers 403, not 401, for an expired token). After that
+renewal it repeats only an idempotent request (`RESENT_METHODS`): a 401/403 to a
+POST or PATCH may be the answer of an action SciCat ran after saving (a job's url
+action), so repeating it could create a second job. It has no retry policy and
+maps no status to an error: `runtime.scicat.client` does both.
 Connection trouble propagates as httpx's error; a login without a token raises
 `ScicatLoginFailed`.
 """
@@ -30,6 +33,9 @@ DEFAULT_LIFETIME_S = 900.0
 """Assumed token lifetime when SciCat's login answer states none."""
 
 _RENEW_MARGIN_MAX_S = 60.0
+
+RESENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+"""The idempotent methods (RFC 9110): repeated once with a fresh token after a 401/403."""
 
 
 @dataclass(frozen=True)
@@ -59,14 +65,16 @@ class ScicatSession:
     async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One request with the service account's token (`kwargs` go to httpx).
 
-        A 401/403 answer gets one fresh login and one repeat; whatever SciCat
-        answers then is returned as it is, for the caller to judge.
+        A 401/403 answer gets one fresh login, and an idempotent request one repeat;
+        whatever SciCat answers then is returned as it is, for the caller to judge
+        (a 401/403 to a POST or PATCH was not repeated: `resends(method)` is False).
         """
         token = await self.token()
         response = await self._send(method, path, token, kwargs)
         if response.status_code in (401, 403):
             token = await self._renew(stale=token)
-            response = await self._send(method, path, token, kwargs)
+            if resends(method):
+                response = await self._send(method, path, token, kwargs)
         return response
 
     async def token(self) -> str:
@@ -115,6 +123,11 @@ class ScicatSession:
         log.info("scicat.logged_in", username=self._username, expires_in=lifetime)
         margin = min(_RENEW_MARGIN_MAX_S, lifetime / 10)
         return _Token(token, self._clock() + lifetime - margin)
+
+
+def resends(method: str) -> bool:
+    """True if the session repeats a `method` request refused with 401/403 (idempotent)."""
+    return method.upper() in RESENT_METHODS
 
 
 def _lifetime_s(answer: dict[str, Any]) -> float:

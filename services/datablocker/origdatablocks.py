@@ -10,7 +10,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from runtime.scicat import ScicatClient, ScicatNotFound, ScicatUnavailable, pid_path
+from runtime.scicat import ScicatClient, ScicatNotFound, ScicatUnavailable, pid_path, with_filter
 from services.datablocker.registration import DatasetNotInScicat, RegisteredFile
 
 _SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -26,13 +26,20 @@ class ScicatOrigdatablocks:
     async def registered_files(self, pid: str) -> tuple[RegisteredFile, ...]:
         """Every file of `pid`'s origdatablocks (none: the dataset registered no files).
 
+        Read as the dataset with its origdatablocks included
+        (`GET /v3/Datasets/{pid}?filter={"include":["origdatablocks"]}`): SciCat v4.28's v3
+        dataset route includes relations unfiltered by the caller's rights
+        (src/datasets/datasets.service.ts `findAllComplete`, applyDefaults false), so the
+        account's UPDATE_DATASET_LIFECYCLE_GROUPS (read any dataset) suffices, where
+        `GET .../origdatablocks` of another group's dataset needs ADMIN_GROUPS.
+
         Raises DatasetNotInScicat when SciCat knows no such dataset; the
         client's `ScicatRefused` or `ScicatLoginFailed` when the service account
         may not read or log in (a person must fix its rights; the message is
         nak-ed, not dead-lettered); the last `ScicatUnavailable` once the retry
         budget is spent.
         """
-        path = f"v3/Datasets/{pid_path(pid)}/origdatablocks"
+        path = with_filter(f"v3/Datasets/{pid_path(pid)}", {"include": ["origdatablocks"]})
 
         async def read() -> tuple[RegisteredFile, ...]:
             try:
@@ -40,9 +47,17 @@ class ScicatOrigdatablocks:
             except ScicatNotFound as exc:
                 msg = f"SciCat knows no dataset {pid} ({exc.status_code})"
                 raise DatasetNotInScicat(msg) from exc
-            return registered_files_of(answer)
+            return registered_files_of(_origdatablocks(answer))
 
         return await self._scicat.retrying(read)
+
+
+def _origdatablocks(dataset: object) -> object:
+    """The dataset's included `origdatablocks` (not a list: SciCat garbled its answer)."""
+    if not isinstance(dataset, dict) or "origdatablocks" not in dataset:
+        detail = "the dataset without its origdatablocks"
+        raise ScicatUnavailable(200, detail)
+    return dataset["origdatablocks"]
 
 
 def registered_files_of(answer: object) -> tuple[RegisteredFile, ...]:

@@ -9,6 +9,7 @@ from contracts.streams import ConsumerSpec
 from runtime.objectstore import s3_client
 from runtime.scicat import RetryPolicy, open_scicat_client
 from runtime.service_bus import Bus
+from services.scicat_sync.dataset_writes import open_dataset_writes
 from services.scicat_sync.job_results import RetrievalLinks
 from services.scicat_sync.ledger import open_ledger
 from services.scicat_sync.records import open_records
@@ -42,7 +43,11 @@ async def build_scicat_writer(
     async with open_scicat_client(settings.scicat, retry=retry) as scicat:
         yield ScicatWriter(
             scicat=scicat,
+            job_creator=scicat.as_account(
+                settings.job_creator_username, settings.job_creator_password
+            ),
             ledger=await open_ledger(bus.js),
+            writes=await open_dataset_writes(bus.js),
             job_api=settings.job_api,
             records=await open_records(bus.js),
             links=links,

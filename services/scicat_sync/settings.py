@@ -1,6 +1,6 @@
 from typing import Literal
 
-from pydantic import AnyHttpUrl, Field
+from pydantic import AnyHttpUrl, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from runtime.settings import LogSettings, NatsSettings, S3Settings, ScicatSettings
@@ -13,6 +13,12 @@ class ScicatSyncSettings(BaseSettings):
 
     job_api: Literal["v3", "v4"] = "v4"
     """Which SciCat jobs API receives job status (v4: statusCode/statusMessage)."""
+    job_creator_username: str
+    """The SciCat account that creates archive jobs (finalize with `create_archiving_job`):
+    a member of SciCat's CREATE_JOB_PRIVILEGED_GROUPS. It must differ from SCICAT_USERNAME,
+    which updates job status: SciCat's job tiers are exclusive (docs/scicat.md)."""
+    job_creator_password: SecretStr
+    """Its password (as a file: `scicat_sync_job_creator_password` in the secrets dir)."""
     retry_budget_s: float = Field(60.0, gt=0)
     """In-process retry time per SciCat call before the message is nak-ed for later."""
     retry_wait_initial_s: float = Field(0.2, gt=0)

@@ -10,6 +10,10 @@ The `sync_*` entry points first check the event against the producing service's
 records (`corroboration`): nothing is written for an event those records do not
 bear out, and a retrieve job's result is built from the records at write time
 (`job_results`), never taken from an event.
+
+Writes to a dataset (lifecycle PATCH, datablock POST) are serialized per dataset
+(`dataset_writes`): SciCat's read-merge-write would lose one of two at once.
+Archive jobs are created by their own account, exactly once (`archive_jobs`).
 """
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -33,22 +37,24 @@ from contracts.scicat import (
     DatablockPayload,
     DataFilePayload,
     LifecyclePatch,
+    ReturnMessage,
 )
 from runtime.scicat import (
     ScicatClient,
-    ScicatLoginFailed,
     ScicatRefused,
     ScicatUnavailable,
-    ScicatUnreachable,
     pid_path,
+    with_filter,
 )
 from runtime.settling import PermanentError
+from services.scicat_sync.archive_jobs import create_archive_job
 from services.scicat_sync.corroboration import (
     check_datablocks_created,
     check_lifecycle,
     check_packing_failed,
     job_status_to_write,
 )
+from services.scicat_sync.dataset_writes import DatasetWrites
 from services.scicat_sync.job_results import RetrievalLinks, retrieve_result
 from services.scicat_sync.ledger import AppliedLedger
 from services.scicat_sync.records import SystemRecords
@@ -65,13 +71,13 @@ class DatablocksOutcome:
     posted: int
     """Datablocks newly registered (the others were there already)."""
     lifecycle_fields: tuple[str, ...]
-    archive_job_id: str | None
 
 
 @asynccontextmanager
 async def refusal_is_permanent() -> AsyncIterator[None]:
     """A 4xx that a fresh token did not change will not change on redelivery either:
-    dead-letter the message with SciCat's answer. SciCat down or a login it refuses
+    dead-letter the message with SciCat's answer. SciCat down, a login it refuses, or a
+    401/403 to a write that was not repeated (`ScicatNotResent`: maybe an expired token)
     propagates as it is (nak-ed for later: waiting messages go through once fixed)."""
     try:
         yield
@@ -85,10 +91,6 @@ def lifecycle_key(pid: str) -> str:
 
 def job_status_key(job_id: str) -> str:
     return f"job.{id_key(job_id)}"
-
-
-def archive_job_key(pid: str) -> str:
-    return f"archive_job.{id_key(pid)}"
 
 
 async def apply_in_order(
@@ -116,7 +118,13 @@ async def apply_in_order(
 
 @refusal_is_permanent()
 async def apply_lifecycle(
-    scicat: ScicatClient, ledger: AppliedLedger, pid: str, patch: LifecyclePatch, at: datetime
+    scicat: ScicatClient,
+    ledger: AppliedLedger,
+    pid: str,
+    patch: LifecyclePatch,
+    at: datetime,
+    *,
+    writes: DatasetWrites,
 ) -> tuple[str, ...]:
     """Merge the set fields of `patch` into the dataset's lifecycle; return the fields written."""
     changes = patch.to_scicat()  # set fields only, never a null (see LifecyclePatch)
@@ -124,8 +132,12 @@ async def apply_lifecycle(
         return ()
     path = f"/v3/Datasets/{pid_path(pid)}/datasetlifecycle"
 
+    async def patch_once(fields: dict[str, Any]) -> None:
+        async with writes.serialized(pid):
+            await scicat.send("PATCH", path, fields)
+
     async def write(fields: dict[str, Any]) -> None:
-        await scicat.call("PATCH", path, fields)
+        await scicat.retrying(lambda: patch_once(fields))
 
     return await apply_in_order(ledger, lifecycle_key(pid), at, changes, write)
 
@@ -172,7 +184,11 @@ def job_status_body(status: Mapping[str, Any], api: JobApi) -> dict[str, Any]:
 
 @refusal_is_permanent()
 async def record_packing_failure(
-    scicat: ScicatClient, ledger: AppliedLedger, event: DatasetPackingFailed
+    scicat: ScicatClient,
+    ledger: AppliedLedger,
+    event: DatasetPackingFailed,
+    *,
+    writes: DatasetWrites,
 ) -> tuple[str, ...]:
     """Tell SciCat why the dataset was not packed; it stays archivable so the user can retry."""
     patch = LifecyclePatch(
@@ -180,19 +196,19 @@ async def record_packing_failure(
         archive_status_message=(
             "missingFilesError" if event.kind == "user" else "scheduleArchiveJobFailed"
         ),
-        archive_return_message=event.reason,
+        archive_return_message=ReturnMessage(message=event.reason),
     )
-    return await apply_lifecycle(scicat, ledger, event.pid, patch, event.occurred_at)
+    return await apply_lifecycle(scicat, ledger, event.pid, patch, event.occurred_at, writes=writes)
 
 
 @refusal_is_permanent()
 async def register_datablocks(
-    scicat: ScicatClient, ledger: AppliedLedger, event: DatablocksCreated
+    scicat: ScicatClient, ledger: AppliedLedger, event: DatablocksCreated, *, writes: DatasetWrites
 ) -> DatablocksOutcome:
-    """Datablocks, then lifecycle `datasetCreated`, then (if asked) the archive job."""
+    """Datablocks, then lifecycle `datasetCreated` (the archive job is `archive_jobs`')."""
     posted = 0
     for block in event.datablocks:
-        if await register_datablock(scicat, event.pid, block):
+        if await register_datablock(scicat, event.pid, block, writes=writes):
             posted += 1
     fields = await apply_lifecycle(
         scicat,
@@ -200,11 +216,9 @@ async def register_datablocks(
         event.pid,
         LifecyclePatch(archivable=True, archive_status_message="datasetCreated"),
         event.occurred_at,
+        writes=writes,
     )
-    job_id = None
-    if event.create_archiving_job:
-        job_id = await create_archive_job(scicat, ledger, event)
-    return DatablocksOutcome(posted, fields, job_id)
+    return DatablocksOutcome(posted, fields)
 
 
 def datablock_payload(block: Datablock) -> DatablockPayload:
@@ -229,75 +243,46 @@ def datablock_payload(block: Datablock) -> DatablockPayload:
     )
 
 
-async def register_datablock(scicat: ScicatClient, pid: str, block: Datablock) -> bool:
+async def register_datablock(
+    scicat: ScicatClient, pid: str, block: Datablock, *, writes: DatasetWrites
+) -> bool:
     """POST the datablock unless SciCat has it already; True if it was posted now.
 
-    SciCat answers a duplicate `archiveId` on this route with a bare 500 (an
-    uncaught Mongo error), elsewhere with 409: either way, look again before
-    calling it a failure.
+    The look-up reads the dataset with its datablocks included
+    (`GET /v3/Datasets/{pid}?filter={"include":["datablocks"]}`): SciCat's v3 dataset
+    route includes relations unfiltered (src/datasets/datasets.service.ts
+    `findAllComplete` with applyDefaults false), so reading the dataset
+    (UPDATE_DATASET_LIFECYCLE_GROUPS) suffices, where `GET .../datablocks` needs
+    ADMIN_GROUPS for another group's dataset. SciCat answers a duplicate `archiveId`
+    on the POST with a bare 500 (an uncaught Mongo error), elsewhere with 409: either
+    way, look again before calling it a failure.
     """
     payload = datablock_payload(block).to_scicat()
     path = f"/v3/Datasets/{pid_path(pid)}/datablocks"
+    with_blocks = with_filter(f"/v3/Datasets/{pid_path(pid)}", {"include": ["datablocks"]})
 
     async def registered() -> bool:
-        blocks = await scicat.send("GET", path) or []
-        return any(b.get("archiveId") == block.archive_id for b in blocks)
+        dataset = await scicat.send("GET", with_blocks)
+        blocks = dataset.get("datablocks") if isinstance(dataset, dict) else None
+        if not isinstance(blocks, list):
+            detail = f"dataset {pid} read without its datablocks"
+            raise ScicatUnavailable(200, detail)
+        return any(isinstance(b, dict) and b.get("archiveId") == block.archive_id for b in blocks)
 
     async def register() -> bool:
-        if await registered():
-            return False
-        try:
-            await scicat.send("POST", path, payload)
-        except (ScicatUnavailable, ScicatRefused) as exc:
-            duplicate_answer = isinstance(exc, ScicatUnavailable) or exc.status_code == 409
-            if duplicate_answer and await registered():
+        async with writes.serialized(pid):
+            if await registered():
                 return False
-            raise
-        return True
+            try:
+                await scicat.send("POST", path, payload)
+            except (ScicatUnavailable, ScicatRefused) as exc:
+                duplicate_answer = isinstance(exc, ScicatUnavailable) or exc.status_code == 409
+                if duplicate_answer and await registered():
+                    return False
+                raise
+            return True
 
     return await scicat.retrying(register)
-
-
-async def create_archive_job(
-    scicat: ScicatClient, ledger: AppliedLedger, event: DatablocksCreated
-) -> str:
-    """Create the dataset's archive job once, however often the event is delivered.
-
-    A job POST is not idempotent in SciCat, so it is never repeated blindly: a
-    marker is kept before sending; a failure that proves nothing was created
-    (connection refused, a 4xx) clears it, and an unknown outcome (5xx,
-    timeout) leaves it, so a redelivery asks a person instead of creating a
-    second job.
-    """
-    key = archive_job_key(event.pid)
-    known = await ledger.recall(key)
-    if known and known.get("job_id"):
-        return str(known["job_id"])
-    if known:
-        reason = (
-            f"Creating the archive job of dataset {event.pid} had an unknown outcome; "
-            "check SciCat for the job, delete ledger key "
-            f"{key} if there is none, then replay this message"
-        )
-        raise PermanentError(reason, f"first attempt at {known.get('attempted_at')}")
-    # Logged in before the marker: a login failure must not leave one behind.
-    await scicat.log_in()
-    await ledger.remember(key, {"attempted_at": event.occurred_at.isoformat()})
-    body: dict[str, Any] = {
-        "type": "archive",
-        "jobParams": {"datasetList": [{"pid": event.pid, "files": []}]},
-        "ownerGroup": event.owner_group,
-    }
-    if event.contact_email:
-        body["contactEmail"] = event.contact_email
-    try:
-        job = await scicat.send("POST", "/v4/jobs", body)
-    except (ScicatUnreachable, ScicatRefused, ScicatLoginFailed):
-        await ledger.forget(key)
-        raise
-    job_id = str(job["id"])
-    await ledger.remember(key, {"job_id": job_id})
-    return job_id
 
 
 def utc_now() -> datetime:
@@ -306,34 +291,52 @@ def utc_now() -> datetime:
 
 @dataclass(frozen=True)
 class ScicatWriter:
-    """The archiver's SciCat account, the ledger of what it applied, the job API to use, the
-    records events are checked against, and the presigner of retrieve jobs' URLs."""
+    """The archiver's SciCat account and its job-creating account, the ledger of what they
+    applied, the per-dataset write serialization, the job API to use, the records events
+    are checked against, and the presigner of retrieve jobs' URLs."""
 
     scicat: ScicatClient
+    job_creator: ScicatClient
     ledger: AppliedLedger
+    writes: DatasetWrites
     job_api: JobApi
     records: SystemRecords
     links: RetrievalLinks
     clock: Callable[[], datetime] = field(default=utc_now)
 
+    async def job_handed_over(self, job_id: str) -> bool:
+        """The gateway recorded the job SciCat's url action brought it."""
+        return await self.records.job(job_id) is not None
+
 
 async def sync_datablocks_created(event: DatablocksCreated, writer: ScicatWriter) -> None:
-    """Register the datablocks (then lifecycle and archive job) and log what was written."""
+    """Register the datablocks, then the lifecycle, then (if asked) create the archive job."""
     check_datablocks_created(event, await writer.records.packed_datablocks(event.pid))
-    outcome = await register_datablocks(writer.scicat, writer.ledger, event)
+    outcome = await register_datablocks(writer.scicat, writer.ledger, event, writes=writer.writes)
+    job_id = None
+    if event.create_archiving_job:
+        async with refusal_is_permanent():
+            job_id = await create_archive_job(
+                writer.job_creator, writer.ledger, event, accepted=writer.job_handed_over
+            )
     log.info(
         "scicat.datablocks_registered",
         posted=outcome.posted,
         total=len(event.datablocks),
         lifecycle=outcome.lifecycle_fields,
-        archive_job_id=outcome.archive_job_id,
+        archive_job_id=job_id,
     )
 
 
 async def sync_dataset_lifecycle(event: DatasetLifecycleChanged, writer: ScicatWriter) -> None:
     check_lifecycle(event, await writer.records.job(event.job_id))
     fields = await apply_lifecycle(
-        writer.scicat, writer.ledger, event.pid, event.lifecycle, event.occurred_at
+        writer.scicat,
+        writer.ledger,
+        event.pid,
+        event.lifecycle,
+        event.occurred_at,
+        writes=writer.writes,
     )
     log.info("scicat.lifecycle_applied", fields=fields)
 
@@ -366,5 +369,5 @@ def _retrieve_result_of(job_id: str, writer: ScicatWriter) -> JobResult:
 
 async def sync_packing_failed(event: DatasetPackingFailed, writer: ScicatWriter) -> None:
     check_packing_failed(event, await writer.records.packing_failure(event.pid))
-    fields = await record_packing_failure(writer.scicat, writer.ledger, event)
+    fields = await record_packing_failure(writer.scicat, writer.ledger, event, writes=writer.writes)
     log.info("scicat.packing_failure_recorded", kind=event.kind, fields=fields)

@@ -1,6 +1,7 @@
 """The datablocker's origdatablocks read against a recording fake SciCat (httpx.MockTransport)."""
 
 import json
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -9,13 +10,25 @@ import pytest
 import stamina
 from pydantic import SecretStr
 
-from runtime.scicat import RetryPolicy, ScicatClient, ScicatRefused, ScicatUnavailable
+from runtime.scicat import (
+    RetryPolicy,
+    ScicatClient,
+    ScicatRefused,
+    ScicatUnavailable,
+    open_scicat_client,
+)
 from runtime.settling import PermanentError
 from services.datablocker.origdatablocks import ScicatOrigdatablocks
 from services.datablocker.registration import DatasetNotInScicat, RegisteredFile
+from tests.datablocker.scicat_standin import ScicatStandin
 
 PID = "20.500.11935/abc-123"
-FILES_PATH = "/api/v3/Datasets/20.500.11935%2Fabc-123/origdatablocks"
+# The dataset with its origdatablocks included: readable with UPDATE_DATASET_LIFECYCLE_GROUPS
+# (SciCat v4.28 src/datasets/datasets.service.ts findAllComplete: relations unfiltered).
+FILES_PATH = (
+    "/api/v3/Datasets/20.500.11935%2Fabc-123"
+    "?filter=%7B%22include%22%3A%5B%22origdatablocks%22%5D%7D"
+)
 SHA_A = "a" * 64
 SHA_B = "B" * 64
 
@@ -41,6 +54,11 @@ ORIGDATABLOCKS = [
         ],
     },
 ]
+
+
+def dataset_with(origdatablocks: list[dict]) -> dict:
+    """SciCat's v3 dataset answer with `include: ["origdatablocks"]`."""
+    return {"pid": PID, "ownerGroup": "group1", "origdatablocks": origdatablocks}
 
 
 @dataclass
@@ -72,7 +90,7 @@ class FakeScicat:
             if isinstance(answer, Exception):
                 raise answer
             return answer
-        return httpx.Response(200, json=ORIGDATABLOCKS)
+        return httpx.Response(200, json=dataset_with(ORIGDATABLOCKS))
 
 
 class Clock:
@@ -122,7 +140,7 @@ async def test_registered_files_are_read_from_every_origdatablock_with_the_pid_e
 
 async def test_a_dataset_without_origdatablocks_has_no_registered_files() -> None:
     """SciCat's empty list means nothing is registered (packing then compares nothing)."""
-    fake = FakeScicat(answers=[httpx.Response(200, json=[])])
+    fake = FakeScicat(answers=[httpx.Response(200, json=dataset_with([]))])
     reader, http = reader_for(fake)
     async with http:
         assert await reader.registered_files(PID) == ()
@@ -215,6 +233,15 @@ async def test_scicat_down_raises_for_a_later_redelivery() -> None:
     assert not isinstance(caught.value, PermanentError)
 
 
+async def test_a_dataset_answer_without_its_origdatablocks_is_transient() -> None:
+    """A dataset without the included relation is not the answer asked for: unavailable."""
+    fake = FakeScicat(answers=[httpx.Response(200, json={"pid": PID, "ownerGroup": "group1"})])
+    reader, http = reader_for(fake)
+    async with http:
+        with pytest.raises(ScicatUnavailable):
+            await reader.registered_files(PID)
+
+
 async def test_an_answer_that_is_not_a_list_of_blocks_is_transient() -> None:
     """A proxy's HTML page with 200 is not SciCat's answer: raised as unavailable, not parsed."""
     fake = FakeScicat(answers=[httpx.Response(200, text="<html>maintenance</html>")])
@@ -222,3 +249,22 @@ async def test_an_answer_that_is_not_a_list_of_blocks_is_transient() -> None:
     async with http:
         with pytest.raises(ScicatUnavailable):
             await reader.registered_files(PID)
+
+
+async def test_the_archiver_without_an_admin_group_reads_another_groups_files(
+    scicat_standin: ScicatStandin,
+) -> None:
+    """The origdatablocks route of a group1 dataset is 403 for the archiver (its lifecycle
+    group grants DatasetReadAny, not DatasetOrigdatablockReadAny: backend
+    src/casl/casl-ability.factory.ts); the dataset read with `include` returns them
+    unfiltered (src/datasets/datasets.service.ts findAllComplete, applyDefaults false)."""
+    pid = f"20.500.11935/{uuid.uuid4()}"
+    scicat_standin.register(pid, [{"path": "a.txt", "size": 5, "time": "2024-05-01T12:00:00Z"}])
+    settings = scicat_standin.settings()
+    async with open_scicat_client(settings) as scicat:
+        files = await ScicatOrigdatablocks(scicat).registered_files(pid)
+    with scicat_standin.client(settings.username, settings.password.get_secret_value()) as http:
+        route = http.get(f"/v3/Datasets/{pid.replace('/', '%2F')}/origdatablocks")
+
+    assert [(f.path, f.size) for f in files] == [("a.txt", 5)]
+    assert route.status_code == 403

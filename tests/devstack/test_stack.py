@@ -36,7 +36,7 @@ def test_dev_stack_comes_up_healthy_and_describes_itself(tmp_path: Path) -> None
     assert stack["gateway"]["url"].endswith("/archiver/api/v1")
     assert stack["gateway"]["job_user"]
     assert stack["gateway"]["job_password"]
-    assert set(stack["scicat"]["users"]) == {"admin", "ingestor", "archiver"}
+    assert set(stack["scicat"]["users"]) == {"admin", "ingestor", "archiver", "archiver_jobs"}
     assert set(stack["s3"]["buckets"]) >= {"landing", "archival", "retrieval"}
     assert stack["nats"]["url"].startswith("nats://127.0.0.1:")
     assert stack["lts"] == {"backend": "posix", "root": str(tmp_path / "lts")}

@@ -101,7 +101,7 @@ def test_file_not_matching_its_uploaded_checksum_is_missing_files_error(
 
     lifecycle = packing_outcome(ingest_stack, staged.pid)
     assert lifecycle["archiveStatusMessage"] == "missingFilesError", lifecycle
-    assert bad in lifecycle["archiveReturnMessage"]
+    assert bad in lifecycle["archiveReturnMessage"]["message"]
     assert lifecycle["archivable"] is True
     assert keys_under(ingest_stack.s3, "archival", DATABLOCKS.format(pid=staged.pid)) == []
     assert ingest_stack.scicat.datablocks(staged.pid) == []
@@ -120,6 +120,6 @@ def test_object_deleted_before_finalize_is_missing_files_error(
 
     lifecycle = packing_outcome(ingest_stack, staged.pid)
     assert lifecycle["archiveStatusMessage"] == "missingFilesError", lifecycle
-    assert gone in lifecycle["archiveReturnMessage"]
+    assert gone in lifecycle["archiveReturnMessage"]["message"]
     assert keys_under(ingest_stack.s3, "archival", DATABLOCKS.format(pid=staged.pid)) == []
     assert ingest_stack.scicat.datablocks(staged.pid) == []

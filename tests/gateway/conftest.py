@@ -35,17 +35,17 @@ jobs:
     create:
       auth: "#datasetOwner"
     update:
-      auth: archivemanager
+      auth: "#jobAdmin"
   - jobType: retrieve
     create:
       auth: "#datasetAccess"
     update:
-      auth: archivemanager
+      auth: "#jobAdmin"
   - jobType: public
     create:
       auth: "#datasetPublic"
     update:
-      auth: archivemanager
+      auth: "#jobAdmin"
 """
 
 

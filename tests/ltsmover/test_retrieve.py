@@ -241,7 +241,7 @@ async def test_a_tape_offline_past_the_timeout_fails_the_dataset_cleanly(
     assert record.datasets[pid].state == "failed"
     failed = [b["lifecycle"] for s, b in log if s == "dataset.lifecycle"][-1]
     assert failed["retrieveStatusMessage"] == "datasetRetrievalFailed"
-    assert "was not readable within" in failed["retrieveReturnMessage"]
+    assert "was not readable within" in failed["retrieveReturnMessage"]["message"]
     assert result["result"] == []
     assert retrieved_keys(s3, pid) == []
 

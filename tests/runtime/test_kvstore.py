@@ -9,11 +9,20 @@ from typing import Any
 import pytest
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig
-from nats.js.errors import NotFoundError
+from nats.js.errors import KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
-from runtime.kvstore import BucketMissingError, KvConflict, KvRecords, open_bucket
+from runtime.kvstore import (
+    BucketMissingError,
+    KvConflict,
+    KvLeases,
+    KvRecords,
+    LeaseTimeout,
+    open_bucket,
+)
+
+BUCKET = "test_kvstore"
 
 
 class Counter(BaseModel):
@@ -171,3 +180,76 @@ async def test_opening_a_bucket_that_was_not_provisioned_names_the_fix(
     """Services only open buckets; a missing one says to run `archiver provision`."""
     with pytest.raises(BucketMissingError, match=r"KV bucket jobs does not exist: run `archiver"):
         await open_bucket(clean_js, "jobs")
+
+
+LEASES = "test_kvstore_leases"
+
+
+@pytest.fixture
+async def lease_bucket(clean_js: JetStreamContext) -> KeyValue:
+    """An empty bucket whose entries expire after 2 s, on the real nats-server."""
+    with contextlib.suppress(NotFoundError):
+        await clean_js.delete_key_value(LEASES)
+    return await clean_js.create_key_value(KeyValueConfig(bucket=LEASES, ttl=2.0))
+
+
+def leases(kv: KeyValue, holder: str, wait_s: float = 10.0) -> KvLeases:
+    return KvLeases(kv, ttl_s=2.0, holder=holder, wait_s=wait_s, poll_max_s=0.05)
+
+
+async def test_a_lease_has_one_holder_at_a_time_across_instances(lease_bucket: KeyValue) -> None:
+    """Two instances (two KvLeases on one bucket) each enter the same key three times at once:
+    never two inside, and every entry happens."""
+    inside: list[str] = []
+    overlaps = 0
+
+    async def work(instance: KvLeases, name: str) -> None:
+        nonlocal overlaps
+        for _ in range(3):
+            async with instance.held("pid-1"):
+                inside.append(name)
+                overlaps += len(inside) > 1
+                await asyncio.sleep(0.02)
+                inside.remove(name)
+
+    await asyncio.gather(work(leases(lease_bucket, "a"), "a"), work(leases(lease_bucket, "b"), "b"))
+
+    assert overlaps == 0
+    with pytest.raises(KeyNotFoundError):  # released
+        await lease_bucket.get("pid-1")
+
+
+async def test_a_lease_is_renewed_while_held_longer_than_its_ttl(lease_bucket: KeyValue) -> None:
+    """Work longer than the bucket's ttl keeps its lease: another instance waits it out."""
+    order: list[str] = []
+
+    async def long_work() -> None:
+        async with leases(lease_bucket, "slow").held("pid-2"):
+            order.append("slow in")
+            await asyncio.sleep(3.0)
+            order.append("slow out")
+
+    async def late_work() -> None:
+        await asyncio.sleep(0.2)
+        async with leases(lease_bucket, "late").held("pid-2"):
+            order.append("late in")
+
+    await asyncio.gather(long_work(), late_work())
+
+    assert order == ["slow in", "slow out", "late in"]
+
+
+async def test_a_dead_holders_lease_expires_and_a_waiter_gives_up_before(
+    lease_bucket: KeyValue,
+) -> None:
+    """A holder that never released (it crashed) blocks the key for the ttl only; a waiter
+    that will not wait that long gets LeaseTimeout."""
+    await lease_bucket.create("pid-3", b"crashed-instance")
+
+    with pytest.raises(LeaseTimeout, match="pid-3"):
+        async with leases(lease_bucket, "impatient", wait_s=0.3).held("pid-3"):
+            pass
+    async with leases(lease_bucket, "patient", wait_s=10.0).held("pid-3"):
+        held = await lease_bucket.get("pid-3")
+
+    assert held.value == b"patient"

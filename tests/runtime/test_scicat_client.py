@@ -14,6 +14,7 @@ from runtime.scicat import (
     ScicatError,
     ScicatLoginFailed,
     ScicatNotFound,
+    ScicatNotResent,
     ScicatRefused,
     ScicatUnavailable,
     ScicatUnreachable,
@@ -125,15 +126,65 @@ async def test_a_refusal_that_a_fresh_token_does_not_change_carries_scicats_answ
     scicat = client_for(fake)
 
     with pytest.raises(ScicatRefused) as caught:
-        await scicat.call("PATCH", PATH, {"a": 1})
+        await scicat.call("GET", PATH)
 
-    assert str(caught.value) == f"SciCat refused PATCH {PATH} with 403"
+    assert str(caught.value) == f"SciCat refused GET {PATH} with 403"
     assert (caught.value.status_code, caught.value.detail) == (
         403,
         '{"message":"Forbidden resource"}',
     )
     assert not isinstance(caught.value, ScicatNotFound)
     assert (fake.logins, fake.requests()) == (2, 2)
+
+
+async def test_a_refused_post_is_not_resent_and_is_transient_for_the_caller_to_judge() -> None:
+    """401 to a job POST: an expired token or the job's url action after the job was saved
+    (backend src/jobs/jobs.controller.utils.ts createJob): ScicatNotResent, sent once."""
+    fake = FakeScicat(answers=[httpx.Response(401, text='{"message":"Unauthorized"}')])
+    scicat = client_for(fake)
+
+    with pytest.raises(ScicatNotResent) as caught:
+        await scicat.send("POST", "v4/jobs", {"type": "archive"})
+
+    assert (caught.value.method, caught.value.path) == ("POST", "v4/jobs")
+    assert (caught.value.status_code, caught.value.detail) == (401, '{"message":"Unauthorized"}')
+    assert is_transient(caught.value)
+    assert (fake.logins, fake.requests()) == (2, 1)
+
+
+async def test_a_patch_refused_for_an_expired_token_goes_through_when_the_caller_retries() -> None:
+    """`call` repeats a unit of work its caller declared safe: the PATCH, with the new token."""
+    fake = FakeScicat(answers=[httpx.Response(403, text='{"message":"Forbidden resource"}')])
+    scicat = client_for(fake)
+
+    with stamina.set_testing(True, attempts=2):
+        answer = await scicat.call("PATCH", PATH, {"a": 1})
+
+    assert answer == {}
+    assert [auth for _, path, auth in fake.calls if not path.endswith("/login")] == [
+        "Bearer token-1",
+        "Bearer token-2",
+    ]
+
+
+async def test_another_accounts_client_logs_in_as_itself_over_the_same_connection_pool() -> None:
+    """`as_account`: the job creator's requests go through the same transport with its own
+    token; the first account's token is untouched."""
+    fake = FakeScicat()
+    scicat = client_for(fake)
+    creator = scicat.as_account("archiveJobs", SecretStr("pw2"))
+
+    await scicat.send("GET", PATH)
+    await creator.send("GET", JOB_PATH)
+    await scicat.send("GET", PATH)
+
+    assert fake.calls == [
+        ("POST", "/api/v3/auth/login", None),
+        ("GET", f"/api/{PATH}", "Bearer token-1"),
+        ("POST", "/api/v3/auth/login", None),
+        ("GET", f"/api/{JOB_PATH}", "Bearer token-2"),
+        ("GET", f"/api/{PATH}", "Bearer token-1"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -279,6 +330,7 @@ def test_every_error_shares_one_base_and_none_decides_a_messages_fate() -> None:
     errors = [
         ScicatUnavailable(503, ""),
         ScicatUnreachable("ConnectError"),
+        ScicatNotResent("POST", "v4/jobs", 401, ""),
         ScicatRefused("GET", PATH, 403, ""),
         ScicatNotFound("GET", PATH, 404, ""),
         ScicatLoginFailed("refused", 401, ""),
@@ -286,7 +338,7 @@ def test_every_error_shares_one_base_and_none_decides_a_messages_fate() -> None:
 
     assert all(isinstance(e, ScicatError) for e in errors)
     assert not any(isinstance(e, PermanentError) for e in errors)
-    assert [is_transient(e) for e in errors] == [True, True, False, False, False]
+    assert [is_transient(e) for e in errors] == [True, True, True, False, False, False]
     assert not is_transient(ValueError("x"))
 
 

@@ -97,20 +97,44 @@ async def test_the_token_is_renewed_before_it_expires() -> None:
 
 
 async def test_a_403_gets_one_fresh_login_and_one_repeat() -> None:
-    """SciCat answers 403 for an expired token: log in again, once, and repeat the request."""
+    """SciCat answers 403 for an expired token: log in again, once, and repeat the read."""
     fake = FakeScicat(answers=[httpx.Response(403, json={"message": "Forbidden resource"})])
     session = session_for(fake)
 
-    response = await session.request("PATCH", PATH, json={"a": 1})
+    response = await session.request("GET", PATH, params={"a": "1"})
 
     assert response.status_code == 200
     assert [(method, auth) for method, _, auth in fake.calls] == [
         ("POST", None),
-        ("PATCH", "Bearer token-1"),
+        ("GET", "Bearer token-1"),
         ("POST", None),
-        ("PATCH", "Bearer token-2"),
+        ("GET", "Bearer token-2"),
     ]
-    assert json.loads(response.request.content) == {"a": 1}
+    assert response.request.url.params["a"] == "1"
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+@pytest.mark.parametrize("status", [401, 403])
+async def test_a_refused_post_or_patch_renews_the_token_but_is_not_repeated(
+    method: str, status: int
+) -> None:
+    """A 401/403 to a POST may be a job's url action answering after SciCat saved the job
+    (backend src/jobs/jobs.controller.utils.ts createJob: save, then performActions; the
+    same in updateJob): the token is renewed for the next request, the request not repeated."""
+    fake = FakeScicat(answers=[httpx.Response(status, json={"message": "Unauthorized"})])
+    session = session_for(fake)
+
+    refused = await session.request(method, "v4/jobs", json={"type": "archive"})
+    after = await session.request("GET", PATH)
+
+    assert refused.status_code == status
+    assert after.status_code == 200
+    assert [(m, auth) for m, _, auth in fake.calls] == [
+        ("POST", None),
+        (method, "Bearer token-1"),
+        ("POST", None),
+        ("GET", "Bearer token-2"),
+    ]
 
 
 async def test_a_second_refusal_is_returned_for_the_caller_to_judge() -> None:

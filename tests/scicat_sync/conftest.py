@@ -17,11 +17,14 @@ from pydantic import SecretStr
 
 from runtime.provisioning import provision
 from runtime.scicat import RetryPolicy, ScicatClient
+from services.scicat_sync.dataset_writes import DatasetWrites
 from services.scicat_sync.ledger import AppliedLedger, open_ledger
 from tests.conftest import SCICAT_PASSWORDS, ScicatStandin
 
 ADMIN = ("admin", SCICAT_PASSWORDS["admin"])
 ARCHIVER = ("archiveManager", SCICAT_PASSWORDS["archiveManager"])
+JOB_CREATOR = ("archiveJobs", SCICAT_PASSWORDS["archiveJobs"])
+"""The archiver's two accounts, with only the rights docs/scicat.md lists (no admin group)."""
 
 # A job config without url actions: no archiver gateway runs in these tests.
 JOB_CONFIG = """\
@@ -59,7 +62,11 @@ class FakeScicat:
     duplicate_answer: int = 500
     blind_reads: int = 0
     """The next N datablock look-ups answer [] (another writer's POST lands after them)."""
+    jobs: list[dict[str, Any]] = field(default_factory=list)
     job_post_status: int = 201
+    """Status of the next job POSTs; with >= 400 the job is still saved if `job_post_saves`
+    (SciCat saves a job before its url action runs, whose failure becomes the answer)."""
+    job_post_saves: bool = False
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -79,20 +86,27 @@ class FakeScicat:
         if self.fail_next:
             status = self.fail_next.pop(0)
             return httpx.Response(status, json=_error(status, "injected"))
-        if path.endswith("/datablocks") and request.method == "GET":
+        if "/Datasets/" in path and "?filter=" in path and request.method == "GET":
+            # the dataset with its datablocks included
+            blocks = self.datablocks
             if self.blind_reads:
                 self.blind_reads -= 1
-                return httpx.Response(200, json=[])
-            return httpx.Response(200, json=self.datablocks)
+                blocks = []
+            return httpx.Response(200, json={"pid": "x", "datablocks": blocks})
         if path.endswith("/datablocks") and request.method == "POST":
             if any(b["archiveId"] == body["archiveId"] for b in self.datablocks):
                 return httpx.Response(self.duplicate_answer, json="Internal server error")
             self.datablocks.append({**body, "id": f"db-{len(self.datablocks)}"})
             return httpx.Response(201, json=self.datablocks[-1])
+        if path.startswith("/api/v4/jobs?filter=") and request.method == "GET":
+            return httpx.Response(200, json=self.jobs)
         if path.endswith("/jobs") and request.method == "POST":
+            job = {**body, "id": f"job-{len(self.jobs) + 1}", "createdBy": "archiveJobs"}
+            if self.job_post_status < 400 or self.job_post_saves:
+                self.jobs.append(job)
             if self.job_post_status >= 400:
                 return httpx.Response(self.job_post_status, text="Bad Gateway")
-            return httpx.Response(201, json={**body, "id": "job-1"})
+            return httpx.Response(201, json=job)
         return httpx.Response(200, json={})
 
 
@@ -106,6 +120,12 @@ def fake_scicat() -> FakeScicat:
 
 
 @pytest.fixture
+async def job_creator(scicat: ScicatClient) -> ScicatClient:
+    """The job-creating account over the same fake SciCat."""
+    return scicat.as_account(JOB_CREATOR[0], SecretStr(JOB_CREATOR[1]))
+
+
+@pytest.fixture
 async def scicat(fake_scicat: FakeScicat) -> AsyncIterator[ScicatClient]:
     async with httpx.AsyncClient(
         base_url="http://scicat.test/api", transport=fake_scicat.transport()
@@ -116,6 +136,12 @@ async def scicat(fake_scicat: FakeScicat) -> AsyncIterator[ScicatClient]:
             password=SecretStr(ARCHIVER[1]),
             retry=RetryPolicy(timeout_s=5, wait_jitter_s=0.5),
         )
+
+
+@pytest.fixture
+def writes() -> DatasetWrites:
+    """Per-dataset serialization in this process (no lease bucket)."""
+    return DatasetWrites()
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ from services.scicat_sync.settings import ScicatSyncSettings
 from tests.conftest import bus_settings
 from tests.deadletters import dead_letters
 from tests.polling import eventually
-from tests.scicat_sync.conftest import ARCHIVER, Standin
+from tests.scicat_sync.conftest import ADMIN, ARCHIVER, JOB_CREATOR, Standin
 
 SHA = "b" * 64
 START = datetime(2025, 6, 1, 8, 0, 0, tzinfo=UTC)
@@ -56,6 +56,8 @@ def settings(nats_url: str, scicat_url: str, nak_delays_s: tuple[float, ...]) ->
             access_key=SecretStr("presign-only"),
             secret_key=SecretStr("presign-secret"),
         ),
+        job_creator_username=JOB_CREATOR[0],
+        job_creator_password=SecretStr(JOB_CREATOR[1]),
         retrieval_public_endpoint=DOWNLOADS,
         retry_budget_s=0.5,
         retry_wait_initial_s=0.05,
@@ -84,8 +86,10 @@ async def record(js: JetStreamContext, bucket: str, identifier: str, value: Base
     await kv_bucket.put(kv.id_key(identifier), value.model_dump_json().encode())
 
 
-def writes_to(standin: Standin, path_part: str) -> list[dict[str, Any]]:
-    return [e for e in standin.history() if e["username"] == ARCHIVER[0] and path_part in e["path"]]
+def writes_to(
+    standin: Standin, path_part: str, username: str = ARCHIVER[0]
+) -> list[dict[str, Any]]:
+    return [e for e in standin.history() if e["username"] == username and path_part in e["path"]]
 
 
 def job_record(
@@ -199,7 +203,7 @@ async def test_a_whole_archive_and_retrieve_sequence_keeps_every_lifecycle_field
         (
             subjects.DATABLOCKS_CREATED,
             created,
-            lambda: len(writes_to(standin, "/jobs")) == 1,
+            lambda: len(writes_to(standin, "/jobs", JOB_CREATOR[0])) == 1,
         ),
         (
             subjects.DATASET_LIFECYCLE,
@@ -296,7 +300,8 @@ async def test_a_whole_archive_and_retrieve_sequence_keeps_every_lifecycle_field
         "retrieveIntegrityCheck": True,
     }
     assert len(standin.get(f"/v3/Datasets/{pid.replace('/', '%2F')}/datablocks")) == 1
-    assert len([e for e in writes_to(standin, "/jobs") if e["method"] == "POST"]) == 1
+    job_posts = [e for e in writes_to(standin, "/jobs", JOB_CREATOR[0]) if e["method"] == "POST"]
+    assert len(job_posts) == 1
     assert (job["statusCode"], job["statusMessage"]) == ("finishedSuccessful", "retrieved")
     (offer,) = job["jobResultObject"]["result"]
     url = offer.pop("url")
@@ -313,6 +318,82 @@ async def test_a_whole_archive_and_retrieve_sequence_keeps_every_lifecycle_field
     assert not [
         e for e in writes_to(standin, pid) if e["method"] == "PATCH" and e["path"].endswith(pid)
     ], "never a dataset PATCH"
+    assert await dead_letters(clean_js) == []
+
+
+def blocks_of(pid: str, count: int) -> tuple[Datablock, ...]:
+    """`count` datablocks of 1536 packed bytes and one file each."""
+    stem = f"openem-network/datasets/{pid}/datablocks/{pid.replace('/', '-')}"
+    return tuple(
+        Datablock(
+            archive_id=f"{stem}_{n}.tar",
+            size=3,
+            packed_size=1536,
+            tar_sha256=SHA,
+            data_file_list=(DataFile(path=f"raw/{n}.bin", size=3, time=START, chk=SHA),),
+        )
+        for n in range(count)
+    )
+
+
+async def test_concurrent_datablocks_and_lifecycle_of_one_dataset_both_land(
+    clean_js: JetStreamContext, ledger: AppliedLedger, nats_server_process, standin: Standin
+) -> None:
+    """SciCat writes a dataset by read-merge-write (backend src/datasets/datasets.controller.ts
+    findByIdAndUpdateLifecycle, createDatablock; the stand-in pauses 50 ms in between), so two
+    writes at once lose one. A retrieve job's lifecycle change arriving while a
+    datablocks.created is being written (two block POSTs, then its lifecycle PATCH), 60-150 ms
+    after it, lands and loses nothing of the other: scicat_sync writes one dataset at a time."""
+    async with running(settings(nats_server_process.url, standin.url, (0.1,))):
+        for later_s in (0.06, 0.09, 0.12, 0.15):
+            pid = standin.create_dataset()
+            with standin.client(*ADMIN) as http:  # a packing failure before: not archivable
+                http.patch(
+                    f"/v3/Datasets/{pid.replace('/', '%2F')}/datasetlifecycle",
+                    json={"archivable": False, "archiveStatusMessage": "missingFilesError"},
+                ).raise_for_status()
+            retrieve_job = standin.create_job(pid, "retrieve")
+            at = START + timedelta(seconds=1)
+            created = DatablocksCreated(
+                occurred_at=START,
+                pid=pid,
+                datablocks=blocks_of(pid, 2),
+                create_archiving_job=False,
+                owner_group="group1",
+            )
+            retrieving = DatasetLifecycleChanged(
+                occurred_at=at,
+                pid=pid,
+                job_id=retrieve_job,
+                lifecycle=LifecyclePatch(retrieve_status_message="started"),
+            )
+            await record(clean_js, kv.DATABLOCKS, pid, created)
+            await record(
+                clean_js,
+                kv.JOBS,
+                retrieve_job,
+                job_record(retrieve_job, "retrieve", pid, started=at),
+            )
+
+            await publish(clean_js, subjects.DATABLOCKS_CREATED, created, created.dedup_id())
+            await asyncio.sleep(later_s)
+            await publish(clean_js, subjects.DATASET_LIFECYCLE, retrieving, retrieving.dedup_id())
+            await eventually(
+                lambda pid=pid: len(writes_to(standin, pid)),
+                f"{pid}: 2 datablock POSTs and 2 lifecycle PATCHes",
+                done=lambda writes: writes >= 4,
+                timeout_s=20.0,
+                interval_s=0.05,
+            )
+
+            dataset = standin.get(f"/v3/Datasets/{pid.replace('/', '%2F')}")
+            lifecycle = dataset["datasetlifecycle"]
+            assert (dataset["packedSize"], dataset["numberOfFilesArchived"]) == (3072, 2), later_s
+            assert (
+                lifecycle["archivable"],
+                lifecycle["archiveStatusMessage"],
+                lifecycle["retrieveStatusMessage"],
+            ) == (True, "datasetCreated", "started"), later_s
     assert await dead_letters(clean_js) == []
 
 
@@ -395,7 +476,7 @@ async def outage_scenario(
                 all(
                     standin.get(f"/v4/jobs/{j}")["statusCode"] == "finishedSuccessful" for j in jobs
                 )
-                and standin.lifecycle(pid).get("retrieveReturnMessage") == "step 47"
+                and standin.lifecycle(pid).get("retrieveReturnMessage") == {"message": "step 47"}
             ),
             "both jobs finished and the last lifecycle step written after the outage",
             timeout_s=outage_s * 4 + 20,
@@ -405,10 +486,14 @@ async def outage_scenario(
 
     assert standin.get(f"/v4/jobs/{jobs[0]}")["statusMessage"] == "step 48"
     assert standin.get(f"/v4/jobs/{jobs[1]}")["statusMessage"] == "step 49"
-    assert standin.lifecycle(pid)["retrieveReturnMessage"] == "step 47"
+    assert standin.lifecycle(pid)["retrieveReturnMessage"] == {"message": "step 47"}
     for target in (*jobs, pid):
         steps = [
-            int(str(e["body"].get("statusMessage") or e["body"].get("retrieveReturnMessage"))[5:])
+            int(
+                str(
+                    e["body"].get("statusMessage") or e["body"]["retrieveReturnMessage"]["message"]
+                )[5:]
+            )
             for e in writes_to(standin, target)
             if e["method"] == "PATCH" and e["status"] < 300
         ]

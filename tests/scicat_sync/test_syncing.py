@@ -19,12 +19,19 @@ from contracts.events import (
 from contracts.scicat import LifecyclePatch
 from runtime.scicat import ScicatClient, ScicatUnavailable
 from runtime.settling import PermanentError
-from services.scicat_sync import syncing
+from services.scicat_sync import archive_jobs, syncing
+from services.scicat_sync.dataset_writes import DatasetWrites
 from services.scicat_sync.ledger import AppliedLedger
 from tests.scicat_sync.conftest import FakeScicat
 
 PID = "20.500.11935/abc-123"
 QPID = "20.500.11935%2Fabc-123"
+WITH_DATABLOCKS = f"/api/v3/Datasets/{QPID}?filter=%7B%22include%22%3A%5B%22datablocks%22%5D%7D"
+ARCHIVE_JOBS_OF_PID = (
+    "/api/v4/jobs?filter=%7B%22where%22%3A%7B%22type%22%3A%22archive%22%2C"
+    "%22jobParams.datasetList.pid%22%3A%2220.500.11935%2Fabc-123%22%2C"
+    "%22createdBy%22%3A%22archiveJobs%22%7D%7D"
+)
 T1 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 T2 = datetime(2025, 3, 1, 12, 0, 5, tzinfo=UTC)
 SHA = "a" * 64
@@ -76,20 +83,41 @@ DATABLOCK_JSON = {
 }
 
 
-async def test_datablocks_created_sends_datablock_lifecycle_and_archive_job(
-    scicat: ScicatClient, ledger: AppliedLedger, fake_scicat: FakeScicat
+async def test_datablocks_created_sends_datablock_then_lifecycle(
+    scicat: ScicatClient, ledger: AppliedLedger, fake_scicat: FakeScicat, writes: DatasetWrites
 ) -> None:
-    """Datablock POST, lifecycle merge PATCH, v4 archive job: exactly these bodies."""
-    outcome = await syncing.register_datablocks(scicat, ledger, datablocks_created(create_job=True))
+    """The dataset read with its datablocks included, datablock POST, lifecycle merge PATCH."""
+    outcome = await syncing.register_datablocks(
+        scicat, ledger, datablocks_created(create_job=True), writes=writes
+    )
 
     assert fake_scicat.calls == [
-        ("GET", f"/api/v3/Datasets/{QPID}/datablocks", None),
+        ("GET", WITH_DATABLOCKS, None),
         ("POST", f"/api/v3/Datasets/{QPID}/datablocks", DATABLOCK_JSON),
         (
             "PATCH",
             f"/api/v3/Datasets/{QPID}/datasetlifecycle",
             {"archivable": True, "archiveStatusMessage": "datasetCreated"},
         ),
+    ]
+    assert outcome == syncing.DatablocksOutcome(1, ("archivable", "archiveStatusMessage"))
+
+
+async def accepted(job_id: str) -> bool:
+    """The gateway recorded every job (its url action succeeded)."""
+    return True
+
+
+async def test_the_archive_job_is_looked_up_then_created_by_the_job_creator(
+    job_creator: ScicatClient, ledger: AppliedLedger, fake_scicat: FakeScicat
+) -> None:
+    """No archive job of the dataset by archiveJobs in SciCat yet: one POST, exactly this body."""
+    job_id = await archive_jobs.create_archive_job(
+        job_creator, ledger, datablocks_created(create_job=True), accepted=accepted
+    )
+
+    assert fake_scicat.calls == [
+        ("GET", ARCHIVE_JOBS_OF_PID, None),
         (
             "POST",
             "/api/v4/jobs",
@@ -101,26 +129,32 @@ async def test_datablocks_created_sends_datablock_lifecycle_and_archive_job(
             },
         ),
     ]
-    assert outcome == syncing.DatablocksOutcome(1, ("archivable", "archiveStatusMessage"), "job-1")
+    assert job_id == "job-1"
 
 
 async def test_redelivered_datablocks_created_posts_nothing_twice(
-    scicat: ScicatClient, ledger: AppliedLedger, fake_scicat: FakeScicat
+    scicat: ScicatClient,
+    job_creator: ScicatClient,
+    ledger: AppliedLedger,
+    fake_scicat: FakeScicat,
+    writes: DatasetWrites,
 ) -> None:
     """A second delivery finds the datablock and the remembered job: no new POSTs."""
     event = datablocks_created(create_job=True)
-    await syncing.register_datablocks(scicat, ledger, event)
+    await syncing.register_datablocks(scicat, ledger, event, writes=writes)
+    await archive_jobs.create_archive_job(job_creator, ledger, event, accepted=accepted)
     fake_scicat.calls.clear()
 
-    outcome = await syncing.register_datablocks(scicat, ledger, event)
+    outcome = await syncing.register_datablocks(scicat, ledger, event, writes=writes)
+    job_id = await archive_jobs.create_archive_job(job_creator, ledger, event, accepted=accepted)
 
     assert [(m, p) for m, p, _ in fake_scicat.calls] == [
-        ("GET", f"/api/v3/Datasets/{QPID}/datablocks"),
+        ("GET", WITH_DATABLOCKS),
         ("PATCH", f"/api/v3/Datasets/{QPID}/datasetlifecycle"),
     ]
     assert len(fake_scicat.datablocks) == 1
     assert outcome.posted == 0
-    assert outcome.archive_job_id == "job-1"
+    assert job_id == "job-1"
 
 
 @pytest.mark.parametrize("duplicate_answer", [500, 409])
@@ -133,7 +167,7 @@ async def test_a_duplicate_answer_is_done_after_looking_again(
     fake_scicat.blind_reads = 1
     block = datablocks_created().datablocks[0]
 
-    posted = await syncing.register_datablock(scicat, PID, block)
+    posted = await syncing.register_datablock(scicat, PID, block, writes=DatasetWrites())
 
     assert posted is False
     assert [m for m, _, _ in fake_scicat.calls] == ["GET", "POST", "GET"]
@@ -148,7 +182,7 @@ async def test_lifecycle_is_a_merge_patch_of_the_set_fields_only(
         retrieve_status_message="datasetRetrieved", retrieve_integrity_check=True
     )
 
-    fields = await syncing.apply_lifecycle(scicat, ledger, PID, patch, T1)
+    fields = await syncing.apply_lifecycle(scicat, ledger, PID, patch, T1, writes=DatasetWrites())
 
     assert fake_scicat.calls == [
         (
@@ -172,7 +206,9 @@ async def test_a_lifecycle_event_read_from_the_bus_sends_no_nulls(
     ).model_dump_json(by_alias=True)
     event = DatasetLifecycleChanged.model_validate_json(published)
 
-    await syncing.apply_lifecycle(scicat, ledger, event.pid, event.lifecycle, event.occurred_at)
+    await syncing.apply_lifecycle(
+        scicat, ledger, event.pid, event.lifecycle, event.occurred_at, writes=DatasetWrites()
+    )
 
     assert fake_scicat.calls == [
         ("PATCH", f"/api/v3/Datasets/{QPID}/datasetlifecycle", {"archiveStatusMessage": "started"}),
@@ -184,7 +220,12 @@ async def test_a_stale_lifecycle_field_is_skipped_and_fresh_ones_still_sent(
 ) -> None:
     """An older event cannot overwrite a field a newer one set; its other fields go through."""
     await syncing.apply_lifecycle(
-        scicat, ledger, PID, LifecyclePatch(archive_status_message="datasetOnArchiveDisk"), T2
+        scicat,
+        ledger,
+        PID,
+        LifecyclePatch(archive_status_message="datasetOnArchiveDisk"),
+        T2,
+        writes=DatasetWrites(),
     )
     fake_scicat.calls.clear()
 
@@ -194,6 +235,7 @@ async def test_a_stale_lifecycle_field_is_skipped_and_fresh_ones_still_sent(
         PID,
         LifecyclePatch(archive_status_message="started", archivable=False),
         T1,
+        writes=DatasetWrites(),
     )
 
     assert fake_scicat.calls == [
@@ -295,10 +337,11 @@ async def test_a_stale_job_status_is_skipped_and_a_redelivery_rewritten(
 async def test_packing_failure_keeps_the_dataset_archivable(
     scicat: ScicatClient, ledger: AppliedLedger, fake_scicat: FakeScicat, kind: str, message: str
 ) -> None:
-    """The reason goes to archiveReturnMessage, and the user may try again."""
+    """The reason goes to archiveReturnMessage (an object, as SciCat's OpenAPI types it:
+    backend src/datasets/schemas/lifecycle.schema.ts), and the user may try again."""
     event = DatasetPackingFailed(occurred_at=T1, pid=PID, kind=kind, reason="raw/a.txt is missing")
 
-    await syncing.record_packing_failure(scicat, ledger, event)
+    await syncing.record_packing_failure(scicat, ledger, event, writes=DatasetWrites())
 
     assert fake_scicat.calls == [
         (
@@ -307,7 +350,7 @@ async def test_packing_failure_keeps_the_dataset_archivable(
             {
                 "archivable": True,
                 "archiveStatusMessage": message,
-                "archiveReturnMessage": "raw/a.txt is missing",
+                "archiveReturnMessage": {"message": "raw/a.txt is missing"},
             },
         ),
     ]
@@ -316,13 +359,15 @@ async def test_packing_failure_keeps_the_dataset_archivable(
 async def test_an_expired_token_is_renewed_without_a_failed_write(
     scicat: ScicatClient, ledger: AppliedLedger, fake_scicat: FakeScicat
 ) -> None:
-    """SciCat's 403 for an expired token: log in again once and the write succeeds."""
+    """SciCat's 403 for an expired token: log in again once; the session does not repeat a
+    PATCH on its own, the write's retry does (a status PATCH writes the same values twice)."""
     await syncing.apply_job_status(scicat, ledger, job_status("inProgress", "a", T1), "v4")
     fake_scicat.expired_tokens.add("token-1")
 
-    written = await syncing.apply_job_status(
-        scicat, ledger, job_status("finishedSuccessful", "b", T2), "v4"
-    )
+    with stamina.set_testing(True, attempts=2):
+        written = await syncing.apply_job_status(
+            scicat, ledger, job_status("finishedSuccessful", "b", T2), "v4"
+        )
 
     assert written is True
     assert fake_scicat.logins == 2
@@ -360,17 +405,67 @@ async def test_5xx_is_retried_in_process_then_raised_for_a_later_nak(
         await syncing.apply_job_status(scicat, ledger, job_status("inProgress", "b", T2), "v4")
 
 
-async def test_archive_job_with_an_unknown_outcome_is_not_created_twice(
-    scicat: ScicatClient, ledger: AppliedLedger, fake_scicat: FakeScicat
+@pytest.mark.parametrize("status", [401, 403, 502])
+async def test_a_failed_job_post_whose_job_was_saved_is_found_not_repeated(
+    job_creator: ScicatClient, ledger: AppliedLedger, fake_scicat: FakeScicat, status: int
 ) -> None:
-    """A 5xx on the job POST may have created it: a redelivery asks a person instead."""
+    """SciCat saved the job and answered the url action's failure: looking again finds it,
+    so one POST, one job (backend src/jobs/jobs.controller.utils.ts createJob)."""
+    fake_scicat.job_post_status = status
+    fake_scicat.job_post_saves = True
+
+    job_id = await archive_jobs.create_archive_job(
+        job_creator, ledger, datablocks_created(create_job=True), accepted=accepted
+    )
+
+    assert job_id == "job-1"
+    assert [m for m, p, _ in fake_scicat.calls if "/jobs" in p] == ["GET", "POST", "GET"]
+    assert len(fake_scicat.jobs) == 1
+
+
+async def test_a_failed_job_post_that_saved_nothing_is_posted_again_on_redelivery(
+    job_creator: ScicatClient, ledger: AppliedLedger, fake_scicat: FakeScicat
+) -> None:
+    """SciCat down (502) before saving: the error propagates (nak), the redelivery looks
+    again, finds nothing and posts: one job."""
     event = datablocks_created(create_job=True)
-    fake_scicat.datablocks.append({**DATABLOCK_JSON, "id": "db-0"})
     fake_scicat.job_post_status = 502
 
     with pytest.raises(ScicatUnavailable):
-        await syncing.register_datablocks(scicat, ledger, event)
-    with pytest.raises(PermanentError, match="unknown outcome"):
-        await syncing.register_datablocks(scicat, ledger, event)
+        await archive_jobs.create_archive_job(job_creator, ledger, event, accepted=accepted)
+    fake_scicat.job_post_status = 201
+    job_id = await archive_jobs.create_archive_job(job_creator, ledger, event, accepted=accepted)
 
-    assert [p for m, p, _ in fake_scicat.calls if m == "POST"] == ["/api/v4/jobs"]
+    assert job_id == "job-1"
+    assert [m for m, p, _ in fake_scicat.calls if "/jobs" in p] == [
+        "GET",
+        "POST",
+        "GET",
+        "GET",
+        "POST",
+    ]
+    assert len(fake_scicat.jobs) == 1
+
+
+async def test_a_saved_job_the_gateway_never_recorded_is_dead_lettered_until_it_is(
+    job_creator: ScicatClient, ledger: AppliedLedger, fake_scicat: FakeScicat
+) -> None:
+    """The url action's 401 left the job in SciCat but not in the archiver: a person must
+    act; replayed once the gateway has the job, it is done without another POST."""
+    event = datablocks_created(create_job=True)
+    fake_scicat.job_post_status = 401
+    fake_scicat.job_post_saves = True
+
+    async def not_recorded(job_id: str) -> bool:
+        return False
+
+    with pytest.raises(PermanentError) as raised:
+        await archive_jobs.create_archive_job(job_creator, ledger, event, accepted=not_recorded)
+    replayed = await archive_jobs.create_archive_job(job_creator, ledger, event, accepted=accepted)
+
+    assert raised.value.reason.startswith(
+        "SciCat saved archive job job-1 of dataset 20.500.11935/abc-123, but its url action"
+        " did not hand it to the archiver's gateway (SciCat answered 401)."
+    )
+    assert replayed == "job-1"
+    assert [m for m, p, _ in fake_scicat.calls if "/jobs" in p] == ["GET", "POST", "GET"]

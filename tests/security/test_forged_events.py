@@ -179,12 +179,13 @@ async def _letters(js: JetStreamContext, seqs: list[int]) -> list[DeadLetter]:
 
 
 def _archiver_job_creations(scicat: Scicat) -> int:
-    """How many jobs the archiver's SciCat account has created."""
+    """How many jobs the archiver's SciCat accounts have created (scicat_sync creates them
+    as archiveJobs; archiveManager only updates them)."""
     entries = scicat.request("GET", "/v3/admin/history").json()["entries"]
     return sum(
         1
         for e in entries
-        if e["username"] == "archiveManager"
+        if e["username"] in ("archiveJobs", "archiveManager")
         and e["method"] == "POST"
         and e["path"].lower().endswith("/jobs")
     )

@@ -242,8 +242,9 @@ def test_a_real_job_cannot_carry_another_dataset_list_or_type(edge: Edge) -> Non
     assert created.status_code == 201, created.text  # the url action reached the gateway
     job = created.json()
     recorded = httpx.get(f"{edge.url}/archiver/jobs/{job['id']}", auth=JOB_AUTH)
-    with edge.scicat.client("archiveManager") as http:
-        http.patch(f"/v3/Datasets/{quote(own, safe='')}", json={"isPublished": True})
+    with edge.scicat.client("admin") as http:  # DatasetUpdateAny: ADMIN_GROUPS only
+        published = http.patch(f"/v3/Datasets/{quote(own, safe='')}", json={"isPublished": True})
+        assert published.is_success, published.text
     public = scicat_job(edge, "public", own)
     assert public.status_code == 201, public.text
 

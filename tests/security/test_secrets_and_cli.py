@@ -346,7 +346,7 @@ jobs:
     create:
       auth: "#datasetAccess"
     update:
-      auth: archivemanager
+      auth: "#jobAdmin"
 """
 
 

@@ -56,7 +56,7 @@ def test_origdatablocks_count_size_and_files(standin: Standin) -> None:
 
 def test_datablocks_update_packed_size_and_delete_reverts(standin: Standin) -> None:
     """Posting a datablock adds packedSize/numberOfFilesArchived; deleting subtracts."""
-    with standin.client("archiveManager") as client:
+    with standin.client("admin") as client:
         pid = create_dataset(client)["pid"]
         path = f"/v3/Datasets/{encoded(pid)}/datablocks"
         created = client.post(path, json=datablock(f"{pid}/blocks/1.tar"))
@@ -64,7 +64,7 @@ def test_datablocks_update_packed_size_and_delete_reverts(standin: Standin) -> N
         after_two = client.get(f"/v3/Datasets/{encoded(pid)}").json()
     with standin.client("admin") as deleter:  # DELETE_GROUPS
         deleted = deleter.delete(f"{path}/{created.json()['_id']}")
-    with standin.client("archiveManager") as client:
+    with standin.client("admin") as client:
         after_delete = client.get(f"/v3/Datasets/{encoded(pid)}").json()
         listed = client.get(path).json()
     assert created.status_code == 201
@@ -94,7 +94,7 @@ def test_duplicate_archive_id_is_500_on_dataset_route_and_409_on_plain_route(
 
 def test_datablocks_filter_by_archive_id_or_dataset(standin: Standin) -> None:
     """GET /datablocks?filter= finds by archiveId or datasetId."""
-    with standin.client("archiveManager") as client:
+    with standin.client("admin") as client:
         pid = create_dataset(client)["pid"]
         plain = client.post("/v3/datablocks", json={**datablock(f"{pid}/x.tar"), "datasetId": pid})
         by_archive = client.get(

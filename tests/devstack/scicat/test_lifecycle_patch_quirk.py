@@ -7,7 +7,7 @@ from tests.devstack.scicat.conftest import Standin, create_dataset, encoded
 
 def test_nested_lifecycle_patch_resets_unsent_fields(standin: Standin) -> None:
     """PATCH /Datasets/{pid} with datasetlifecycle under application/json resets archivable."""
-    with standin.client("archiveManager") as client:
+    with standin.client("admin") as client:
         pid = create_dataset(client)["pid"]
         path = f"/v3/Datasets/{encoded(pid)}"
         client.patch(f"{path}/datasetlifecycle", json={"archivable": False, "retrievable": True})
@@ -35,7 +35,7 @@ def test_lifecycle_route_merges(standin: Standin) -> None:
 
 def test_v4_merge_patch_merges_nested_lifecycle(standin: Standin) -> None:
     """v4 PATCH with application/merge-patch+json merges (json-merge-patch)."""
-    with standin.client("archiveManager") as client:
+    with standin.client("admin") as client:
         pid = create_dataset(client)["pid"]
         client.patch(f"/v3/Datasets/{encoded(pid)}/datasetlifecycle", json={"archivable": False})
         reply = client.patch(
@@ -50,7 +50,7 @@ def test_v4_merge_patch_merges_nested_lifecycle(standin: Standin) -> None:
 
 def test_v3_patch_ignores_merge_patch_content_type(standin: Standin) -> None:
     """The v3 controller never looks at the content type: merge-patch still replaces."""
-    with standin.client("archiveManager") as client:
+    with standin.client("admin") as client:
         pid = create_dataset(client)["pid"]
         path = f"/v3/Datasets/{encoded(pid)}"
         client.patch(f"{path}/datasetlifecycle", json={"archivable": False})
