@@ -3,7 +3,12 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import (
+    HTTPAuthorizationCredentials,
+    HTTPBasic,
+    HTTPBasicCredentials,
+    HTTPBearer,
+)
 from pydantic import BaseModel
 
 from contracts.events import JobId
@@ -21,8 +26,14 @@ def build_job_router(caller_check: JobCallerCheck) -> APIRouter:
 
     def job_caller(
         request: Request,
-        _credentials: Annotated[
-            HTTPAuthorizationCredentials | None, Depends(HTTPBearer(auto_error=False))
+        # Declared so the OpenAPI document names both schemes; the check reads the header.
+        _basic: Annotated[
+            HTTPBasicCredentials | None,
+            Depends(HTTPBasic(auto_error=False, description="The archiver's job credentials")),
+        ],
+        _bearer: Annotated[
+            HTTPAuthorizationCredentials | None,
+            Depends(HTTPBearer(auto_error=False, description="The archiver's job token")),
         ],
     ) -> None:
         caller_check.check(request.headers.get("Authorization"))

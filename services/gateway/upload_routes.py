@@ -142,12 +142,15 @@ async def create_new_service_token(
 async def request_dataset_upload(
     body: UploadRequestBody, caller: Caller, gateway: GatewayParts
 ) -> dict:
+    """Reserve room in the landing zone for a dataset of `dataset_size_gib` (507: not now)."""
     await gateway.uploads.request_upload(caller, body.dataset_id, body.dataset_size_gib)
     return {"message": "upload granted"}
 
 
 @router.post("/s3/presignedUrls", status_code=201, tags=["s3upload"])
 async def get_presigned_urls(body: PresignedUrlBody, caller: Caller, gateway: GatewayParts) -> dict:
+    """Presigned PUT URLs (base64) for one object: one URL, or one per part of a multipart
+    upload (`upload_id`)."""
     result = await gateway.uploads.presigned_urls(
         caller, body.dataset_id, body.object_name, body.parts
     )
@@ -156,6 +159,7 @@ async def get_presigned_urls(body: PresignedUrlBody, caller: Caller, gateway: Ga
 
 @router.post("/s3/completeUpload", status_code=201, tags=["s3upload"])
 async def complete_upload(body: CompleteUploadBody, caller: Caller, gateway: GatewayParts) -> dict:
+    """Complete a multipart upload; its parts' SHA-256s and the composite checksum are checked."""
     parts = [UploadedPart(p.part_number, p.etag, p.checksum_sha256) for p in body.parts]
     completed = await gateway.uploads.complete_upload(
         caller, body.dataset_id, body.object_name, body.upload_id, parts, body.checksum_sha256
@@ -167,6 +171,7 @@ async def complete_upload(body: CompleteUploadBody, caller: Caller, gateway: Gat
 async def abort_multipart_upload(
     body: AbortUploadBody, caller: Caller, gateway: GatewayParts
 ) -> dict:
+    """Abort one multipart upload; its parts are removed."""
     await gateway.uploads.abort_multipart(caller, body.dataset_id, body.object_name, body.upload_id)
     return {
         "message": "Multipart upload aborted",
@@ -179,6 +184,7 @@ async def abort_multipart_upload(
 async def abort_dataset_upload(
     body: AbortDatasetUploadBody, caller: Caller, gateway: GatewayParts
 ) -> dict:
+    """Abort a dataset's upload: its landed objects and open multipart uploads are removed."""
     await gateway.uploads.abort_dataset(caller, body.dataset_id)
     return {"dataset_id": body.dataset_id, "message": f"Upload of {body.dataset_id} aborted"}
 
@@ -187,6 +193,7 @@ async def abort_dataset_upload(
 async def finalize_dataset_upload(
     body: FinalizeDatasetUploadBody, caller: Caller, request: Request, gateway: GatewayParts
 ) -> dict:
+    """Every file is in the landing zone: announce `upload.finished` (and, if asked, archive)."""
     await gateway.uploads.finalize(
         caller,
         body.dataset_id,
