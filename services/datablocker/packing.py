@@ -5,10 +5,11 @@ import json
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Literal, Protocol
 
 import structlog
@@ -28,10 +29,10 @@ from services.datablocker.archival import clear_datablocks, datablocks_exist
 from services.datablocker.landing_objects import (
     FileMissing,
     RestoreTimedOut,
-    StoredObject,
-    inspect_object,
+    is_cold,
     list_dataset,
-    restore_cold_objects,
+    request_restores,
+    wait_restored,
 )
 from services.datablocker.planning import LandingFile, plan_datablocks
 from services.datablocker.registration import (
@@ -47,6 +48,7 @@ from services.datablocker.tarball import (
     BlockMember,
     ChecksumMismatch,
     FileChanged,
+    NotRestored,
     StreamLimits,
     stream_datablock,
 )
@@ -206,33 +208,25 @@ def pack_dataset(
         if floor > max_payload - HEADERS_ALLOWANCE:
             reason = oversized_reason(pid, len(files), floor, max_payload, floor=True)
             raise DatasetRejected("system", reason)
-    # HEADs and restore requests of many small files overlap their round trips here.
-    pool = ThreadPoolExecutor(limits.stream.prefetch_workers, thread_name_prefix="inspect")
+    # Restore requests of many small files overlap their round trips here.
+    pool = ThreadPoolExecutor(limits.stream.prefetch_workers, thread_name_prefix="restore")
     try:
-        heads = restore_cold_objects(
-            s3,
-            s3_extras,
-            buckets.landing,
-            files,
-            pool=pool,
-            timeout_s=limits.restore_timeout_s,
-            poll_s=limits.restore_poll_s,
-            sleep=_interruptible(stop, sleep),
+        request_restores(s3_extras, buckets.landing, files, pool=pool)
+        restores = _RestoreWait(
+            s3, s3_extras, buckets.landing, pool, limits, _interruptible(stop, sleep)
         )
-        return tuple(
-            _pack_block(
-                s3,
-                buckets,
-                objectkeys.archive_id(pid, index),
-                _block_members(
-                    s3, buckets.landing, block, heads, reconciled.registered, pool, stop
-                ),
-                limits,
-                stop,
+        packed = []
+        for index, block in enumerate(plan_datablocks(files, limits.target_size_bytes)):
+            members = block_members(block, reconciled.registered)
+            archive_id = objectkeys.archive_id(pid, index)
+            packed.append(
+                restores.retrying(
+                    block, partial(_pack_block, s3, buckets, archive_id, members, limits, stop)
+                )
             )
-            for index, block in enumerate(plan_datablocks(files, limits.target_size_bytes))
-        )
+        return tuple(packed)
     except RestoreTimedOut as exc:
+        clear_datablocks(s3, s3_extras, buckets.archival, pid)
         raise DatasetRejected("system", str(exc)) from exc
     except (ChecksumMismatch, FileMissing, FileChanged, objectkeys.UnsafeName) as exc:
         clear_datablocks(s3, s3_extras, buckets.archival, pid)
@@ -241,36 +235,61 @@ def pack_dataset(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _block_members(
-    s3: Minio,
-    bucket: str,
-    block: tuple[LandingFile, ...],
-    heads: dict[str, StoredObject],
-    registered: dict[str, RegisteredFile],
-    pool: Executor,
-    stop: threading.Event | None,
+class _RestoreWait:
+    """The slow path of cold objects: a block whose GET found an object not restored yet is
+    given up (its upload aborted), its cold objects are watched until restored, and it is
+    streamed again; all within one `restore_timeout_s` from the first request."""
+
+    def __init__(
+        self,
+        s3: Minio,
+        s3_extras: BaseClient,
+        bucket: str,
+        pool: Executor,
+        limits: PackingLimits,
+        sleep: Callable[[float], None],
+    ) -> None:
+        self._s3, self._s3_extras, self._bucket, self._pool = s3, s3_extras, bucket, pool
+        self._poll_s = limits.restore_poll_s
+        self._sleep = sleep
+        self._deadline = time.monotonic() + limits.restore_timeout_s
+
+    def retrying(self, block: Sequence[LandingFile], pack: Callable[[], Datablock]) -> Datablock:
+        while True:
+            try:
+                return pack()
+            except NotRestored as exc:
+                if time.monotonic() >= self._deadline:
+                    raise RestoreTimedOut(str(exc)) from exc
+                waiting = [f for f in block if is_cold(f) or f.storage_class is None]
+                if exc.landing_file not in waiting:
+                    waiting.append(exc.landing_file)
+                log.info("landing.waiting_for_restores", files=len(waiting))
+                wait_restored(
+                    self._s3,
+                    self._s3_extras,
+                    self._bucket,
+                    waiting,
+                    pool=self._pool,
+                    deadline=self._deadline,
+                    poll_s=self._poll_s,
+                    sleep=self._sleep,
+                )
+
+
+def block_members(
+    block: Sequence[LandingFile], registered: Mapping[str, RegisteredFile]
 ) -> list[BlockMember]:
-    """The block's files with what S3 stores of each: one HEAD per file not asked before."""
-
-    def head(landing_file: LandingFile) -> StoredObject:
-        known = heads.get(landing_file.key)
-        if known is not None:
-            return known
-        if stop is not None and stop.is_set():
-            raise PackingCancelled
-        return inspect_object(s3, bucket, landing_file)
-
+    """The block's files, with what SciCat registered of each (checksum, time)."""
     members = []
-    for landing_file, stored in zip(block, pool.map(head, block), strict=True):
+    for landing_file in block:
         entry = registered.get(landing_file.relative_path)
-        if entry is not None and entry.time is not None:
-            stored = replace(stored, mtime=entry.time)
         members.append(
             BlockMember(
                 landing_file,
                 landing_file.relative_path,
-                stored,
                 registered_sha256=entry.sha256 if entry is not None else None,
+                registered_time=entry.time if entry is not None else None,
             )
         )
     return members
@@ -285,7 +304,7 @@ def _pack_block(
     stop: threading.Event | None,
 ) -> Datablock:
     # Tar adds a header (and PAX record) per member and padding; 3 KiB each is generous.
-    estimated = sum(m.stored.size + 3072 for m in members) + 10240
+    estimated = sum(m.landing_file.size + 3072 for m in members) + 10240
     part_size = max(limits.stream.part_size_bytes, math.ceil(estimated / MAX_PARTS))
     return stream_datablock(
         s3,

@@ -26,7 +26,7 @@ class DatablockerSettings(BaseSettings):
     parallel_part_uploads: int = Field(2, ge=1, le=8)
     """Parts of one datablock uploaded at once (memory: this many parts in flight)."""
     s3_workers: int = Field(6, ge=1, le=16)
-    """S3 requests of small objects made at once per dataset (HEADs, restores, prefetching GETs),
+    """S3 requests of small objects made at once per dataset (restores, prefetching GETs),
     so their round trips overlap; the S3 client keeps 10 connections per host."""
     prefetch_object_bytes: int = Field(2 * MiB, ge=0)
     """Objects up to this size are fetched whole ahead of the tar writer; larger ones stream."""
