@@ -32,6 +32,10 @@ RETRIEVALS: Final = "retrievals"
 who is making it, who waits for it, and until when a verified copy is kept. scicat_sync
 presigns URLs for the verified ones when it writes a retrieve job's result."""
 
+PERIODIC_TASKS: Final = "periodic_tasks"
+"""every service with a periodic task (ltsmover's retrieval sweep): per task, the round claimed
+last and by which instance (compare-and-set), so N instances run each round once."""
+
 SCICAT_SYNC_APPLIED: Final = "scicat_sync_applied"
 """scicat_sync: the newest `occurred_at` applied per SciCat target, so stale updates are skipped."""
 
@@ -89,6 +93,11 @@ BUCKETS: Final = (
         "ltsmover: each datablock's copy in the retrieval bucket",
         writers=("ltsmover",),
         readers=("scicat_sync",),
+    ),
+    BucketSpec(
+        PERIODIC_TASKS,
+        "ltsmover: per periodic task, the round claimed last and by which instance",
+        writers=("ltsmover",),
     ),
     BucketSpec(
         SCICAT_SYNC_APPLIED,

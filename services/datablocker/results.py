@@ -58,7 +58,8 @@ class PackedResults:
         return await (await self._cleaned_records()).get(kv.id_key(pid))
 
     async def mark_cleaned(self, record: CleanedDataset) -> None:
-        await (await self._cleaned_records()).put(kv.id_key(record.pid), record)
+        """Keep the first cleanup's record (compare-and-set: a second instance's is dropped)."""
+        await (await self._cleaned_records()).create(kv.id_key(record.pid), record)
 
 
 class JobRecords:

@@ -15,8 +15,8 @@ bear out, and a retrieve job's result is built from the records at write time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Literal
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, NoReturn
 
 import structlog
 
@@ -259,30 +259,33 @@ async def register_datablock(scicat: ScicatClient, pid: str, block: Datablock) -
 
 
 async def create_archive_job(
-    scicat: ScicatClient, ledger: AppliedLedger, event: DatablocksCreated
+    scicat: ScicatClient,
+    ledger: AppliedLedger,
+    event: DatablocksCreated,
+    *,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> str:
     """Create the dataset's archive job once, however often the event is delivered.
 
     A job POST is not idempotent in SciCat, so it is never repeated blindly: a
-    marker is kept before sending; a failure that proves nothing was created
-    (connection refused, a 4xx) clears it, and an unknown outcome (5xx,
-    timeout) leaves it, so a redelivery asks a person instead of creating a
-    second job.
+    marker is created (compare-and-set) before sending, so of two instances
+    handling the event at once one sends and the other retries later; a
+    failure that proves nothing was created (connection refused, a 4xx) clears
+    it, and an unknown outcome (5xx, timeout) is noted in it, so a redelivery
+    asks a person instead of creating a second job.
     """
     key = archive_job_key(event.pid)
     known = await ledger.recall(key)
     if known and known.get("job_id"):
         return str(known["job_id"])
     if known:
-        reason = (
-            f"Creating the archive job of dataset {event.pid} had an unknown outcome; "
-            "check SciCat for the job, delete ledger key "
-            f"{key} if there is none, then replay this message"
-        )
-        raise PermanentError(reason, f"first attempt at {known.get('attempted_at')}")
+        _raise_unfinished(event.pid, key, known, now())
     # Logged in before the marker: a login failure must not leave one behind.
     await scicat.log_in()
-    await ledger.remember(key, {"attempted_at": event.occurred_at.isoformat()})
+    marker = {"attempted_at": event.occurred_at.isoformat(), "started_at": now().isoformat()}
+    if not await ledger.begin(key, marker):  # another instance began between read and write
+        msg = f"another instance is creating the archive job of dataset {event.pid}"
+        raise ArchiveJobInProgress(msg)
     body: dict[str, Any] = {
         "type": "archive",
         "jobParams": {"datasetList": [{"pid": event.pid, "files": []}]},
@@ -295,6 +298,9 @@ async def create_archive_job(
     except (ScicatUnreachable, ScicatRefused, ScicatLoginFailed):
         await ledger.forget(key)
         raise
+    except Exception:  # a 5xx or a timeout: SciCat may have created the job
+        await ledger.remember(key, {**marker, "outcome": "unknown"})
+        raise
     job_id = str(job["id"])
     await ledger.remember(key, {"job_id": job_id})
     return job_id
@@ -302,6 +308,30 @@ async def create_archive_job(
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+class ArchiveJobInProgress(Exception):
+    """Another instance is creating the dataset's archive job: retried later, when its job id
+    is recorded."""
+
+
+IN_PROGRESS_FOR = timedelta(minutes=10)
+"""A marker without a job id younger than this is another instance's POST still running
+(SciCat calls are bounded well below it); older, the outcome is unknown."""
+
+
+def _raise_unfinished(pid: str, key: str, known: Mapping[str, Any], now: datetime) -> NoReturn:
+    started = known.get("started_at")
+    running = started and known.get("outcome") != "unknown"
+    if running and now - datetime.fromisoformat(str(started)) < IN_PROGRESS_FOR:
+        msg = f"another instance is creating the archive job of dataset {pid}"
+        raise ArchiveJobInProgress(msg)
+    reason = (
+        f"Creating the archive job of dataset {pid} had an unknown outcome; "
+        "check SciCat for the job, delete ledger key "
+        f"{key} if there is none, then replay this message"
+    )
+    raise PermanentError(reason, f"first attempt at {known.get('attempted_at')}")
 
 
 @dataclass(frozen=True)

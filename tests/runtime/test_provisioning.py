@@ -91,6 +91,7 @@ async def test_provisioning_creates_every_bucket_once(clean_js: JetStreamContext
         "cleaned_datasets",
         "jobs",
         "retrievals",
+        "periodic_tasks",
         "scicat_sync_applied",
     )
     assert second.buckets_created == ()

@@ -1,5 +1,6 @@
 """The SciCat calls scicat_sync makes, as literal JSON, against a recording fake SciCat."""
 
+import asyncio
 import json
 from datetime import UTC, datetime
 
@@ -373,4 +374,25 @@ async def test_archive_job_with_an_unknown_outcome_is_not_created_twice(
     with pytest.raises(PermanentError, match="unknown outcome"):
         await syncing.register_datablocks(scicat, ledger, event)
 
+    assert [p for m, p, _ in fake_scicat.calls if m == "POST"] == ["/api/v4/jobs"]
+
+
+async def test_two_instances_creating_one_archive_job_at_once_post_it_once(
+    scicat: ScicatClient, ledger: AppliedLedger, fake_scicat: FakeScicat
+) -> None:
+    """The same event handled twice at once: one job POST; the other instance retries later
+    and finds that job."""
+    event = datablocks_created(create_job=True)
+
+    first, second = await asyncio.gather(
+        syncing.create_archive_job(scicat, ledger, event),
+        syncing.create_archive_job(scicat, ledger, event),
+        return_exceptions=True,
+    )
+    again = await syncing.create_archive_job(scicat, ledger, event)
+
+    outcomes = sorted([first, second], key=lambda o: isinstance(o, Exception))
+    assert outcomes[0] == "job-1"
+    assert isinstance(outcomes[1], syncing.ArchiveJobInProgress)
+    assert again == "job-1"
     assert [p for m, p, _ in fake_scicat.calls if m == "POST"] == ["/api/v4/jobs"]
