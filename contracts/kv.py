@@ -19,6 +19,10 @@ PACKING_FAILURES: Final = "packing_failures"
 """datablocker: per dataset, the `DatasetPackingFailed` event it announced last; scicat_sync
 tells SciCat about a packing failure only if this record matches the event."""
 
+PACKING: Final = "packing"
+"""datablocker: per dataset, its packing plan and progress (`PackingRecord`, compare-and-set):
+the blocks packed so far and by whom, a failure, and whether the outcome was announced."""
+
 CLEANED_DATASETS: Final = "cleaned_datasets"
 """datablocker: per dataset, that it was archived and its landing-zone and archival copies
 removed (written before the removal); a later `upload.finished` for it packs nothing."""
@@ -75,6 +79,11 @@ BUCKETS: Final = (
         "datablocker: each dataset's last DatasetPackingFailed event",
         writers=("datablocker",),
         readers=("scicat_sync",),
+    ),
+    BucketSpec(
+        PACKING,
+        "datablocker: per dataset, its packing plan and the blocks packed",
+        writers=("datablocker",),
     ),
     BucketSpec(
         CLEANED_DATASETS,

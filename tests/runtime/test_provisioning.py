@@ -88,6 +88,7 @@ async def test_provisioning_creates_every_bucket_once(clean_js: JetStreamContext
         "upload_reservations",
         "datablocks",
         "packing_failures",
+        "packing",
         "cleaned_datasets",
         "jobs",
         "retrievals",
