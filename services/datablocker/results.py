@@ -204,8 +204,8 @@ class PackingRecords:
                 return None, ("stale", current)
             if current.failure is not None:
                 return None, ("failed", current)
-            if current.packed.get(index) == block:
-                return None, ("recorded", current)
+            if current.completed_at is not None or current.packed.get(index) == block:
+                return None, ("recorded", current)  # a repeat: the plan has this block
             packed = {**current.packed, index: block}
             complete = len(packed) == current.blocks and current.completed_at is None
             changed = current.model_copy(
@@ -237,12 +237,13 @@ class PackingRecords:
         return await (await self._opened()).update(kv.id_key(failure.pid), decide)
 
     async def mark_announced(self, pid: str, plan_id: str) -> bool:
-        """The plan's outcome was published; True if this call marked it (False: marked
-        before, or the plan was replaced)."""
+        """The plan's outcome was published; its datablocks are dropped from the record (the
+        `datablocks` bucket keeps them), which keeps who packed what. True if this call
+        marked it (False: marked before, or the plan was replaced)."""
 
         def decide(current: PackingRecord | None) -> tuple[PackingRecord | None, bool]:
             if current is None or not current.is_plan(plan_id) or current.announced:
                 return None, False
-            return current.model_copy(update={"announced": True}), True
+            return current.model_copy(update={"announced": True, "packed": {}}), True
 
         return await (await self._opened()).update(kv.id_key(pid), decide)

@@ -232,7 +232,7 @@ async def test_an_instance_killed_mid_tar_leaves_only_that_block_to_redo(
     assert record.packed_by[2] == "steady"
     assert packed == {0: 1, 1: 1, 2: 2, 3: 1, 4: 1, 5: 1}
     assert (await subjects_of(clean_js, pid)).count(subjects.DATABLOCKS_CREATED) == 1
-    assert member_bytes(s3, record.packed[2].archive_id) == files["frames/f2.dat"]
+    assert member_bytes(s3, objectkeys.archive_id(pid, 2)) == files["frames/f2.dat"]
     assert list(list_multipart_uploads(s3_extras, "archival", prefix)) == []
 
 
