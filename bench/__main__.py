@@ -1,6 +1,6 @@
 """Every benchmark in sequence; rewrites the report as a whole.
 
-    .venv/bin/python -m bench --write BENCHMARKS.md [--quick] [--only archive,overhead]
+    .venv/bin/python -m bench --write BENCHMARKS.md [--quick] [--only smallfiles,overhead]
 
 `make bench` runs the full sizes (about an hour on 2 shared cores); `--quick`
 runs small sizes in a few minutes, for trying things. Each benchmark module
@@ -21,6 +21,7 @@ from bench import (
     bench_memory,
     bench_overhead,
     bench_packing,
+    bench_scaleout,
 )
 from bench.driving import BENCH_ROOT
 from bench.machine import describe_machine
@@ -30,6 +31,8 @@ Benchmark = Callable[[bool], list[Section]]
 
 BENCHMARKS: dict[str, Benchmark] = {
     "packing": lambda quick: bench_packing.measure(0.25 if quick else 2.0),
+    "smallfiles": lambda quick: bench_packing.measure_small_files(300 if quick else 3000),
+    "scaleout": lambda quick: bench_scaleout.measure(*((4, 16) if quick else (8, 64))),
     "archive": lambda quick: bench_archive.measure(0.25 if quick else 2.0),
     "overhead": lambda quick: bench_overhead.measure(10 if quick else 50),
     "memory": lambda quick: bench_memory.measure(0.5 if quick else 4.0),

@@ -25,7 +25,7 @@ BUFFER = 8 * MiB
 LANDING, ARCHIVAL, RETRIEVAL = "landing", "archival", "retrieval"
 
 
-def _restore(s3: Minio, bucket: str, key: str) -> None:
+def restore(s3: Minio, bucket: str, key: str) -> None:
     """A cold (GLACIER) object is restored before it is read, as the datablocker does."""
     body = b"<RestoreRequest><Days>1</Days></RestoreRequest>"
     url = s3.get_presigned_url(
@@ -43,7 +43,7 @@ def _open(s3: Minio, bucket: str, key: str):
     except S3Error as exc:
         if exc.code != "InvalidObjectState":
             raise
-        _restore(s3, bucket, key)
+        restore(s3, bucket, key)
         return s3.get_object(bucket, key)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from statistics import mean
 
 from bench.driving import BenchStack, Client, run_dir, wait_archived, write_random_files
-from bench.report import Section, command_line, percentile
+from bench.report import Goal, Section, command_line, percentile
 
 MODULE = "bench.bench_burst"
 
@@ -73,6 +73,9 @@ def measure(count: int, serial: int, *, keep: bool = False) -> list[Section]:
             ["all at once", str(len(burst)), f"{drain:.1f}", f"{burst_rate:.2f}",
              f"{percentile(each, 50):.2f} / {percentile(each, 99):.2f} (since the burst began)"],
         ]  # fmt: skip
+        section.goals.append(
+            Goal("burst throughput vs one at a time", burst_rate / serial_rate, 1.0, at_least=True)
+        )
         section.notes.append(
             f"All {len(burst)} archived (`datasetOnArchiveDisk`). Throughput all at once vs "
             f"one at a time: **{burst_rate / serial_rate:.1f}x**. Finalizing the burst took "

@@ -77,8 +77,8 @@ def measure(files: int, *, keep: bool = False) -> list[Section]:
             "finalize -> `datasetOnArchiveDisk`. Upload: registering the dataset and its "
             "origdatablocks, then one presigned PUT per file (8 in parallel). Packing cost "
             f"{pack_s / staged.files * 1000:.0f} ms per file; per GLACIER-class upload the "
-            "datablocker sends a restore (all up front), one HEAD and one GET, small files "
-            "prefetched on a bounded pool."
+            "datablocker sends a restore (all up front) and one GET (its checksum mode answers "
+            "the stored SHA-256), small files prefetched on a bounded pool."
         )
     except Exception as exc:
         traceback.print_exc()

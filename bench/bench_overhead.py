@@ -34,7 +34,7 @@ from bench.report import Goal, Section, command_line, percentile
 from contracts.bus_permissions import OPERATOR
 
 MODULE = "bench.bench_overhead"
-GOAL_MS = 100.0
+GOAL_MS = 50.0
 BASELINE_SAMPLES = 5
 
 

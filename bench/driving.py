@@ -62,10 +62,22 @@ def run_dir(name: str) -> Path:
 class BenchStack:
     """A DevStack for one benchmark module; removed (all but its logs) when done."""
 
-    def __init__(self, work: Path, lts_backend: str = "posix", *, keep: bool = False) -> None:
+    def __init__(
+        self,
+        work: Path,
+        lts_backend: str = "posix",
+        *,
+        keep: bool = False,
+        instances: dict[str, int] | None = None,
+    ) -> None:
         self.work = work
         self.keep = keep
-        self.stack = DevStack(work / "stack", StackPorts.choose("auto"), lts_backend=lts_backend)
+        self.stack = DevStack(
+            work / "stack",
+            StackPorts.choose("auto"),
+            lts_backend=lts_backend,
+            instances=instances,
+        )
 
     def __enter__(self) -> DevStack:
         try:

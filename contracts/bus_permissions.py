@@ -36,7 +36,11 @@ EMITS: Final[Mapping[str, tuple[str, ...]]] = {
         subjects.JOB_REQUESTED_ARCHIVE,
         subjects.JOB_REQUESTED_RETRIEVE,
     ),
-    "datablocker": (subjects.DATABLOCKS_CREATED, subjects.DATASET_PACKING_FAILED),
+    "datablocker": (
+        subjects.DATABLOCK_REQUESTED,
+        subjects.DATABLOCKS_CREATED,
+        subjects.DATASET_PACKING_FAILED,
+    ),
     "ltsmover": (
         subjects.LTS_MOVED,
         subjects.DATASET_ARCHIVED,

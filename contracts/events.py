@@ -131,6 +131,37 @@ class Datablock(BaseModel):
     data_file_list: tuple[DataFile, ...]
 
 
+class PlannedFile(BaseModel):
+    """One file of a planned datablock: its path below `raw_files/`, its listed size and
+    storage class, and what SciCat registered of it (SHA-256, time) where it did."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str
+    size: NonNegativeInt
+    storage_class: str | None = None
+    sha256: Sha256Hex | None = None
+    time: AwareDatetime | None = None
+
+
+class DatablockRequested(Event):
+    """`datablock.requested`: pack block `index` of a dataset's plan `plan_id`.
+
+    The datablocker plans a dataset once (`upload.finished`) and requests every
+    block; any instance packs one. The landing keys and the archive id follow
+    from `pid`, `path` and `index` (`contracts.objectkeys`), never from the event.
+    """
+
+    pid: DatasetPid
+    plan_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+    index: NonNegativeInt
+    blocks: Annotated[int, Field(ge=1)]
+    files: tuple[PlannedFile, ...] = Field(min_length=1)
+
+    def dedup_id(self) -> str:
+        return f"datablock.requested:{self.plan_id}:{self.index}"
+
+
 class DatablocksCreated(Event):
     """`datablocks.created`: a dataset is packed; SciCat gets the datablocks."""
 
@@ -318,6 +349,7 @@ class MinioNotification(BaseModel):
 
 EVENT_OF_SUBJECT: dict[str, type[BaseModel]] = {
     subjects.UPLOAD_FINISHED: UploadFinished,
+    subjects.DATABLOCK_REQUESTED: DatablockRequested,
     subjects.DATABLOCKS_CREATED: DatablocksCreated,
     subjects.DATASET_PACKING_FAILED: DatasetPackingFailed,
     subjects.JOB_REQUESTED_ARCHIVE: JobRequested,

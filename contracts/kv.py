@@ -20,6 +20,10 @@ PACKING_FAILURES: Final = "packing_failures"
 """datablocker: per dataset, the `DatasetPackingFailed` event it announced last; scicat_sync
 tells SciCat about a packing failure only if this record matches the event."""
 
+PACKING: Final = "packing"
+"""datablocker: per dataset, its packing plan and progress (`PackingRecord`, compare-and-set):
+the blocks packed so far and by whom, a failure, and whether the outcome was announced."""
+
 CLEANED_DATASETS: Final = "cleaned_datasets"
 """datablocker: per dataset, that it was archived and its landing-zone and archival copies
 removed (written before the removal); a later `upload.finished` for it packs nothing."""
@@ -32,6 +36,10 @@ RETRIEVALS: Final = "retrievals"
 """ltsmover: per datablock (archive id), its copy in the retrieval bucket (`RetrievalCopy`):
 who is making it, who waits for it, and until when a verified copy is kept. scicat_sync
 presigns URLs for the verified ones when it writes a retrieve job's result."""
+
+PERIODIC_TASKS: Final = "periodic_tasks"
+"""every service with a periodic task (ltsmover's retrieval sweep): per task, the round claimed
+last and by which instance (compare-and-set), so N instances run each round once."""
 
 SCICAT_SYNC_APPLIED: Final = "scicat_sync_applied"
 """scicat_sync: the newest `occurred_at` applied per SciCat target, so stale updates are skipped."""
@@ -82,6 +90,11 @@ BUCKETS: Final = (
         readers=("scicat_sync",),
     ),
     BucketSpec(
+        PACKING,
+        "datablocker: per dataset, its packing plan and the blocks packed",
+        writers=("datablocker",),
+    ),
+    BucketSpec(
         CLEANED_DATASETS,
         "datablocker: datasets archived and removed from landing and archival buckets",
         writers=("datablocker",),
@@ -104,6 +117,11 @@ BUCKETS: Final = (
         "scicat_sync: the instance writing a dataset in SciCat right now",
         writers=("scicat_sync",),
         ttl=SCICAT_SYNC_WRITE_LEASE_TTL,
+    ),
+    BucketSpec(
+        PERIODIC_TASKS,
+        "ltsmover: per periodic task, the round claimed last and by which instance",
+        writers=("ltsmover",),
     ),
     BucketSpec(
         SCICAT_SYNC_APPLIED,

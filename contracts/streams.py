@@ -72,6 +72,7 @@ ARCHIVER: Final = StreamSpec(
     name="ARCHIVER",
     subjects=(
         subjects.UPLOAD_FINISHED,
+        subjects.DATABLOCK_REQUESTED,
         subjects.DATABLOCKS_CREATED,
         subjects.DATASET_PACKING_FAILED,
         subjects.JOB_REQUESTED_ALL,
@@ -161,7 +162,15 @@ GATEWAY_MINIO_EVENTS: Final = _consumer(
 DATABLOCKER_UPLOAD_FINISHED: Final = _consumer(
     "datablocker",
     subjects.UPLOAD_FINISHED,
-    description="Packs a finished upload into tar datablocks.",
+    description="Plans a finished upload's datablocks and requests each (datablock.requested).",
+)
+DATABLOCKER_DATABLOCK_REQUESTED: Final = _consumer(
+    "datablocker",
+    subjects.DATABLOCK_REQUESTED,
+    description=(
+        "Packs one planned datablock; whoever packs a dataset's last block announces "
+        "datablocks.created."
+    ),
 )
 DATABLOCKER_DATASET_ARCHIVED: Final = _consumer(
     "datablocker",
@@ -207,6 +216,7 @@ SCICAT_SYNC_DATASET_PACKING_FAILED: Final = _consumer(
 CONSUMERS: Final = (
     GATEWAY_MINIO_EVENTS,
     DATABLOCKER_UPLOAD_FINISHED,
+    DATABLOCKER_DATABLOCK_REQUESTED,
     DATABLOCKER_DATASET_ARCHIVED,
     LTSMOVER_JOB_REQUESTED_ALL,
     VERIFIER_LTS_MOVED,

@@ -13,6 +13,10 @@ UPLOAD_FINISHED: Final = "upload.finished"
 DATABLOCKS_CREATED: Final = "datablocks.created"
 """A dataset was packed into tar datablocks in the archival bucket, checksums included."""
 
+DATABLOCK_REQUESTED: Final = "datablock.requested"
+"""One planned datablock of a dataset to pack: the datablocker plans a dataset once and any
+datablocker instance packs each block (the datablocker's own unit of work)."""
+
 DATASET_PACKING_FAILED: Final = "dataset.packing_failed"
 """A dataset could not be packed (missing file, checksum mismatch); no datablock of it survives."""
 

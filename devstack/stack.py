@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,14 +124,19 @@ class DevStack:
         *,
         external_nats: str | None = None,
         stream_replicas: int = 1,
+        instances: Mapping[str, int] | None = None,
     ) -> None:
         """`external_nats`: comma-separated URLs of a NATS (cluster) started elsewhere;
-        the stack then starts no nats-server of its own (`ports.nats` is unused)."""
+        the stack then starts no nats-server of its own (`ports.nats` is unused).
+        `instances`: how many processes of a service to run (default one each); the
+        second of the datablocker is `datablocker-2` in `processes` and the logs."""
         self.state_dir = state_dir
         self.ports = ports
         self.lts_backend = lts_backend
         self.external_nats = external_nats
         self.stream_replicas = stream_replicas
+        self.instances = dict(instances or {})
+        self._instance_ports: dict[str, int] = {}
         self.logs = state_dir / "logs"
         self.lts_root = state_dir / "lts"
         self.processes: dict[str, ManagedProcess] = {}
@@ -151,8 +157,17 @@ class DevStack:
         return f"http://127.0.0.1:{self.ports.s3}"
 
     def monitoring_url(self, service: str) -> str:
-        """The service's monitoring port: `/metrics`, `/livez`, `/readyz` below it."""
-        return f"http://127.0.0.1:{self.ports.metrics[service]}"
+        """The monitoring port of a service (or of an extra instance, `datablocker-2`):
+        `/metrics`, `/livez`, `/readyz` below it."""
+        port = self.ports.metrics.get(service) or self._instance_ports[service]
+        return f"http://127.0.0.1:{port}"
+
+    def _instance_env(self, service: str, name: str) -> dict[str, str]:
+        """An extra instance's own monitoring port (the service's is the first instance's)."""
+        if name == service:
+            return {}
+        port = self._instance_ports.setdefault(name, free_port())
+        return {f"{service.upper()}_METRICS_PORT": str(port)}
 
     def monitoring_env(self) -> dict[str, str]:
         """Every service's monitoring port (each service reads the one with its prefix)."""
@@ -270,18 +285,24 @@ class DevStack:
             },
         )  # fmt: skip
 
-    def service_process(self, service: str) -> ManagedProcess:
+    def instance_names(self, service: str) -> list[str]:
+        """The process names of a service: `datablocker`, `datablocker-2`, ..."""
+        count = max(1, self.instances.get(service, 1))
+        return [service, *(f"{service}-{n}" for n in range(2, count + 1))]
+
+    def service_process(self, service: str, name: str | None = None) -> ManagedProcess:
         env = self.service_env()
         if service == "scicat_sync":  # only scicat_sync creates jobs
             job_user, job_password = SCICAT_USERS["archiver_jobs"]
             env["SCICAT_SYNC_JOB_CREATOR_USERNAME"] = job_user
             env["SCICAT_SYNC_JOB_CREATOR_PASSWORD"] = job_password
         return ManagedProcess(
-            name=service,
+            name=name or service,
             argv=[tool_path("archiver"), "run", service],
-            log_path=self.logs / f"{service}.log",
+            log_path=self.logs / f"{name or service}.log",
             env={
                 **env,
+                **self._instance_env(service, name or service),
                 "NATS_USER": service,
                 "NATS_PASSWORD": self.secrets.nats_passwords[service],
             },
@@ -314,8 +335,9 @@ class DevStack:
         scicat.wait_ready(lambda: self._http_ok(f"{self.scicat_url}/v3/health"), timeout_s)
         asyncio.run(provision_bus(self.nats_settings(PROVISIONER), wait_s=timeout_s))
         for service in SERVICES:
-            self.processes[service] = self.service_process(service)
-            self.processes[service].start()
+            for name in self.instance_names(service):
+                self.processes[name] = self.service_process(service, name)
+                self.processes[name].start()
         self.processes["gateway"].wait_ready(
             lambda: self._http_ok(f"{self.gateway_url}/health/readyz"), timeout_s
         )
@@ -326,10 +348,11 @@ class DevStack:
         """Each service's /readyz: connected to NATS, every durable it reads bound."""
         deadline = time.monotonic() + timeout_s
         for service in SERVICES:
-            readyz = f"{self.monitoring_url(service)}/readyz"
-            self.processes[service].wait_ready(
-                lambda url=readyz: self._http_ok(url), max(0.1, deadline - time.monotonic())
-            )
+            for name in self.instance_names(service):
+                readyz = f"{self.monitoring_url(name)}/readyz"
+                self.processes[name].wait_ready(
+                    lambda url=readyz: self._http_ok(url), max(0.1, deadline - time.monotonic())
+                )
         self.write_description()
 
     def write_description(self) -> None:
@@ -385,7 +408,12 @@ class DevStack:
 
     def stop(self) -> None:
         """Services first (they finish or nak in-flight work), then what they depend on."""
-        order = [*reversed(SERVICES), "scicat", "s3", "nats"]
+        order = [
+            *(name for service in reversed(SERVICES) for name in self.instance_names(service)),
+            "scicat",
+            "s3",
+            "nats",
+        ]
         for name in order:
             if name in self.processes:
                 self.processes[name].stop()

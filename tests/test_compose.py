@@ -257,3 +257,18 @@ async def test_the_healthcheck_passes_only_when_readyz_says_ready() -> None:
     """The python one-liner compose runs exits 0 on 200 and non-zero on 503."""
     assert await healthcheck_exit_code(ready=True) == 0
     assert await healthcheck_exit_code(ready=False) == 1
+
+
+WORKERS = ("datablocker", "ltsmover", "verifier", "scicat_sync")
+
+
+@pytest.mark.parametrize("name", WORKERS)
+def test_every_worker_runs_as_several_replicas_with_nothing_bound_to_one(name: str) -> None:
+    """Replicas by default (overridable in .env); no host port or container name pins one."""
+    spec = COMPOSE["services"][name]
+    replicas = spec["deploy"]["replicas"]
+    default = int(replicas.rsplit(":-", 1)[1].rstrip("}"))
+    assert replicas.startswith(f"${{{name.upper()}_REPLICAS:-")
+    assert default >= 2
+    assert "ports" not in spec
+    assert "container_name" not in spec

@@ -6,13 +6,14 @@ from dataclasses import dataclass
 
 from runtime.lts import create_lts
 from runtime.objectstore import s3_client
+from runtime.periodic import instance_name
 from runtime.s3_extras import s3_extras_client
 from runtime.scicat import RetryPolicy, open_scicat_client
 from runtime.service_bus import Bus
 from services.datablocker.cleanup import Cleaner
 from services.datablocker.origdatablocks import ScicatOrigdatablocks
 from services.datablocker.packing import Buckets, Packer, PackingLimits
-from services.datablocker.results import JobRecords, PackedResults
+from services.datablocker.results import JobRecords, PackedResults, PackingRecords
 from services.datablocker.settings import DatablockerSettings
 from services.datablocker.tarball import StreamLimits
 
@@ -43,8 +44,11 @@ def packing_limits(settings: DatablockerSettings) -> PackingLimits:
 
 
 @asynccontextmanager
-async def build_datablocker(settings: DatablockerSettings, bus: Bus) -> AsyncIterator[Datablocker]:
-    """The datablocker's parts; the SciCat client closes when the block ends."""
+async def build_datablocker(
+    settings: DatablockerSettings, bus: Bus, *, instance: str | None = None
+) -> AsyncIterator[Datablocker]:
+    """The datablocker's parts; the SciCat client closes when the block ends. `instance`
+    names this process in the packing records (default `host:pid`)."""
     s3 = s3_client(settings.s3)
     s3_extras = s3_extras_client(settings.s3)
     buckets = Buckets(landing=settings.s3.landing_bucket, archival=settings.s3.archival_bucket)
@@ -70,7 +74,9 @@ async def build_datablocker(settings: DatablockerSettings, bus: Bus) -> AsyncIte
                 buckets=buckets,
                 limits=packing_limits(settings),
                 results=results,
+                records=PackingRecords(bus.js),
                 origdatablocks=origdatablocks,
                 completion_marker=settings.completion_marker,
+                instance=instance or instance_name(),
             ),
         )

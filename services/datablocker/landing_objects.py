@@ -1,12 +1,20 @@
-"""Reading a dataset from the landing bucket: listing, stored checksums, cold-storage restores."""
+"""Reading a dataset from the landing bucket: listing, stored checksums, cold-storage restores.
+
+A landing object costs at most two requests on the packing path: the listing
+gives every size and storage class, a cold object gets one restore request,
+and the GET that reads its bytes also answers its stored checksum and the
+client's metadata (checksum mode). A HEAD is sent only on the slow path, to
+watch a restore that a GET found unfinished.
+"""
 
 import base64
 import binascii
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 from botocore.client import BaseClient
 from minio import Minio
@@ -39,7 +47,7 @@ class RestoreTimedOut(Exception):
 
 @dataclass(frozen=True)
 class StoredObject:
-    """What a HEAD tells about one landing object."""
+    """What S3 answers about one landing object, in a GET's (or a HEAD's) response headers."""
 
     size: int
     mtime: datetime
@@ -51,6 +59,35 @@ class StoredObject:
     """The stored composite checksum (`<b64>-<parts>`), recorded but not compared."""
     cold: bool
     restored: bool
+
+
+CHECKSUM_MODE = {"x-amz-checksum-mode": "ENABLED"}
+"""Request headers that make S3 answer a GET or HEAD with the object's stored checksum (the
+client's `x-amz-checksum-sha256`); AWS, MinIO and moto all honour it on whole-object reads."""
+
+
+def stored_object(headers: Mapping[str, str], landing_file: LandingFile) -> StoredObject:
+    """What the response headers of a GET or HEAD (sent with `CHECKSUM_MODE`) tell."""
+    stored = headers.get("x-amz-checksum-sha256")
+    etag = (headers.get("etag") or "").strip('"')
+    etag_parts = etag.rpartition("-")[2]
+    composite = bool(stored) and (
+        "-" in stored
+        or (headers.get("x-amz-checksum-type") or "").upper() == "COMPOSITE"
+        or ("-" in etag and etag_parts.isdigit())
+    )
+    storage_class = (headers.get("x-amz-storage-class") or "STANDARD").upper()
+    restore = headers.get("x-amz-restore") or ""
+    return StoredObject(
+        size=int(headers.get("content-length") or 0),
+        mtime=_client_mtime(headers.get("x-amz-meta-mtime"))
+        or _http_date(headers.get("last-modified"))
+        or landing_file.last_modified,
+        sha256=None if composite or not stored else _hex_of_b64(stored),
+        composite_sha256=stored if composite else None,
+        cold=storage_class in COLD_STORAGE_CLASSES,
+        restored='ongoing-request="false"' in restore,
+    )
 
 
 def list_dataset(s3: Minio, bucket: str, pid: str) -> list[LandingFile]:
@@ -76,84 +113,70 @@ def list_dataset(s3: Minio, bucket: str, pid: str) -> list[LandingFile]:
 def inspect_object(s3: Minio, bucket: str, landing_file: LandingFile) -> StoredObject:
     """HEAD with checksum mode on: size, mtime, stored SHA-256, storage class, restore state."""
     try:
-        stat = s3.stat_object(
-            bucket, landing_file.key, extra_headers={"x-amz-checksum-mode": "ENABLED"}
-        )
+        stat = s3.stat_object(bucket, landing_file.key, extra_headers=CHECKSUM_MODE)
     except S3Error as exc:
         if exc.code in ("NoSuchKey", "NoSuchObject"):
             raise FileMissing(landing_file.relative_path) from exc
         raise
-    headers = stat.metadata
-    stored = headers.get("x-amz-checksum-sha256")
-    etag_parts = (stat.etag or "").rpartition("-")[2]
-    composite = bool(stored) and (
-        "-" in stored
-        or headers.get("x-amz-checksum-type", "").upper() == "COMPOSITE"
-        or ("-" in (stat.etag or "") and etag_parts.isdigit())
-    )
-    storage_class = (headers.get("x-amz-storage-class") or "STANDARD").upper()
-    restore = headers.get("x-amz-restore") or ""
-    return StoredObject(
-        size=stat.size or 0,
-        mtime=_client_mtime(headers.get("x-amz-meta-mtime"))
-        or stat.last_modified
-        or landing_file.last_modified,
-        sha256=None if composite or not stored else _hex_of_b64(stored),
-        composite_sha256=stored if composite else None,
-        cold=storage_class in COLD_STORAGE_CLASSES,
-        restored='ongoing-request="false"' in restore,
-    )
+    return stored_object(stat.metadata, landing_file)
 
 
-def restore_cold_objects(
+def is_cold(landing_file: LandingFile) -> bool:
+    """The listing names the object's class as one that must be restored before a GET."""
+    return landing_file.storage_class in COLD_STORAGE_CLASSES
+
+
+def request_restores(
+    s3_extras: BaseClient, bucket: str, files: Sequence[LandingFile], *, pool: Executor
+) -> None:
+    """Ask S3 to restore every object the listing names cold: one request each, overlapped.
+
+    Nothing is awaited here: the GET that reads an object is the check that its
+    restore finished (`wait_restored` when it had not).
+    """
+    list(pool.map(lambda f: _request_restore(s3_extras, bucket, f), filter(is_cold, files)))
+
+
+def wait_restored(
     s3: Minio,
     s3_extras: BaseClient,
     bucket: str,
     files: Sequence[LandingFile],
     *,
     pool: Executor,
-    timeout_s: float,
+    deadline: float,
     poll_s: float,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
-) -> dict[str, StoredObject]:
-    """Restore every cold object and wait (bounded) until all are readable.
+) -> None:
+    """Wait (until the `clock` reads `deadline`) until none of `files` is cold and unrestored.
 
-    The listing says which objects are cold: their restores are all requested
-    up front, then only they are polled. An object the listing gives no class
-    is asked with a HEAD first. Requests run on `pool`, so their round trips
-    overlap. Returns the HEAD of every object already asked (by key), so
-    packing need not ask again; raises RestoreTimedOut past `timeout_s`.
+    Only for the slow path, after a GET found an object not restored yet (real
+    S3 restores take hours): each file is asked with a HEAD, a restore is
+    requested for a cold one whose restore was not asked yet (harmless when it
+    was), and the unrestored ones are asked again every `poll_s`. Raises
+    RestoreTimedOut past the deadline.
     """
-    unknown = [f for f in files if f.storage_class is None]
-    heads = dict(
-        zip((f.key for f in unknown), pool.map(_inspector(s3, bucket), unknown), strict=True)
-    )
-    waiting = [f for f in files if f.storage_class in COLD_STORAGE_CLASSES]
-    waiting += [f for f in unknown if _needs_restore(heads[f.key])]
-    list(pool.map(lambda f: _request_restore(s3_extras, bucket, f), waiting))
+    waiting = list(files)
+    asked = False
     started = clock()
-    deadline = started + timeout_s
-    cold = bool(waiting)
     while waiting:
-        polled = dict(
-            zip((f.key for f in waiting), pool.map(_inspector(s3, bucket), waiting), strict=True)
-        )
-        heads.update(polled)
-        waiting = [f for f in waiting if _needs_restore(polled[f.key])]
+        polled = list(pool.map(_inspector(s3, bucket), waiting))
+        waiting = [f for f, stored in zip(waiting, polled, strict=True) if _needs_restore(stored)]
         if not waiting:
-            break
+            metrics.observe_storage_wait("landing", clock() - started, ready=True)
+            return
+        if not asked:
+            list(pool.map(lambda f: _request_restore(s3_extras, bucket, f), waiting))
+            asked = True
         if clock() >= deadline:
             metrics.observe_storage_wait("landing", clock() - started, ready=False)
             msg = (
-                f"{len(waiting)} file(s) still in cold storage after {timeout_s:.0f} s, "
+                f"{len(waiting)} file(s) still in cold storage after the restore wait, "
                 f"e.g. {waiting[0].relative_path!r}"
             )
             raise RestoreTimedOut(msg)
         sleep(poll_s)
-    if cold:
-        metrics.observe_storage_wait("landing", clock() - started, ready=True)
-    return heads
 
 
 def _inspector(s3: Minio, bucket: str) -> Callable[[LandingFile], StoredObject]:
@@ -179,6 +202,15 @@ def _hex_of_b64(value: str) -> str | None:
     except (binascii.Error, ValueError):
         return None
     return raw.hex() if len(raw) == 32 else None
+
+
+def _http_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _client_mtime(value: str | None) -> datetime | None:

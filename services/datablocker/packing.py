@@ -5,8 +5,8 @@ import json
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal, Protocol
@@ -28,10 +28,10 @@ from services.datablocker.archival import clear_datablocks, datablocks_exist
 from services.datablocker.landing_objects import (
     FileMissing,
     RestoreTimedOut,
-    StoredObject,
-    inspect_object,
+    is_cold,
     list_dataset,
-    restore_cold_objects,
+    request_restores,
+    wait_restored,
 )
 from services.datablocker.planning import LandingFile, plan_datablocks
 from services.datablocker.registration import (
@@ -42,11 +42,12 @@ from services.datablocker.registration import (
     named,
     reconcile,
 )
-from services.datablocker.results import CleanedDataset
+from services.datablocker.results import CleanedDataset, PackingRecords
 from services.datablocker.tarball import (
     BlockMember,
     ChecksumMismatch,
     FileChanged,
+    NotRestored,
     StreamLimits,
     stream_datablock,
 )
@@ -108,12 +109,12 @@ class AlreadyCleaned:
 class ResultStore(Protocol):
     async def get(self, pid: str) -> DatablocksCreated | None: ...
     async def put(self, event: DatablocksCreated) -> None: ...
+    async def cleaned(self, pid: str) -> CleanedDataset | None: ...
 
 
 class PackerResults(ResultStore, Protocol):
     """The datablocker's records (`results.PackedResults`)."""
 
-    async def cleaned(self, pid: str) -> CleanedDataset | None: ...
     async def put_failure(self, event: DatasetPackingFailed) -> None: ...
 
 
@@ -122,17 +123,18 @@ PackingOutcome = DatablocksCreated | DatasetPackingFailed | AlreadyCleaned
 
 @dataclass(frozen=True)
 class Packer:
-    """What packing a dataset works with: S3, the buckets, limits, results and SciCat's files."""
+    """What packing works with: S3, the buckets, limits, the KV records, SciCat's files, and
+    this instance's name (recorded beside each block it packs)."""
 
     s3: Minio
     s3_extras: BaseClient
     buckets: Buckets
     limits: PackingLimits
     results: PackerResults
+    records: PackingRecords
     origdatablocks: RegisteredFilesSource | None
     completion_marker: str | None
-
-    async def cleaned(self, pid: str) -> CleanedDataset | None: ...
+    instance: str
 
 
 def event_size_floor(files: list[LandingFile]) -> int:
@@ -150,41 +152,42 @@ def oversized_reason(pid: str, files: int, size: int, max_payload: int, *, floor
     )
 
 
-def pack_dataset(
+@dataclass(frozen=True)
+class PreparedDataset:
+    """A dataset checked and planned: the files to pack, SciCat's entries, the block partition."""
+
+    files: list[LandingFile]
+    registered: dict[str, RegisteredFile]
+    blocks: list[tuple[LandingFile, ...]]
+
+
+def prepare_dataset(
     s3: Minio,
-    s3_extras: BaseClient,
-    buckets: Buckets,
+    bucket: str,
     pid: str,
     limits: PackingLimits,
     *,
-    stop: threading.Event | None = None,
-    sleep: Callable[[float], None] = time.sleep,
     max_payload: int | None = None,
     registered: Sequence[RegisteredFile] | None = (),
     completion_marker: str | None = None,
-) -> tuple[Datablock, ...]:
-    """List, restore, plan and stream one dataset's datablocks; blocking (run it in a thread).
+) -> PreparedDataset:
+    """List the landing zone, compare it with SciCat's files, check names and size; the plan.
 
     `registered` is what SciCat's origdatablocks list (empty: nothing to compare
     with; None: SciCat knows no such dataset, a user error unless there is
     nothing to pack anyway). The landing zone must hold each registered file at
-    its size, with its SHA-256 where SciCat has one; a member's mtime is
-    SciCat's `time` where given. The `completion_marker` object is not packed
-    unless SciCat lists it.
-
-    Raises DatasetRejected for a dataset that cannot be packed (nothing of it is
-    left in the archival bucket), including one with more files than a
-    `max_payload`-byte message can list; S3 trouble propagates for a later retry.
+    its size. The `completion_marker` object is not packed unless SciCat lists
+    it. Raises DatasetRejected for a dataset that cannot be packed, including
+    one with more files than a `max_payload`-byte message can list.
     """
     try:
         reconciled = reconcile(
             pid,
-            list_dataset(s3, buckets.landing, pid),
+            list_dataset(s3, bucket, pid),
             registered,
             completion_marker=completion_marker,
         )
     except RegistrationMismatch as exc:
-        clear_datablocks(s3, s3_extras, buckets.archival, pid)
         raise DatasetRejected("user", str(exc)) from exc
     if reconciled.unregistered:
         log.warning(
@@ -200,102 +203,167 @@ def pack_dataset(
             objectkeys.check_relative_path(landing_file.relative_path)
         except objectkeys.UnsafeName as exc:
             raise DatasetRejected("user", str(exc)) from exc
-    clear_datablocks(s3, s3_extras, buckets.archival, pid)
     if max_payload is not None:
         floor = event_size_floor(files)
         if floor > max_payload - HEADERS_ALLOWANCE:
             reason = oversized_reason(pid, len(files), floor, max_payload, floor=True)
             raise DatasetRejected("system", reason)
-    # HEADs and restore requests of many small files overlap their round trips here.
-    pool = ThreadPoolExecutor(limits.stream.prefetch_workers, thread_name_prefix="inspect")
+    blocks = plan_datablocks(files, limits.target_size_bytes)
+    return PreparedDataset(files=files, registered=reconciled.registered, blocks=blocks)
+
+
+def pack_dataset(
+    s3: Minio,
+    s3_extras: BaseClient,
+    buckets: Buckets,
+    pid: str,
+    limits: PackingLimits,
+    *,
+    stop: threading.Event | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    max_payload: int | None = None,
+    registered: Sequence[RegisteredFile] | None = (),
+    completion_marker: str | None = None,
+) -> tuple[Datablock, ...]:
+    """Prepare, restore and pack every block of one dataset in this process, in turn; blocking.
+
+    The same steps the service spreads over the bus (`plans.plan_upload`, then
+    `blocks.pack_requested_block` per block, on any instance), run one after
+    another: for tests and the packing benchmark. A member's mtime is SciCat's
+    `time` where given; each file's SHA-256 is checked against the stored one
+    and SciCat's. Raises DatasetRejected for a dataset that cannot be packed
+    (nothing of it is left in the archival bucket); S3 trouble propagates.
+    """
     try:
-        heads = restore_cold_objects(
+        prepared = prepare_dataset(
             s3,
-            s3_extras,
             buckets.landing,
-            files,
-            pool=pool,
-            timeout_s=limits.restore_timeout_s,
-            poll_s=limits.restore_poll_s,
-            sleep=_interruptible(stop, sleep),
+            pid,
+            limits,
+            max_payload=max_payload,
+            registered=registered,
+            completion_marker=completion_marker,
         )
+    finally:
+        clear_datablocks(s3, s3_extras, buckets.archival, pid)
+    deadline = time.monotonic() + limits.restore_timeout_s
+    try:
+        request_cold_restores(s3_extras, buckets.landing, prepared.files, limits)
         return tuple(
-            _pack_block(
+            pack_block(
                 s3,
+                s3_extras,
                 buckets,
                 objectkeys.archive_id(pid, index),
-                _block_members(
-                    s3, buckets.landing, block, heads, reconciled.registered, pool, stop
-                ),
+                block_members(block, prepared.registered),
                 limits,
-                stop,
+                restore_deadline=deadline,
+                stop=stop,
+                sleep=sleep,
             )
-            for index, block in enumerate(plan_datablocks(files, limits.target_size_bytes))
+            for index, block in enumerate(prepared.blocks)
         )
-    except RestoreTimedOut as exc:
-        raise DatasetRejected("system", str(exc)) from exc
-    except (ChecksumMismatch, FileMissing, FileChanged, objectkeys.UnsafeName) as exc:
+    except DatasetRejected:
         clear_datablocks(s3, s3_extras, buckets.archival, pid)
-        raise DatasetRejected("user", str(exc)) from exc
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        raise
 
 
-def _block_members(
+def request_cold_restores(
+    s3_extras: BaseClient, bucket: str, files: Sequence[LandingFile], limits: PackingLimits
+) -> None:
+    """One restore request per object the listing names cold, `s3_workers` at a time."""
+    with ThreadPoolExecutor(limits.stream.prefetch_workers, thread_name_prefix="restore") as pool:
+        request_restores(s3_extras, bucket, files, pool=pool)
+
+
+def pack_block(
     s3: Minio,
-    bucket: str,
-    block: tuple[LandingFile, ...],
-    heads: dict[str, StoredObject],
-    registered: dict[str, RegisteredFile],
-    pool: Executor,
-    stop: threading.Event | None,
-) -> list[BlockMember]:
-    """The block's files with what S3 stores of each: one HEAD per file not asked before."""
-
-    def head(landing_file: LandingFile) -> StoredObject:
-        known = heads.get(landing_file.key)
-        if known is not None:
-            return known
-        if stop is not None and stop.is_set():
-            raise PackingCancelled
-        return inspect_object(s3, bucket, landing_file)
-
-    members = []
-    for landing_file, stored in zip(block, pool.map(head, block), strict=True):
-        entry = registered.get(landing_file.relative_path)
-        if entry is not None and entry.time is not None:
-            stored = replace(stored, mtime=entry.time)
-        members.append(
-            BlockMember(
-                landing_file,
-                landing_file.relative_path,
-                stored,
-                registered_sha256=entry.sha256 if entry is not None else None,
-            )
-        )
-    return members
-
-
-def _pack_block(
-    s3: Minio,
+    s3_extras: BaseClient,
     buckets: Buckets,
     archive_id: str,
     members: list[BlockMember],
     limits: PackingLimits,
-    stop: threading.Event | None,
+    *,
+    restore_deadline: float,
+    stop: threading.Event | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Datablock:
+    """Stream one datablock; blocking (run it in a thread).
+
+    The fast path is one GET per member (restores were requested when the
+    dataset was planned). A GET that finds a cold object not restored yet gives
+    the block up (its upload aborted), watches the block's cold objects until
+    restored (HEADs, every `restore_poll_s`, until the monotonic
+    `restore_deadline`) and streams the block again. Raises DatasetRejected:
+    "user" for a file that is missing, changed or does not match its checksum,
+    "system" for a restore that timed out. Nothing of a failed block is left.
+    """
     # Tar adds a header (and PAX record) per member and padding; 3 KiB each is generous.
-    estimated = sum(m.stored.size + 3072 for m in members) + 10240
+    estimated = sum(m.landing_file.size + 3072 for m in members) + 10240
     part_size = max(limits.stream.part_size_bytes, math.ceil(estimated / MAX_PARTS))
-    return stream_datablock(
-        s3,
-        landing_bucket=buckets.landing,
-        archival_bucket=buckets.archival,
-        archive_id=archive_id,
-        members=members,
-        limits=replace(limits.stream, part_size_bytes=part_size),
-        stop=stop,
-    )
+    stream = replace(limits.stream, part_size_bytes=part_size)
+    while True:
+        try:
+            return stream_datablock(
+                s3,
+                landing_bucket=buckets.landing,
+                archival_bucket=buckets.archival,
+                archive_id=archive_id,
+                members=members,
+                limits=stream,
+                stop=stop,
+            )
+        except NotRestored as exc:
+            _wait_for_restores(
+                s3, s3_extras, buckets.landing, members, exc, limits, restore_deadline,
+                _interruptible(stop, sleep),
+            )  # fmt: skip
+        except (ChecksumMismatch, FileMissing, FileChanged, objectkeys.UnsafeName) as exc:
+            raise DatasetRejected("user", str(exc)) from exc
+        except RestoreTimedOut as exc:
+            raise DatasetRejected("system", str(exc)) from exc
+
+
+def _wait_for_restores(
+    s3: Minio,
+    s3_extras: BaseClient,
+    bucket: str,
+    members: Sequence[BlockMember],
+    found: NotRestored,
+    limits: PackingLimits,
+    deadline: float,
+    sleep: Callable[[float], None],
+) -> None:
+    if time.monotonic() >= deadline:
+        raise DatasetRejected("system", f"{found} after the restore wait")
+    waiting = [m.landing_file for m in members if is_cold(m.landing_file)]
+    waiting += [m.landing_file for m in members if m.landing_file.storage_class is None]
+    if found.landing_file not in waiting:
+        waiting.append(found.landing_file)
+    log.info("landing.waiting_for_restores", files=len(waiting))
+    with ThreadPoolExecutor(limits.stream.prefetch_workers, thread_name_prefix="restore") as pool:
+        wait_restored(
+            s3, s3_extras, bucket, waiting, pool=pool, deadline=deadline,
+            poll_s=limits.restore_poll_s, sleep=sleep,
+        )  # fmt: skip
+
+
+def block_members(
+    block: Sequence[LandingFile], registered: Mapping[str, RegisteredFile]
+) -> list[BlockMember]:
+    """The block's files, with what SciCat registered of each (checksum, time)."""
+    members = []
+    for landing_file in block:
+        entry = registered.get(landing_file.relative_path)
+        members.append(
+            BlockMember(
+                landing_file,
+                landing_file.relative_path,
+                registered_sha256=entry.sha256 if entry is not None else None,
+                registered_time=entry.time if entry is not None else None,
+            )
+        )
+    return members
 
 
 def _interruptible(
@@ -308,45 +376,6 @@ def _interruptible(
             raise PackingCancelled
 
     return wait
-
-
-async def pack_finished_upload(
-    event: UploadFinished, packer: Packer, *, max_payload: int | None
-) -> PackingOutcome:
-    """Pack the dataset `event` announces, record a failure (scicat_sync checks the announcement
-    against it), and log the outcome."""
-    started = time.monotonic()
-    outcome = await pack_upload(
-        event,
-        packer.s3,
-        packer.s3_extras,
-        packer.buckets,
-        packer.limits,
-        packer.results,
-        origdatablocks=packer.origdatablocks,
-        completion_marker=packer.completion_marker,
-        max_payload=max_payload,
-    )
-    ms = round((time.monotonic() - started) * 1000)
-    metrics.count_packing_outcome(packing_outcome_label(outcome))
-    match outcome:
-        case DatablocksCreated(datablocks=blocks):
-            log.info(
-                "datablocks.created",
-                blocks=len(blocks),
-                bytes=sum(b.size for b in blocks),
-                ms=ms,
-            )
-        case DatasetPackingFailed(kind=kind, reason=reason):
-            await packer.results.put_failure(outcome)
-            log.warning("dataset.packing_failed", kind=kind, reason=reason)
-        case AlreadyCleaned(record=record):
-            log.warning(
-                "upload.ignored_already_archived",
-                job_id=record.job_id,
-                archived_at=record.archived_at.isoformat(),
-            )
-    return outcome
 
 
 async def pack_upload(
@@ -362,7 +391,8 @@ async def pack_upload(
     max_payload: int | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> DatablocksCreated | DatasetPackingFailed | AlreadyCleaned:
-    """The outcome of one `upload.finished`: the datablocks made (or made before), or why not.
+    """The outcome of one `upload.finished` packed in this process (tests and the packing
+    benchmark): the datablocks made (or made before), or why not.
 
     `origdatablocks` says which files the dataset registered in SciCat (None: nothing
     is compared, as for a dataset that registered none); a dataset SciCat does
@@ -420,6 +450,11 @@ async def pack_upload(
         await results.put(created)
         metrics.count_packed(sum(b.packed_size for b in created.datablocks))
     return outcome
+
+
+def count_packing_outcome(outcome: PackingOutcome) -> None:
+    """One dataset's outcome in `archiver_packing_outcomes_total`."""
+    metrics.count_packing_outcome(packing_outcome_label(outcome))
 
 
 def packing_outcome_label(outcome: PackingOutcome) -> str:

@@ -15,8 +15,11 @@ class DatablockerSettings(BaseSettings):
     target_size_bytes: int = Field(20 * GiB, gt=0)
     """A datablock holds files up to this size; a larger file gets a datablock of its own."""
     max_parallel_datasets: int = Field(2, ge=1)
-    """Datasets packed at once (one consumer subscription each, nothing prefetched); each holds
-    one bounded streaming buffer."""
+    """Datasets planned at once (listing, SciCat's file list, restore requests; little memory)."""
+    max_parallel_blocks: int = Field(2, ge=1)
+    """Datablocks packed at once by this instance (one consumer subscription each, nothing
+    prefetched); each holds one bounded streaming buffer. Blocks of one dataset spread over
+    every instance."""
     part_size_bytes: int = Field(16 * MiB, ge=5 * MiB)
     """Multipart part size of a datablock upload (raised per block to stay under 10,000 parts)."""
     copy_buffer_bytes: int = Field(8 * MiB, ge=64 * 1024)
@@ -26,7 +29,7 @@ class DatablockerSettings(BaseSettings):
     parallel_part_uploads: int = Field(2, ge=1, le=8)
     """Parts of one datablock uploaded at once (memory: this many parts in flight)."""
     s3_workers: int = Field(6, ge=1, le=16)
-    """S3 requests of small objects made at once per dataset (HEADs, restores, prefetching GETs),
+    """S3 requests of small objects made at once per dataset (restores, prefetching GETs),
     so their round trips overlap; the S3 client keeps 10 connections per host."""
     prefetch_object_bytes: int = Field(2 * MiB, ge=0)
     """Objects up to this size are fetched whole ahead of the tar writer; larger ones stream."""

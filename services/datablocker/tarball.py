@@ -25,7 +25,12 @@ from urllib3 import BaseHTTPResponse
 
 from contracts.events import Datablock, DataFile
 from contracts.objectkeys import check_relative_path
-from services.datablocker.landing_objects import FileMissing, StoredObject
+from services.datablocker.landing_objects import (
+    CHECKSUM_MODE,
+    FileMissing,
+    StoredObject,
+    stored_object,
+)
 from services.datablocker.planning import LandingFile
 
 _POLL_S = 0.5
@@ -49,6 +54,15 @@ class FileChanged(Exception):
     """An object's size changed between listing and reading."""
 
 
+class NotRestored(Exception):
+    """A GET found a cold object whose restore has not finished; nothing of the block is kept."""
+
+    def __init__(self, landing_file: LandingFile) -> None:
+        name = landing_file.relative_path
+        super().__init__(f"file {name!r} is not restored from cold storage yet")
+        self.landing_file = landing_file
+
+
 @dataclass(frozen=True)
 class StreamLimits:
     part_size_bytes: int
@@ -69,10 +83,12 @@ class StreamLimits:
 @dataclass(frozen=True)
 class BlockMember:
     landing_file: LandingFile
+    """As listed: its size is the size the GET must serve."""
     member_path: str
-    stored: StoredObject
     registered_sha256: str | None = None
     """Hex SHA-256 SciCat's origdatablock holds for the file, compared like the stored one."""
+    registered_time: datetime | None = None
+    """SciCat's `time` of the file: the member's mtime when given."""
 
 
 class _Aborted(Exception):
@@ -163,6 +179,7 @@ class _HashingReader:
 class _Fetched:
     data: bytes
     sha256: str
+    stored: StoredObject
 
 
 class _Prefetcher:
@@ -192,7 +209,7 @@ class _Prefetcher:
         try:
             return future.result()
         finally:
-            self._held -= self._members[index].stored.size
+            self._held -= self._members[index].landing_file.size
             self._fill()
 
     def close(self) -> None:
@@ -201,7 +218,7 @@ class _Prefetcher:
     def _fill(self) -> None:
         while self._next < len(self._members) and len(self._pending) < _MAX_AHEAD:
             member = self._members[self._next]
-            size = member.stored.size
+            size = member.landing_file.size
             if size > self._limits.prefetch_object_bytes:
                 self._next += 1
                 continue
@@ -214,38 +231,41 @@ class _Prefetcher:
     def _fetch(self, member: BlockMember) -> _Fetched:
         if self._stop is not None and self._stop.is_set():
             raise StreamStopped
-        response = _get(self._s3, self._bucket, member)
+        response, stored = _get(self._s3, self._bucket, member)
         try:
             data = response.read()
         finally:
             response.close()
             response.release_conn()
-        if len(data) != member.stored.size:
+        if len(data) != member.landing_file.size:
             raise FileChanged(_changed(member, len(data)))
-        return _Fetched(data, hashlib.sha256(data).hexdigest())
+        return _Fetched(data, hashlib.sha256(data).hexdigest(), stored)
 
 
-def _get(s3: Minio, bucket: str, member: BlockMember) -> BaseHTTPResponse:
-    """The object's response, its length checked against the HEAD's; FileMissing if gone."""
+def _get(s3: Minio, bucket: str, member: BlockMember) -> tuple[BaseHTTPResponse, StoredObject]:
+    """The object's response and what its headers tell (stored checksum included), its length
+    checked against the listing's; FileMissing if gone, NotRestored if still cold."""
     landing_file = member.landing_file
     try:
-        response = s3.get_object(bucket, landing_file.key)
+        response = s3.get_object(bucket, landing_file.key, request_headers=CHECKSUM_MODE)
     except S3Error as exc:
         if exc.code in ("NoSuchKey", "NoSuchObject"):
             raise FileMissing(landing_file.relative_path) from exc
+        if exc.code == "InvalidObjectState":
+            raise NotRestored(landing_file) from exc
         raise
-    length = int(response.headers.get("Content-Length", "-1"))
-    if length != member.stored.size:
+    stored = stored_object(response.headers, landing_file)
+    if stored.size != landing_file.size:
         response.close()
         response.release_conn()
-        raise FileChanged(_changed(member, length))
-    return response
+        raise FileChanged(_changed(member, stored.size))
+    return response, stored
 
 
 def _changed(member: BlockMember, served: int) -> str:
     return (
         f"file {member.landing_file.relative_path!r} changed while being packed "
-        f"({member.stored.size} bytes listed, {served} served)"
+        f"({member.landing_file.size} bytes listed, {served} served)"
     )
 
 
@@ -262,9 +282,9 @@ def stream_datablock(
 ) -> Datablock:
     """Pack `members` into one tar object `archive_id`; every file's checksum checked on the way.
 
-    Raises ChecksumMismatch, FileMissing or FileChanged (user errors) or the S3
-    client's errors; in every failure the multipart upload is aborted, so no
-    half-written object becomes visible.
+    Raises ChecksumMismatch, FileMissing or FileChanged (user errors), NotRestored
+    (a cold object to wait for) or the S3 client's errors; in every failure the
+    multipart upload is aborted, so no half-written object becomes visible.
     """
     pipe = _Pipe(limits.pipe_chunks)
     upload_error: list[BaseException] = []
@@ -335,21 +355,17 @@ def _add_member(
     fetched: _Fetched | None,
     stop: threading.Event | None,
 ) -> DataFile:
-    landing_file, stored = member.landing_file, member.stored
-    info = tarfile.TarInfo(check_relative_path(member.member_path))
-    info.size = stored.size
-    info.mtime = int(stored.mtime.timestamp())
-    info.mode = 0o644
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
+    landing_file = member.landing_file
+    name = check_relative_path(member.member_path)
     if fetched is not None:
-        tar.addfile(info, io.BytesIO(fetched.data))
+        stored = fetched.stored
+        tar.addfile(_tar_info(name, member, stored), io.BytesIO(fetched.data))
         computed = fetched.sha256
     else:
-        response = _get(s3, bucket, member)
+        response, stored = _get(s3, bucket, member)
         try:
             reader = _HashingReader(response, stop)
-            tar.addfile(info, reader)  # type: ignore[arg-type]
+            tar.addfile(_tar_info(name, member, stored), reader)  # type: ignore[arg-type]
         finally:
             response.close()
             response.release_conn()
@@ -364,11 +380,21 @@ def _add_member(
             against="the one registered in SciCat,",
         )
     return DataFile(
-        path=info.name,
+        path=name,
         size=stored.size,
-        time=_aware(stored.mtime),
+        time=_aware(member.registered_time or stored.mtime),
         chk=computed,
     )
+
+
+def _tar_info(name: str, member: BlockMember, stored: StoredObject) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = stored.size
+    info.mtime = int((member.registered_time or stored.mtime).timestamp())
+    info.mode = 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
 
 
 def _aware(moment: datetime) -> datetime:

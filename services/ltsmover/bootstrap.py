@@ -14,6 +14,7 @@ from contracts.events import Event
 from runtime.kvstore import open_bucket
 from runtime.lts import LtsBackend, create_lts
 from runtime.objectstore import BucketReader, s3_client
+from runtime.periodic import open_rounds, run_periodically
 from runtime.service_bus import Bus
 from services.ltsmover.jobflow import JobFlow, Transfer
 from services.ltsmover.jobstate import DatablockRecords, JobStore
@@ -22,7 +23,7 @@ from services.ltsmover.retrieval_bucket import RetrievalBucket
 from services.ltsmover.retrieval_copies import RetrievalCopies
 from services.ltsmover.retrieving import RetrievePolicy, RetrieveTransfer
 from services.ltsmover.settings import LtsMoverSettings
-from services.ltsmover.sweeping import sweep_forever
+from services.ltsmover.sweeping import sweep_expired
 
 log = structlog.get_logger(__name__)
 
@@ -106,12 +107,11 @@ async def build_job_flows(
     except S3Error as exc:
         log.warning("retrieval.lifecycle_rule_refused", error=exc.code)
     sweeper = asyncio.create_task(
-        sweep_forever(
-            copies,
-            retrieval,
-            interval_s=settings.sweep_interval_s,
-            orphan_age=expiry,
-            clock=lambda: datetime.now(UTC),
+        run_periodically(
+            "ltsmover.retrieval_sweep",
+            lambda: sweep_expired(copies, retrieval, now=datetime.now(UTC), orphan_age=expiry),
+            rounds=await open_rounds(bus.js),
+            interval=timedelta(seconds=settings.sweep_interval_s),
         )
     )
     try:

@@ -36,7 +36,8 @@ class LtsMoverSettings(BaseSettings):
     retrieval_claim_stale_s: float = Field(12 * 3600.0, gt=0)
     """retrieve: an unverified copy claimed longer ago than this is taken over by a new job."""
     sweep_interval_s: float = Field(3600.0, gt=0)
-    """retrieve: expired retrieval copies are removed at start-up and then this often."""
+    """retrieve: expired retrieval copies are removed this often, by one instance per round
+    (the first round when the first instance starts)."""
 
     metrics_host: str = "127.0.0.1"
     """Address of the monitoring port (/metrics, /livez, /readyz); 0.0.0.0 in a container."""

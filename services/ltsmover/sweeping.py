@@ -1,14 +1,14 @@
 """Removing expired retrieval copies (moto and some S3 servers never enforce lifecycle rules).
 
-Schedule: the ltsmover sweeps once at start-up and then every
-`LTSMOVER_SWEEP_INTERVAL_S` (default hourly). A verified copy is removed once its
+Schedule: one sweep per `LTSMOVER_SWEEP_INTERVAL_S` (default hourly), at start-up
+first, however many ltsmover instances run: each round is claimed in KV
+(`runtime.periodic`) and run by the instance that claimed it. A verified copy is removed once its
 `expires_at` has passed (its URLs have expired too); an object in the retrieval
 bucket with no record at all is removed once it is older than the URL expiry
 (a leftover of a crash). A copy being made or checked is never touched.
 """
 
 import asyncio
-from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import structlog
@@ -22,7 +22,11 @@ log = structlog.get_logger(__name__)
 async def sweep_expired(
     copies: RetrievalCopies, bucket: RetrievalBucket, *, now: datetime, orphan_age: timedelta
 ) -> list[str]:
-    """Remove expired copies and old orphaned objects; the keys removed."""
+    """Remove expired copies and old orphaned objects; the keys removed.
+
+    Safe beside another sweep: a copy's record is removed by compare-and-set
+    before its object, so only the sweep that removed the record deletes it.
+    """
     removed: list[str] = []
     known: set[str] = set()
     for copy, _ in await copies.all():
@@ -45,20 +49,3 @@ async def sweep_expired(
     if removed:
         log.info("retrieval.swept", removed=len(removed))
     return removed
-
-
-async def sweep_forever(
-    copies: RetrievalCopies,
-    bucket: RetrievalBucket,
-    *,
-    interval_s: float,
-    orphan_age: timedelta,
-    clock: Callable[[], datetime],
-) -> None:
-    """Sweep now and then every `interval_s`; a failed sweep is logged and tried next time."""
-    while True:
-        try:
-            await sweep_expired(copies, bucket, now=clock(), orphan_age=orphan_age)
-        except Exception as exc:  # the loop must outlive a dependency outage
-            log.warning("retrieval.sweep_failed", error=f"{type(exc).__name__}: {exc}")
-        await asyncio.sleep(interval_s)

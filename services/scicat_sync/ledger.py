@@ -79,7 +79,13 @@ class AppliedLedger:
         marker = await self._markers.get(key)
         return (marker.root or None) if marker else None
 
+    async def begin(self, key: str, value: dict[str, Any]) -> bool:
+        """Keep a new marker (compare-and-set: create); False if one exists (another
+        instance, or an earlier attempt, began first)."""
+        return await self._markers.create(key, Marker(value))
+
     async def remember(self, key: str, value: dict[str, Any]) -> None:
+        """Replace a marker; only the instance whose `begin` kept it writes it."""
         await self._markers.put(key, Marker(value))
 
     async def forget(self, key: str) -> None:

@@ -19,8 +19,8 @@ Archive jobs are created by their own account, exactly once (`archive_jobs`).
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Literal
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, NoReturn
 
 import structlog
 
@@ -289,6 +289,30 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class ArchiveJobInProgress(Exception):
+    """Another instance is creating the dataset's archive job: retried later, when its job id
+    is recorded."""
+
+
+IN_PROGRESS_FOR = timedelta(minutes=10)
+"""A marker without a job id younger than this is another instance's POST still running
+(SciCat calls are bounded well below it); older, the outcome is unknown."""
+
+
+def _raise_unfinished(pid: str, key: str, known: Mapping[str, Any], now: datetime) -> NoReturn:
+    started = known.get("started_at")
+    running = started and known.get("outcome") != "unknown"
+    if running and now - datetime.fromisoformat(str(started)) < IN_PROGRESS_FOR:
+        msg = f"another instance is creating the archive job of dataset {pid}"
+        raise ArchiveJobInProgress(msg)
+    reason = (
+        f"Creating the archive job of dataset {pid} had an unknown outcome; "
+        "check SciCat for the job, delete ledger key "
+        f"{key} if there is none, then replay this message"
+    )
+    raise PermanentError(reason, f"first attempt at {known.get('attempted_at')}")
+
+
 @dataclass(frozen=True)
 class ScicatWriter:
     """The archiver's SciCat account and its job-creating account, the ledger of what they
@@ -315,7 +339,8 @@ async def sync_datablocks_created(event: DatablocksCreated, writer: ScicatWriter
     outcome = await register_datablocks(writer.scicat, writer.ledger, event, writes=writer.writes)
     job_id = None
     if event.create_archiving_job:
-        async with refusal_is_permanent():
+        # One creator at a time per dataset, across instances: the second finds the first's job.
+        async with refusal_is_permanent(), writer.writes.serialized(event.pid):
             job_id = await create_archive_job(
                 writer.job_creator, writer.ledger, event, accepted=writer.job_handed_over
             )

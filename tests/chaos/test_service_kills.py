@@ -40,7 +40,7 @@ async def test_datablocker_killed_mid_tar_repacks_once(world: ChaosStack, tmp_pa
     datablocker = world.stack.processes["datablocker"]
 
     async def packing() -> bool:
-        return await world.ack_pending(streams.DATABLOCKER_UPLOAD_FINISHED) > 0
+        return await world.ack_pending(streams.DATABLOCKER_DATABLOCK_REQUESTED) > 0
 
     freezing = asyncio.create_task(freeze_when(datablocker, packing, 60, "packing"))
     dataset = await world.ingest(tmp_path / "d1", files, archive=True)

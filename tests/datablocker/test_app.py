@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
+from nats.js.errors import KeyNotFoundError, NotFoundError
 from pydantic import SecretStr
 
 from contracts import kv, subjects
@@ -144,6 +144,18 @@ async def acked_through(js: JetStreamContext, durable: str, seq: int, timeout_s:
     )
 
 
+async def packed_record(js: JetStreamContext, pid: str):
+    """The dataset's `datablocks` KV entry, once its last block was packed."""
+    bucket = await js.key_value(kv.DATABLOCKS)
+    return await eventually(
+        lambda: bucket.get(kv.id_key(pid)),
+        f"datablocks of {pid} recorded",
+        done=lambda _entry: True,
+        ignoring=(KeyNotFoundError,),
+        timeout_s=10,
+    )
+
+
 def landing_keys(s3, pid: str) -> list[str]:
     prefix = f"openem-network/datasets/{pid}/"
     return sorted(o.object_name for o in s3.list_objects("landing", prefix=prefix, recursive=True))
@@ -212,6 +224,8 @@ async def test_dataset_archived_cleans_up_once_and_a_later_upload_finished_packs
                 clean_js, subjects.UPLOAD_FINISHED, event, msg_id=event.dedup_id()
             )
         await acked_through(clean_js, "datablocker--upload_finished", ack.seq)
+        await packed_record(clean_js, pid)
+        await packed_record(clean_js, other)
         packed = await archived_in_lts(clean_js, s3, tmp_path, pid, "job-1")
         archive_ids = tuple(
             b.archive_id for b in DatablocksCreated.model_validate_json(packed.value).datablocks

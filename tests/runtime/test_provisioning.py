@@ -88,10 +88,12 @@ async def test_provisioning_creates_every_bucket_once(clean_js: JetStreamContext
         "upload_reservations",
         "datablocks",
         "packing_failures",
+        "packing",
         "cleaned_datasets",
         "jobs",
         "retrievals",
         "scicat_sync_write_leases",
+        "periodic_tasks",
         "scicat_sync_applied",
     )
     assert second.buckets_created == ()
