@@ -2,11 +2,33 @@
 
 from collections.abc import Mapping
 
+from nats import errors as nats_errors
 from nats.js import JetStreamContext
+from nats.js import errors as js_errors
 from nats.js.api import PubAck
 from pydantic import BaseModel
 
 from contracts.events import Event
+
+
+class BusUnavailable(Exception):
+    """The stream did not take the event (no server, no JetStream leader, a timeout):
+    nothing was stored, publishing again later may succeed."""
+
+
+_NOT_STORED = (
+    nats_errors.TimeoutError,
+    nats_errors.NoRespondersError,
+    nats_errors.ConnectionClosedError,
+    nats_errors.ConnectionReconnectingError,
+    nats_errors.ConnectionDrainingError,
+    nats_errors.StaleConnectionError,
+    js_errors.NoStreamResponseError,
+    js_errors.ServiceUnavailableError,
+)
+"""What a publish raises while the cluster is down or electing a stream leader."""
+
+__all__ = ["BusUnavailable", "PubAck", "event_headers", "publish", "publish_event"]
 
 MSG_ID_HEADER = "Nats-Msg-Id"
 CORRELATION_HEADER = "X-Correlation-ID"
@@ -36,7 +58,13 @@ async def publish_event(
     headers = event_headers(msg_id, correlation_id)
     if extra_headers:
         headers.update(extra_headers)
-    return await js.publish(subject, event.model_dump_json(by_alias=True).encode(), headers=headers)
+    try:
+        return await js.publish(
+            subject, event.model_dump_json(by_alias=True).encode(), headers=headers
+        )
+    except _NOT_STORED as exc:
+        msg = f"{subject}: the stream did not take the event ({type(exc).__name__})"
+        raise BusUnavailable(msg) from exc
 
 
 async def publish(js: JetStreamContext, subject: str, event: Event) -> PubAck:

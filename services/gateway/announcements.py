@@ -5,8 +5,10 @@ from dataclasses import dataclass
 import structlog
 
 from contracts import subjects
-from contracts.events import JobRequested, UploadFinished
+from contracts.events import Event, JobRequested, UploadFinished
+from runtime.publishing import BusUnavailable, PubAck
 from runtime.service_bus import Bus
+from services.gateway.errors import DependencyDown
 
 log = structlog.get_logger(__name__)
 
@@ -15,8 +17,17 @@ log = structlog.get_logger(__name__)
 class Announcer:
     bus: Bus
 
+    async def _publish(self, subject: str, event: Event) -> PubAck:
+        """Publish; a bus that stores nothing now (failover, outage) is a 503, never a 500."""
+        try:
+            return await self.bus.publish(subject, event)
+        except BusUnavailable as exc:
+            log.warning("bus.unavailable", subject=subject, error=str(exc))
+            msg = "The archiver's message bus (NATS) is not answering; try again shortly"
+            raise DependencyDown(msg) from exc
+
     async def upload_finished(self, event: UploadFinished) -> None:
-        ack = await self.bus.publish(subjects.UPLOAD_FINISHED, event)
+        ack = await self._publish(subjects.UPLOAD_FINISHED, event)
         log.info(
             "upload.finished_published",
             dataset=event.pid,
@@ -31,7 +42,7 @@ class Announcer:
             if event.job_type == "archive"
             else subjects.JOB_REQUESTED_RETRIEVE
         )
-        ack = await self.bus.publish(subject, event)
+        ack = await self._publish(subject, event)
         log.info(
             "job.requested_published",
             job_id=event.job_id,
