@@ -245,13 +245,19 @@ def site_accounts() -> dict[str, Account]:
     }
 
 
-@pytest.fixture(scope="session")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+def serve_site(state_dir: Path, **fields: object) -> Iterator[Site]:
+    """A stand-in configured with SITE_ENV (plus `fields`) until the generator closes."""
     config = config_from_env(
         SITE_ENV,
-        state_dir=tmp_path_factory.mktemp("site-state"),
+        state_dir=state_dir,
         job_config=parse_job_config(SITE_JOB_CONFIG),
         accounts=site_accounts(),
+        **fields,
     )
     with ThreadedServer(create_app(config)) as server:
         yield Site(f"http://127.0.0.1:{server.port}/api")
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    yield from serve_site(tmp_path_factory.mktemp("site-state"))

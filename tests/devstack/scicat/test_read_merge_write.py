@@ -5,13 +5,30 @@ findByIdAndUpdateLifecycle reads the dataset (findOne), merges the lifecycle in
 memory, awaits, and writes the whole dataset back (findByIdAndUpdate);
 createDatablock computes packedSize from the dataset it read before creating
 the block. The stand-in pauses `write_window_s` (50 ms by default) in between.
+
+These tests widen the window to 1.5 s so the two requests overlap even on a
+loaded machine (with 50 ms a slow CI runner sometimes served them one after
+the other, and nothing was lost to show).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.devstack.scicat.conftest import Site, encoded
+import pytest
+
+from tests.devstack.scicat.conftest import Site, encoded, serve_site
+
+WIDE_WRITE_WINDOW_S = 1.5
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """A stand-in of its own whose read-merge-write window is wide enough to hit."""
+    yield from serve_site(
+        tmp_path_factory.mktemp("slow-site-state"), write_window_s=WIDE_WRITE_WINDOW_S
+    )
 
 
 def datablock(archive_id: str) -> dict[str, object]:
