@@ -20,12 +20,16 @@ from rich.table import Table
 
 from archiver.operator_bus import connected
 from contracts import kv
+from contracts.job_views import (
+    dataset_last_progress,
+    dataset_step,
+    job_last_progress,
+)
 from contracts.jobs import DatasetProgress, JobRecord
 from runtime.redaction import redact_text
 from runtime.settings import NatsSettings
 
 STUCK = "STUCK"
-DEFAULT_STUCK_AFTER = timedelta(minutes=30)
 
 
 @dataclass(frozen=True)
@@ -42,42 +46,6 @@ class JobView:
     last_progress: datetime
     stuck: bool
     datasets: tuple[DatasetView, ...]
-
-
-def _newest(*times: datetime | None) -> datetime | None:
-    present = [t for t in times if t is not None]
-    return max(present) if present else None
-
-
-def job_last_progress(record: JobRecord) -> datetime:
-    """The newest timestamp anywhere in the record."""
-    dataset_times = [t for d in record.datasets.values() for t in (d.started_at, d.decided_at)]
-    newest = _newest(record.created_at, record.started_at, record.finished_at, *dataset_times)
-    return newest or record.created_at
-
-
-def dataset_last_progress(record: JobRecord, dataset: DatasetProgress) -> datetime:
-    """The dataset's newest timestamp; before it started, when the job started (or was created)."""
-    return (
-        _newest(dataset.started_at, dataset.decided_at)
-        or _newest(record.started_at, record.created_at)
-        or record.created_at
-    )
-
-
-def dataset_step(dataset: DatasetProgress) -> str:
-    """What the dataset is at, in a few words."""
-    if dataset.decided:
-        return dataset.state if not dataset.error else f"{dataset.state}: {dataset.error}"
-    if dataset.datablocks:
-        counts: dict[str, int] = {}
-        for block in dataset.datablocks.values():
-            counts[block.state] = counts.get(block.state, 0) + 1
-        blocks = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
-        step = f"{dataset.state}: datablocks {blocks} of {len(dataset.datablocks)}"
-    else:
-        step = dataset.state
-    return f"{step} ({dataset.message})" if dataset.message else step
 
 
 def assess(record: JobRecord, now: datetime, stuck_after: timedelta) -> JobView:

@@ -106,6 +106,13 @@ class JobRecord(BaseModel):
     created_at: AwareDatetime
     started_at: AwareDatetime | None = None
     finished_at: AwareDatetime | None = None
+    cancel_requested_by: str | None = None
+    """Who asked to cancel the job (a SciCat username); work stops at the next safe point."""
+    cancel_requested_at: AwareDatetime | None = None
+    retry_of: JobId | None = None
+    """The job whose failed datasets this job redoes (its SciCat jobParams say so too)."""
+    retried_as: list[JobId] = Field(default_factory=list)
+    """Jobs created to redo this job's failed datasets, oldest first."""
 
     @classmethod
     def submitted(cls, job: JobRequested) -> "JobRecord":
