@@ -42,6 +42,7 @@ class Gateway:
     markers: MarkerWatch
     readiness_probes: Mapping[str, Probe]
     ingestor_groups: tuple[str, ...]
+    operator_groups: tuple[str, ...]
     clock: Clock
 
 
@@ -128,5 +129,6 @@ async def build_gateway(
             ),
             readiness_probes={"nats": nats_probe, "s3": s3_probe, "scicat": scicat_probe},
             ingestor_groups=settings.ingestor_groups,
+            operator_groups=settings.operator_groups,
             clock=clock,
         )

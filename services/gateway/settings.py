@@ -30,6 +30,9 @@ class GatewaySettings(BaseSettings):
     """Landing-zone space that upload reservations may claim."""
     ingestor_groups: tuple[str, ...] = ("ingestor",)
     """SciCat access groups allowed to upload (any one suffices)."""
+    operator_groups: tuple[str, ...] = ()
+    """SciCat access groups whose members operate the archiver: they see and steer every job
+    on the job API and the status page (others see their own groups' jobs). None by default."""
     presigned_url_expiry_s: int = Field(3600, gt=0, le=7 * 24 * 3600)
     completion_marker: str = ".archiver-upload-complete"
     """Object name (below raw_files/) whose creation announces a finished upload."""
