@@ -88,7 +88,7 @@ class Supervisor:
         delay = self.policy.delay_s(watch.rapid_failures)
         watch.restart_at = now + delay
         self.report(
-            f"{name} exited with code {code}; restarting in {delay:.0f} s "
+            f"{name} exited with code {code}; restarting in {delay:g} s "
             f"(restart {watch.restarts + 1})"
         )
 
