@@ -11,8 +11,8 @@ buffer), so the whole S3 backend is pickled to `<state dir>/s3/moto-s3.pickle`:
 - on a clean stop (SIGTERM, SIGINT), after the last request finished.
 
 A snapshot is taken while no changing request runs (a shared/exclusive gate),
-written to a temporary file and renamed over the old one, so a crash leaves the
-previous complete snapshot. What a SIGKILL loses is what was written since the
+written to a temporary file and renamed over the old one, so a killed process
+leaves the previous complete snapshot. What a SIGKILL loses is what was written since the
 last snapshot (about a second). The file holds every object's body: this is
 for dev-sized data, not terabytes.
 
@@ -92,14 +92,15 @@ def _state() -> dict[str, Any]:
 
 
 def save(path: Path) -> None:
-    """Write the S3 state to `path` atomically (temporary file, fsync, rename)."""
+    """Write the S3 state to `path` atomically (temporary file, rename).
+
+    No fsync: the rename makes a killed process leave a whole file; surviving a
+    power cut is not worth making every snapshot wait for the disk."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".moto-s3-", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as out:
             pickle.dump(_state(), out, protocol=pickle.HIGHEST_PROTOCOL)
-            out.flush()
-            os.fsync(out.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
