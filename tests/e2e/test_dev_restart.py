@@ -29,8 +29,8 @@ def cli_retrieve(stack_json: Path, pid: str, target: Path) -> subprocess.Complet
 
 
 def test_a_dataset_archived_before_a_restart_is_retrieved_after_it(tmp_path: Path) -> None:
-    """Archive to S3 LTS, retrieve, stop the stack, start it on the same state dir and
-    ports, retrieve again: both retrieve jobs succeed with every file intact."""
+    """Archive to S3 LTS, retrieve, stop the stack, start it on the same state dir
+    (new free ports, as `--ports auto` picks), retrieve again: both succeed, files intact."""
     state_dir = tmp_path / "state"
     first = QuickRecallStack(state_dir, StackPorts.choose("auto"), lts_backend="s3")
     try:
@@ -40,7 +40,7 @@ def test_a_dataset_archived_before_a_restart_is_retrieved_after_it(tmp_path: Pat
     finally:
         first.stop()
 
-    second = QuickRecallStack(state_dir, first.ports, lts_backend="s3")
+    second = QuickRecallStack(state_dir, StackPorts.choose("auto"), lts_backend="s3")
     try:
         second.start()
         after = cli_retrieve(state_dir / "stack.json", pid, tmp_path / "after")
