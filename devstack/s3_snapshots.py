@@ -168,8 +168,10 @@ class Saver:
                 continue
             try:
                 took = self.save_now()
-            except OSError:
-                log.exception("saving the S3 state to %s failed; retrying", self.path)
+            except (OSError, pickle.PicklingError, TypeError):
+                # A full disk, or state moto added that cannot be pickled: said in the
+                # log, tried again after the next change; the last good snapshot stays.
+                log.exception("saving the S3 state to %s failed", self.path)
                 continue
             wait_s = max(self.interval_s, 4 * took)
 

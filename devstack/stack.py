@@ -127,17 +127,22 @@ class DevStack:
         external_nats: str | None = None,
         stream_replicas: int = 1,
         instances: Mapping[str, int] | None = None,
+        s3_snapshots: bool = True,
     ) -> None:
         """`external_nats`: comma-separated URLs of a NATS (cluster) started elsewhere;
         the stack then starts no nats-server of its own (`ports.nats` is unused).
         `instances`: how many processes of a service to run (default one each); the
-        second of the datablocker is `datablocker-2` in `processes` and the logs."""
+        second of the datablocker is `datablocker-2` in `processes` and the logs.
+        `s3_snapshots`: keep S3's state in the state dir across restarts (see
+        `devstack/s3_snapshots.py`); a benchmark may turn it off, as a snapshot
+        holds writes back while it is taken."""
         self.state_dir = state_dir
         self.ports = ports
         self.lts_backend = lts_backend
         self.external_nats = external_nats
         self.stream_replicas = stream_replicas
         self.instances = dict(instances or {})
+        self.s3_snapshots = s3_snapshots
         self._instance_ports: dict[str, int] = {}
         self.logs = state_dir / "logs"
         self.lts_root = state_dir / "lts"
@@ -316,7 +321,9 @@ class DevStack:
         """Start every component, in dependency order, each waited for."""
         self.lts_root.mkdir(parents=True, exist_ok=True)
         s3 = self.processes["s3"] = moto_server(
-            self.ports.s3, self.logs / "s3.log", self.state_dir / "s3"
+            self.ports.s3,
+            self.logs / "s3.log",
+            self.state_dir / "s3" if self.s3_snapshots else None,
         )
         scicat = self.processes["scicat"] = self._scicat_process()
         if self.external_nats is None:

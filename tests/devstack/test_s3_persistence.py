@@ -41,6 +41,7 @@ def test_objects_glacier_restores_and_multipart_uploads_survive_a_clean_restart(
         create_buckets(f"http://127.0.0.1:{port}", KEY, SECRET, ["archival", "lts"])
         minio, extras = clients(port)
         minio.put_object("archival", "ds/1/block.tar", io.BytesIO(body), len(body))
+        etag_before = minio.stat_object("archival", "ds/1/block.tar").etag
         minio.put_object("lts", "cold.tar", io.BytesIO(b"cold bytes"), 10)
         extras.copy_object(  # type: ignore[attr-defined]
             Bucket="lts",
@@ -81,6 +82,7 @@ def test_objects_glacier_restores_and_multipart_uploads_survive_a_clean_restart(
             },
         )
         restored = minio.get_object("archival", "ds/1/block.tar").read()
+        etag_after = minio.stat_object("archival", "ds/1/block.tar").etag
         cold = extras.head_object(Bucket="lts", Key="cold.tar")  # type: ignore[attr-defined]
         cold_body = minio.get_object("lts", "cold.tar").read()
         multipart = minio.get_object("archival", "big.tar").read()
@@ -88,6 +90,7 @@ def test_objects_glacier_restores_and_multipart_uploads_survive_a_clean_restart(
         process.stop()
 
     assert restored == body
+    assert etag_after == etag_before
     assert cold["StorageClass"] == "GLACIER"
     assert cold["Restore"].startswith('ongoing-request="false"')
     assert cold_body == b"cold bytes"
