@@ -56,7 +56,11 @@ def main(argv: list[str]) -> None:
     saver = None
     if args.state_dir is not None:
         path = args.state_dir / s3_snapshots.SNAPSHOT_NAME
-        buckets = s3_snapshots.load(path)
+        try:
+            buckets = s3_snapshots.load(path)
+        except s3_snapshots.SnapshotUnreadable as exc:
+            log.error("%s", exc)
+            raise SystemExit(2) from exc
         log.info("S3 state: %d bucket(s) loaded from %s", buckets, path)
         gate = s3_snapshots.SnapshotGate()
         app = s3_snapshots.SnapshottingApp(app, gate)  # type: ignore[assignment]

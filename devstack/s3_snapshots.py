@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from moto import __version__ as moto_version
 from moto.s3.models import s3_backends
 
 log = logging.getLogger("devstack.s3_snapshots")
@@ -81,9 +82,14 @@ class SnapshotGate:
                 self._cond.notify_all()
 
 
+class SnapshotUnreadable(Exception):
+    """The snapshot file cannot be loaded; the message says which file and what to do."""
+
+
 def _state() -> dict[str, Any]:
     return {
         "format": FORMAT,
+        "moto": moto_version,
         "backends": {
             account: dict(regions.items()) for account, regions in list(s3_backends.items())
         },
@@ -111,11 +117,25 @@ def load(path: Path) -> int:
     """Install the S3 state saved at `path` (if any); returns the number of buckets."""
     if not path.exists():
         return 0
-    with path.open("rb") as snapshot:
-        state = pickle.load(snapshot)  # noqa: S301 - our own file, in the user's state dir
-    if state.get("format") != FORMAT:
-        msg = f"{path}: snapshot format {state.get('format')!r}, this moto_main reads {FORMAT}"
-        raise ValueError(msg)
+    try:
+        with path.open("rb") as snapshot:
+            state = pickle.load(snapshot)  # noqa: S301 - our own file, in the user's state dir
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
+        msg = (
+            f"cannot load the S3 state from {path} ({type(exc).__name__}: {exc}); "
+            "move the file away to start with an empty S3"
+        )
+        raise SnapshotUnreadable(msg) from exc
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        msg = f"{path} is not an S3 snapshot of format {FORMAT}; move it away to start afresh"
+        raise SnapshotUnreadable(msg)
+    if state.get("moto") != moto_version:
+        log.warning(
+            "%s was saved by moto %s, this is moto %s; loading it anyway",
+            path,
+            state.get("moto"),
+            moto_version,
+        )
     buckets = 0
     for account, regions in state["backends"].items():
         for region, backend in regions.items():

@@ -123,3 +123,20 @@ def test_a_killed_server_comes_back_with_what_was_written_a_second_before(tmp_pa
         process.stop()
 
     assert body == b"written before the crash"
+
+
+def test_an_unreadable_snapshot_stops_the_start_with_a_way_out(tmp_path: Path) -> None:
+    """A truncated snapshot is named, with what to do, instead of a bare traceback."""
+    (tmp_path / "s3").mkdir()
+    (tmp_path / "s3" / "moto-s3.pickle").write_bytes(b"\x80\x05\x95")
+    process = moto_server(free_port(), tmp_path / "s3.log", tmp_path / "s3")
+    process.start()
+    assert process.popen is not None
+    code = process.popen.wait(30)
+
+    assert code == 2
+    assert (
+        f"cannot load the S3 state from {tmp_path / 's3' / 'moto-s3.pickle'} "
+        "(UnpicklingError: pickle data was truncated); "
+        "move the file away to start with an empty S3"
+    ) in (tmp_path / "s3.log").read_text()
