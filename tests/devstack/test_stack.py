@@ -41,6 +41,7 @@ def test_dev_stack_comes_up_healthy_and_describes_itself(tmp_path: Path) -> None
     assert stack["nats"]["url"].startswith("nats://127.0.0.1:")
     assert stack["lts"] == {"backend": "posix", "root": str(tmp_path / "lts")}
     assert set(stack["metrics"]) == set(SERVICES)
+    assert stack["restarts"] == {}
     ports = {
         service: re.fullmatch(r"http://127\.0\.0\.1:(\d+)/metrics", url)
         for service, url in stack["metrics"].items()
