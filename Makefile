@@ -4,7 +4,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTHON ?= python3
 
-.PHONY: install lint format test test-chaos test-all demo dev bench subjects-doc clean
+.PHONY: install lint format test test-chaos test-all demo dev bench subjects-doc asyncapi-doc clean
 
 # Reinstalls only when the dependency list or the lock changes.
 $(STAMP): pyproject.toml requirements.lock
@@ -44,6 +44,9 @@ bench: $(STAMP)
 
 subjects-doc: $(STAMP)
 	$(BIN)/archiver subjects-doc --output docs/subjects.md
+
+asyncapi-doc: $(STAMP)
+	$(BIN)/archiver asyncapi-doc --output docs/asyncapi.yaml
 
 clean:
 	rm -rf var/demo var/bench

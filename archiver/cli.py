@@ -172,6 +172,21 @@ def subjects_doc(
         output.write_text(text)
 
 
+@app.command("asyncapi-doc")
+def asyncapi_doc(
+    output: Annotated[Path, typer.Option(help="Write here instead of stdout.")] = Path("-"),
+) -> None:
+    """Print (or write) the AsyncAPI 3.0 document of the bus: subjects, payloads, who sends
+    and who receives each."""
+    from contracts.asyncapi import render_asyncapi_yaml
+
+    text = render_asyncapi_yaml()
+    if str(output) == "-":
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text)
+
+
 @app.command("nats-config")
 def nats_config(
     output_dir: Annotated[Path, typer.Option(help="Write the files here.")] = Path("deploy"),

@@ -6,7 +6,7 @@ from contracts import streams, subjects
 from contracts.events import EVENT_OF_SUBJECT, DeadLetter
 
 
-def _subject_docs() -> list[tuple[str, str, str]]:
+def subject_docs() -> list[tuple[str, str, str]]:
     """(constant, subject, docstring) for every subject constant, in source order."""
     source = inspect.getsource(subjects)
     rows = []
@@ -39,7 +39,7 @@ def render_subjects_markdown() -> str:
         "| constant | subject | event model | meaning |",
         "| --- | --- | --- | --- |",
     ]
-    for name, value, doc in _subject_docs():
+    for name, value, doc in subject_docs():
         model = EVENT_OF_SUBJECT.get(value)
         model_name = f"`{model.__name__}`" if model else ""
         if value == subjects.DEAD_LETTER_PREFIX:

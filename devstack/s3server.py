@@ -1,7 +1,8 @@
 """moto's standalone S3 server, talked to over HTTP like MinIO would be.
 
 It runs as `python -m devstack.moto_main`: moto's server with a request log that
-drops presigned URLs' query strings (a live URL in a log is a capability handed out).
+drops presigned URLs' query strings (a live URL in a log is a capability handed out),
+and, given a state dir, S3 state that survives a restart (`devstack/s3_snapshots.py`).
 """
 
 import sys
@@ -13,12 +14,12 @@ from minio import Minio
 from devstack.processes import ManagedProcess
 
 
-def moto_server(port: int, log_path: Path) -> ManagedProcess:
-    return ManagedProcess(
-        name="s3",
-        argv=[sys.executable, "-m", "devstack.moto_main", "-H", "127.0.0.1", "-p", str(port)],
-        log_path=log_path,
-    )
+def moto_server(port: int, log_path: Path, state_dir: Path | None = None) -> ManagedProcess:
+    """moto on `port`; with `state_dir`, its S3 state is loaded from and saved there."""
+    argv = [sys.executable, "-m", "devstack.moto_main", "-H", "127.0.0.1", "-p", str(port)]
+    if state_dir is not None:
+        argv += ["--state-dir", str(state_dir)]
+    return ManagedProcess(name="s3", argv=argv, log_path=log_path)
 
 
 def moto_ready(port: int) -> bool:

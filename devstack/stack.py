@@ -6,8 +6,9 @@ SciCat stand-in, the LTS directory, provisions the bus (as `archiver provision`
 does, with the provisioner's credentials) and starts the five services, each as
 its own NATS user and with its monitoring port (/metrics, /livez, /readyz);
 writes `stack.json` (every URL, each service's metrics URL, the operator's NATS
-credentials); watches every process and, if one dies, names it with its log tail
-and stops the rest.
+credentials); watches every process and restarts one that dies, with a backoff
+(`devstack/supervision.py`), giving up (and stopping the rest) only when it keeps
+dying right after each restart.
 """
 
 import asyncio
@@ -17,7 +18,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from devstack.private_files import is_private, private_dir, write_private
 from devstack.processes import ManagedProcess, StartupError, free_port, port_open, tool_path
 from devstack.s3server import create_buckets, moto_ready, moto_server
 from devstack.scicat.config import DEV_SITE_ENV
+from devstack.supervision import GaveUp, RestartPolicy, Supervisor
 from runtime.nats_connection import connect
 from runtime.nats_server_config import new_passwords
 from runtime.provisioning import provision_bus
@@ -125,21 +127,27 @@ class DevStack:
         external_nats: str | None = None,
         stream_replicas: int = 1,
         instances: Mapping[str, int] | None = None,
+        s3_snapshots: bool = True,
     ) -> None:
         """`external_nats`: comma-separated URLs of a NATS (cluster) started elsewhere;
         the stack then starts no nats-server of its own (`ports.nats` is unused).
         `instances`: how many processes of a service to run (default one each); the
-        second of the datablocker is `datablocker-2` in `processes` and the logs."""
+        second of the datablocker is `datablocker-2` in `processes` and the logs.
+        `s3_snapshots`: keep S3's state in the state dir across restarts (see
+        `devstack/s3_snapshots.py`); a benchmark may turn it off, as a snapshot
+        holds writes back while it is taken."""
         self.state_dir = state_dir
         self.ports = ports
         self.lts_backend = lts_backend
         self.external_nats = external_nats
         self.stream_replicas = stream_replicas
         self.instances = dict(instances or {})
+        self.s3_snapshots = s3_snapshots
         self._instance_ports: dict[str, int] = {}
         self.logs = state_dir / "logs"
         self.lts_root = state_dir / "lts"
         self.processes: dict[str, ManagedProcess] = {}
+        self.supervisor: Supervisor | None = None
         private_dir(state_dir)
         self.secrets = DevSecrets.load_or_create(state_dir)
 
@@ -253,6 +261,7 @@ class DevStack:
             "lts": {"backend": self.lts_backend, "root": str(self.lts_root)},
             "logs": str(self.logs),
             "pids": {name: process.pid for name, process in self.processes.items()},
+            "restarts": self.supervisor.restarts() if self.supervisor else {},
             "metrics": {service: f"{self.monitoring_url(service)}/metrics" for service in SERVICES},
             "health": {
                 service: {
@@ -311,7 +320,11 @@ class DevStack:
     def start(self, timeout_s: float = 30.0) -> None:
         """Start every component, in dependency order, each waited for."""
         self.lts_root.mkdir(parents=True, exist_ok=True)
-        s3 = self.processes["s3"] = moto_server(self.ports.s3, self.logs / "s3.log")
+        s3 = self.processes["s3"] = moto_server(
+            self.ports.s3,
+            self.logs / "s3.log",
+            self.state_dir / "s3" if self.s3_snapshots else None,
+        )
         scicat = self.processes["scicat"] = self._scicat_process()
         if self.external_nats is None:
             nats = self.processes["nats"] = nats_server(
@@ -325,14 +338,8 @@ class DevStack:
             process.start()
         if self.external_nats is None:
             nats.wait_ready(lambda: port_open(self.ports.nats), timeout_s)
-        s3.wait_ready(lambda: moto_ready(self.ports.s3), timeout_s)
-        create_buckets(
-            self.s3_endpoint,
-            self.secrets.s3_access_key,
-            self.secrets.s3_secret_key,
-            list(BUCKETS.values()),
-        )
-        scicat.wait_ready(lambda: self._http_ok(f"{self.scicat_url}/v3/health"), timeout_s)
+        self._s3_ready(timeout_s)
+        self._scicat_ready(timeout_s)
         asyncio.run(provision_bus(self.nats_settings(PROVISIONER), wait_s=timeout_s))
         for service in SERVICES:
             for name in self.instance_names(service):
@@ -343,6 +350,40 @@ class DevStack:
         )
         self._wait_services_ready(timeout_s)
         (self.state_dir / "stack.json").write_text(json.dumps(self.description(), indent=2))
+
+    def _s3_ready(self, timeout_s: float) -> None:
+        """moto answers and has the buckets (kept from its state file, or created now)."""
+        self.processes["s3"].wait_ready(lambda: moto_ready(self.ports.s3), timeout_s)
+        create_buckets(
+            self.s3_endpoint,
+            self.secrets.s3_access_key,
+            self.secrets.s3_secret_key,
+            list(BUCKETS.values()),
+        )
+
+    def _scicat_ready(self, timeout_s: float) -> None:
+        self.processes["scicat"].wait_ready(
+            lambda: self._http_ok(f"{self.scicat_url}/v3/health"), timeout_s
+        )
+
+    def supervise(self, report: Callable[[str], None], policy: RestartPolicy) -> Supervisor:
+        """A supervisor restarting any of this stack's processes that dies.
+
+        Every process is restarted, NATS, S3 and SciCat included: JetStream and the
+        SciCat stand-in keep their state in the state dir, and S3 saves its own
+        (`devstack/moto_main.py`), so a restarted one comes back with its data.
+        NATS, S3 and SciCat are waited for (the services need them); a service is
+        only started, and reconnects on its own."""
+        after_start: dict[str, Callable[[], None]] = {
+            "s3": lambda: self._s3_ready(15.0),
+            "scicat": lambda: self._scicat_ready(15.0),
+        }
+        if "nats" in self.processes:
+            after_start["nats"] = lambda: self.processes["nats"].wait_ready(
+                lambda: port_open(self.ports.nats), 15.0
+            )
+        self.supervisor = Supervisor(self.processes, policy, report, after_start)
+        return self.supervisor
 
     def _wait_services_ready(self, timeout_s: float) -> None:
         """Each service's /readyz: connected to NATS, every durable it reads bound."""
@@ -403,9 +444,6 @@ class DevStack:
         finally:
             await client.close()
 
-    def first_dead(self) -> ManagedProcess | None:
-        return next((p for p in self.processes.values() if not p.running()), None)
-
     def stop(self) -> None:
         """Services first (they finish or nak in-flight work), then what they depend on."""
         order = [
@@ -419,9 +457,18 @@ class DevStack:
                 self.processes[name].stop()
 
 
-def run_dev_stack(state_dir: Path, *, ports: str, check_only: bool) -> int:
-    """Run the stack until Ctrl-C/SIGTERM or a component dies; the exit code says which."""
+def run_dev_stack(
+    state_dir: Path,
+    *,
+    ports: str,
+    check_only: bool,
+    restart_policy: RestartPolicy | None = None,
+) -> int:
+    """Run the stack until Ctrl-C/SIGTERM (exit 0) or until a component keeps dying
+    right after its restarts (exit 1); a component that dies is restarted with a backoff."""
+    restart_policy = restart_policy or RestartPolicy()
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
@@ -466,13 +513,15 @@ def run_dev_stack(state_dir: Path, *, ports: str, check_only: bool) -> int:
         console.print("[green]every component healthy[/green]; stopped")
         return 0
     console.print("Ctrl-C stops the stack.")
+    supervisor = stack.supervise(
+        lambda line: console.print(line, markup=False, highlight=False), restart_policy
+    )
     while not stopping.wait(0.5):
-        dead = stack.first_dead()
-        if dead is not None:
-            console.print(
-                f"[red]{dead.name} exited[/red] (code {dead.popen.returncode}); "  # type: ignore[union-attr]
-                f"stopping the stack. Log tail:\n{dead.log_tail()}"
-            )
+        try:
+            if supervisor.check():
+                stack.write_description()
+        except GaveUp as exc:
+            console.print(f"[red]{escape(str(exc))}[/red]\nstopping the stack.", highlight=False)
             stack.stop()
             return 1
     console.print("stopping…")

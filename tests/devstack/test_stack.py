@@ -41,6 +41,7 @@ def test_dev_stack_comes_up_healthy_and_describes_itself(tmp_path: Path) -> None
     assert stack["nats"]["url"].startswith("nats://127.0.0.1:")
     assert stack["lts"] == {"backend": "posix", "root": str(tmp_path / "lts")}
     assert set(stack["metrics"]) == set(SERVICES)
+    assert stack["restarts"] == {}
     ports = {
         service: re.fullmatch(r"http://127\.0\.0\.1:(\d+)/metrics", url)
         for service, url in stack["metrics"].items()
@@ -52,8 +53,19 @@ def test_dev_stack_comes_up_healthy_and_describes_itself(tmp_path: Path) -> None
     assert elapsed < 60  # generous for a loaded CI machine; typically ~8 s
 
 
-def test_killing_nats_under_dev_is_reported_not_a_silent_hang(tmp_path: Path) -> None:
-    """The stack names the dead component, quotes its log and stops the rest."""
+def readiness(description: dict) -> dict[str, int]:
+    codes = {}
+    for service, urls in description["health"].items():
+        try:
+            codes[service] = httpx.get(urls["readyz"], timeout=2).status_code
+        except httpx.HTTPError:
+            codes[service] = 0
+    return codes
+
+
+def test_a_killed_service_and_a_killed_nats_are_restarted_under_dev(tmp_path: Path) -> None:
+    """kill -9 the datablocker, then nats-server: each is reported, restarted, and every
+    service is ready again; stack.json has the new pids and the restart counts."""
     dev = subprocess.Popen(
         [tool_path("archiver"), "dev", "--ports", "auto", "--state-dir", str(tmp_path)],
         stdout=subprocess.PIPE,
@@ -61,8 +73,8 @@ def test_killing_nats_under_dev_is_reported_not_a_silent_hang(tmp_path: Path) ->
         text=True,
         env={**os.environ, "COLUMNS": "200"},
     )
+    stack_json = tmp_path / "stack.json"
     try:
-        stack_json = tmp_path / "stack.json"
 
         def written() -> bool:
             if stack_json.exists():
@@ -73,14 +85,32 @@ def test_killing_nats_under_dev_is_reported_not_a_silent_hang(tmp_path: Path) ->
         eventually_sync(written, "the stack up (stack.json written)", timeout_s=60, interval_s=0.2)
         time.sleep(1.0)
         description = json.loads(stack_json.read_text())
-        pids = description["pids"]
-        before = {
-            service: httpx.get(h["readyz"]).status_code
-            for service, h in description["health"].items()
-        }
+        before = readiness(description)
         scraped = scrape_sync(description["metrics"]["verifier"])
-        os.kill(pids["nats"], signal.SIGKILL)
 
+        os.kill(description["pids"]["datablocker"], signal.SIGKILL)
+        eventually_sync(
+            lambda: json.loads(stack_json.read_text())["restarts"] == {"datablocker": 1},
+            "datablocker restarted (stack.json)",
+            timeout_s=30,
+            interval_s=0.2,
+        )
+        eventually_sync(
+            lambda: readiness(description)["datablocker"] == 200,
+            "the restarted datablocker ready",
+            timeout_s=30,
+            interval_s=0.2,
+        )
+        os.kill(description["pids"]["nats"], signal.SIGKILL)
+        eventually_sync(
+            lambda: readiness(description),
+            "every service ready after nats-server came back",
+            timeout_s=60,
+            interval_s=0.5,
+            done=lambda codes: codes == dict.fromkeys(SERVICES, 200),
+        )
+        after = json.loads(stack_json.read_text())
+        dev.send_signal(signal.SIGTERM)
         output, _ = dev.communicate(timeout=60)
     finally:
         if dev.poll() is None:
@@ -88,10 +118,10 @@ def test_killing_nats_under_dev_is_reported_not_a_silent_hang(tmp_path: Path) ->
 
     assert before == dict.fromkeys(SERVICES, 200)
     assert scraped.value("archiver_consumer_pending_messages", consumer="verifier--lts_moved") == 0
-    assert dev.returncode == 1
-    assert "nats exited" in output
-    for service in ("gateway", "datablocker", "scicat_sync"):
-        pid = pids[service]
-        assert (
-            not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
-        )
+    assert after["restarts"] == {"datablocker": 1, "nats": 1}
+    assert after["pids"]["datablocker"] != description["pids"]["datablocker"]
+    assert after["pids"]["nats"] != description["pids"]["nats"]
+    assert "datablocker exited with code -9; restarting in 1 s (restart 1)" in output
+    assert "nats exited with code -9; restarting in 1 s (restart 1)" in output
+    assert "nats restarted and ready" in output
+    assert dev.returncode == 0
