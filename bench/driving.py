@@ -77,6 +77,9 @@ class BenchStack:
             StackPorts.choose("auto"),
             lts_backend=lts_backend,
             instances=instances,
+            # A snapshot pickles every object body and holds writes meanwhile: a
+            # benchmark measures the service, not the dev stack's persistence.
+            s3_snapshots=False,
         )
 
     def __enter__(self) -> DevStack:
