@@ -20,7 +20,13 @@ from services.gateway import upload_routes
 from services.gateway.body_limits import BodyLimits
 from services.gateway.bootstrap import Gateway, build_gateway
 from services.gateway.correlation import install_correlation_ids
-from services.gateway.credentials import CredentialsFirst, JobCallerCheck, upload_principal
+from services.gateway.credentials import (
+    CredentialsFirst,
+    Guarded,
+    JobCallerCheck,
+    job_reader_present,
+    upload_principal,
+)
 from services.gateway.dependencies import gateway_parts
 from services.gateway.error_responses import install_error_handlers
 from services.gateway.health import Probe, build_health_router
@@ -92,8 +98,19 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.add_middleware(
         CredentialsFirst,
         guards=[
-            (f"{root}/s3/", upload_principal),
-            (f"{root}/archiver/jobs", lambda authorization, _: job_callers.check(authorization)),
+            Guarded(f"{root}/s3/", upload_principal),
+            # SciCat's url action: the one route with a large body.
+            Guarded(
+                f"{root}/archiver/jobs",
+                lambda authorization, _: job_callers.check(authorization),
+                methods=frozenset({"POST"}),
+                exact=True,
+            ),
+            # The job API people use (reads, a job's actions): their SciCat token will do.
+            Guarded(
+                f"{root}/archiver/jobs",
+                lambda authorization, _: job_reader_present(job_callers, authorization),
+            ),
         ],
     )
     install_correlation_ids(app)
