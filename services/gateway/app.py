@@ -34,6 +34,7 @@ from services.gateway.job_routes import build_job_router
 from services.gateway.notifications import announce_marked_uploads
 from services.gateway.request_metrics import install_request_metrics
 from services.gateway.settings import GatewaySettings
+from services.gateway.status_page import NO_STEERING, build_status_router
 
 
 def subscribe_handlers(bus: Bus, gateway: Gateway) -> None:
@@ -83,6 +84,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     api.include_router(build_health_router(readiness_probes))
     api.include_router(upload_routes.router)
     api.include_router(build_job_router(job_callers))
+    # The status page's Cancel and Retry buttons: point them at `job_actions.cancel_job` and
+    # `retry_job` (JobSteering(cancel=..., retry=...)) once the gateway has them.
+    api.include_router(build_status_router(NO_STEERING))
     app = FastAPI(title="archiver gateway", lifespan=lifespan)
     app.include_router(api)
     install_error_handlers(app)

@@ -6,11 +6,11 @@ the operator groups loses the page when it expires). The cookie is HttpOnly,
 SameSite=Strict and Path=/; the page's forms also check the Origin header.
 """
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import jwt
 
-from services.gateway.people import Person
 from services.gateway.tokens import ISSUER
 
 COOKIE = "archiver_status"
@@ -18,16 +18,21 @@ SCOPE = "status"
 _ALGORITHM = "HS256"
 
 
+@dataclass(frozen=True)
+class StatusLogin:
+    """The operator a session names, with their SciCat groups at login."""
+
+    username: str
+    groups: tuple[str, ...]
+
+
 class StatusSessions:
     def __init__(self, secret: str, ttl: timedelta) -> None:
         self._secret = secret
         self.ttl = ttl
 
-    def issue(self, operator: Person, now: datetime) -> str:
-        """A session for `operator` (who must be one)."""
-        if not operator.operator:
-            msg = f"{operator.username} is not an operator: no status page session"
-            raise ValueError(msg)
+    def issue(self, operator: StatusLogin, now: datetime) -> str:
+        """A session for `operator` (the caller checked that they are one)."""
         issued = int(now.timestamp())
         claims = {
             "iss": ISSUER,
@@ -39,7 +44,7 @@ class StatusSessions:
         }
         return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
 
-    def operator(self, cookie: str | None, now: datetime) -> Person | None:
+    def operator(self, cookie: str | None, now: datetime) -> StatusLogin | None:
         """The operator a session cookie names; None if it is missing, forged, expired or
         not a status page session (an upload token, say)."""
         if not cookie:
@@ -62,4 +67,4 @@ class StatusSessions:
             or not all(isinstance(g, str) for g in groups)
         ):
             return None
-        return Person(username=str(claims["sub"]), groups=tuple(groups), operator=True)
+        return StatusLogin(username=str(claims["sub"]), groups=tuple(groups))
