@@ -144,13 +144,10 @@ def build_status_router(steering: JobSteering) -> APIRouter:
         recent = [j for j in jobs if j.status in FINAL_JOB_STATUS_CODES][:RECENT_JOBS]
         return page(request, "jobs.html", operator=operator, in_flight=in_flight, recent=recent)
 
-    @router.get("/jobs/{job_id}", name="status_job")
-    async def job_page(
-        request: Request, job_id: str, gateway: GatewayParts, note: str | None = None
+    async def job_answer(
+        request: Request, gateway: Gateway, operator: Person, job_id: str, note: str | None
     ) -> Response:
-        operator = operator_of(request, gateway)
-        if operator is None:
-            return to_login(request)
+        """The job's page (with `note`, what a button just did); reloads as a GET of it."""
         try:
             job = await read_job(
                 gateway.intake, operator, job_id, gateway.clock(), gateway.stuck_after
@@ -170,11 +167,21 @@ def build_status_router(steering: JobSteering) -> APIRouter:
             operator=operator,
             job=job,
             note=note,
+            refresh_url=request.url_for("status_job", job_id=job_id),
             cancellable=cancellable(job),
             retryable=retryable(job),
         )
 
+    @router.get("/jobs/{job_id}", name="status_job")
+    async def job_page(request: Request, job_id: str, gateway: GatewayParts) -> Response:
+        operator = operator_of(request, gateway)
+        if operator is None:
+            return to_login(request)
+        return await job_answer(request, gateway, operator, job_id, None)
+
     async def steer(request: Request, job_id: JobId, gateway: Gateway, action: Steer) -> Response:
+        """Run a button's action and show the job's page with what it answered (not a redirect
+        carrying the sentence in its URL: a link could then show anyone's sentence)."""
         if not same_origin(request):
             return refused(request, "This form must be sent from the status page itself.")
         operator = operator_of(request, gateway)
@@ -185,8 +192,7 @@ def build_status_router(steering: JobSteering) -> APIRouter:
             note = answer.message
         except GatewayError as exc:
             note = exc.detail
-        url = request.url_for("status_job", job_id=job_id).include_query_params(note=note)
-        return RedirectResponse(url, status_code=303)
+        return await job_answer(request, gateway, operator, job_id, note)
 
     @router.post("/jobs/{job_id}/cancel", name="status_cancel")
     async def cancel_form(request: Request, job_id: JobId, gateway: GatewayParts) -> Response:
