@@ -78,13 +78,18 @@ def build_job_router(caller_check: JobCallerCheck) -> APIRouter:
     async def reader(
         request: Request,
         gateway: GatewayParts,
-        # Declared so the OpenAPI document names the scheme; the check reads the header.
+        # Declared so the OpenAPI document names both schemes; the check reads the header.
+        _basic: Annotated[
+            HTTPBasicCredentials | None,
+            Depends(HTTPBasic(auto_error=False, description="The archiver's job credentials")),
+        ],
         _bearer: Annotated[
             HTTPAuthorizationCredentials | None,
             Depends(
                 HTTPBearer(
                     auto_error=False,
-                    description="Your SciCat token (or the archiver's job credentials)",
+                    scheme_name="SciCatToken",
+                    description="Your SciCat token, as SciCat's web UI hands it out",
                 )
             ),
         ],
