@@ -4,7 +4,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTHON ?= python3
 
-.PHONY: install lint format test test-chaos test-all demo dev bench subjects-doc asyncapi-doc clean
+.PHONY: install browser lint format test test-chaos test-all demo dev bench subjects-doc asyncapi-doc screenshots clean
 
 # Reinstalls only when the dependency list or the lock changes.
 $(STAMP): pyproject.toml requirements.lock
@@ -14,6 +14,15 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Debian's headless Chromium and its driver, for the status page's browser test
+# (tests/e2e/test_status_page.py); installed with apt where missing (needs root).
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
+		echo "chromium and chromedriver are installed"; \
+	else \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -41,6 +50,10 @@ dev: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench --write BENCHMARKS.md
+
+# docs/status-page.png and docs/status-page-job.png, taken by the browser test.
+screenshots: $(STAMP) browser
+	UPDATE_SCREENSHOT=1 $(BIN)/pytest tests/e2e/test_status_page.py
 
 subjects-doc: $(STAMP)
 	$(BIN)/archiver subjects-doc --output docs/subjects.md

@@ -1,8 +1,8 @@
 """`archiver dlq`: list, show, retry and drop dead letters.
 
-A dead letter is a message in the DEADLETTERS stream: either a service's
-`DeadLetter` event (`deadletter.<service>`) or the server's max-deliveries
-advisory, which DEADLETTERS captures. Both point at the original message by
+A dead letter (read by `runtime.dead_letters`) is a message in the DEADLETTERS
+stream: either a service's `DeadLetter` event (`deadletter.<service>`) or the
+server's max-deliveries advisory, which DEADLETTERS captures. Both point at the original message by
 stream and sequence; the original stays in its (LIMITS) stream until it ages
 out, so it can be shown and re-published. A retry gives the original body and
 headers a new `Nats-Msg-Id` (`retry:<stream>:<seq>:<letter>`): the original id
@@ -18,7 +18,6 @@ from datetime import datetime
 
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
-from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -26,96 +25,21 @@ from archiver.operator_bus import (
     StoredMessage,
     connected,
     get_stored,
-    read_stream,
     republish_headers,
 )
-from contracts import streams, subjects
-from contracts.events import DeadLetter
+from contracts import streams
+from runtime.dead_letters import ADVISORY_REASON, Letter, letter_from, list_letters
 from runtime.redaction import redact, redact_text
 from runtime.settings import NatsSettings
 
-ADVISORY_REASON = "max deliveries reached (server advisory)"
-_SERVICE_OF_CONSUMER = {c.durable: c.service for c in streams.CONSUMERS}
-
-
-@dataclass(frozen=True)
-class Letter:
-    """One dead letter, whichever kind, as the tools show it."""
-
-    seq: int
-    """Its sequence in the DEADLETTERS stream: the N of `dlq show N`."""
-    time: datetime | None
-    service: str
-    consumer: str
-    stream: str
-    stream_seq: int
-    deliveries: int
-    reason: str
-    detail: str | None = None
-    subject: str | None = None
-    """The original's subject (an advisory does not say it: looked up in the stream)."""
-    advisory: bool = False
-
-
-def letter_from(message: StoredMessage) -> Letter:
-    """Read a DEADLETTERS message; one that cannot be read becomes a letter saying so."""
-    body = message.json()
-    if message.subject.startswith(subjects.MAX_DELIVERIES_ADVISORY_PREFIX):
-        if isinstance(body, dict):
-            consumer = str(body.get("consumer", "?"))
-            return Letter(
-                seq=message.seq,
-                time=message.time,
-                service=_SERVICE_OF_CONSUMER.get(consumer, "?"),
-                consumer=consumer,
-                stream=str(body.get("stream", "?")),
-                stream_seq=int(body.get("stream_seq", 0)),
-                deliveries=int(body.get("deliveries", 0)),
-                reason=ADVISORY_REASON,
-                advisory=True,
-            )
-    else:
-        try:
-            letter = DeadLetter.model_validate_json(message.data)
-        except ValidationError:
-            pass
-        else:
-            return Letter(
-                seq=message.seq,
-                time=letter.occurred_at,
-                service=letter.service,
-                consumer=letter.consumer,
-                stream=letter.stream,
-                stream_seq=letter.stream_seq,
-                deliveries=letter.deliveries,
-                reason=letter.reason,
-                detail=letter.detail,
-                subject=letter.subject,
-            )
-    return Letter(
-        seq=message.seq,
-        time=message.time,
-        service="?",
-        consumer="?",
-        stream="?",
-        stream_seq=0,
-        deliveries=0,
-        reason=f"unreadable dead letter on {message.subject}",
-        detail=message.data[:500].decode(errors="replace"),
-    )
-
-
-async def list_letters(js: JetStreamContext) -> list[Letter]:
-    """Every dead letter, oldest first; advisories get their original's subject looked up."""
-    letters = []
-    async for message in read_stream(js, streams.DEAD_LETTERS.name):
-        letter = letter_from(message)
-        if letter.advisory and letter.stream_seq:
-            original = await get_stored(js, letter.stream, letter.stream_seq)
-            if original is not None:
-                letter = Letter(**{**asdict(letter), "subject": original.subject})
-        letters.append(letter)
-    return letters
+__all__ = [
+    "ADVISORY_REASON",
+    "Letter",
+    "get_letter",
+    "letter_from",
+    "list_letters",
+    "render_letters",
+]
 
 
 async def get_letter(js: JetStreamContext, seq: int) -> Letter | None:

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from nats.js import JetStreamContext
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError
-from nats.js.kv import KeyValue
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
@@ -26,6 +25,7 @@ from contracts.job_views import (
     job_last_progress,
 )
 from contracts.jobs import DatasetProgress, JobRecord
+from runtime.kvstore import bucket_keys
 from runtime.redaction import redact_text
 from runtime.settings import NatsSettings
 
@@ -70,7 +70,7 @@ async def load_jobs(js: JetStreamContext) -> list[JobRecord]:
         bucket = await js.key_value(kv.JOBS)
     except BucketNotFoundError:
         return []
-    keys = await _keys(bucket)
+    keys = await bucket_keys(bucket)
     records = []
     for key in keys:
         try:
@@ -79,19 +79,6 @@ async def load_jobs(js: JetStreamContext) -> list[JobRecord]:
         except (KeyNotFoundError, ValidationError):
             continue  # deleted meanwhile, or not a job record this release can read
     return sorted(records, key=lambda r: r.created_at)
-
-
-async def _keys(bucket: KeyValue, attempts: int = 3) -> list[str]:
-    """The bucket's keys. nats-py says NoKeysError both for an empty bucket and for a listing
-    that did not arrive in time (a busy server): ask again before believing "none"."""
-    for attempt in range(attempts):
-        try:
-            return await bucket.keys()
-        except NoKeysError:
-            if attempt == attempts - 1:
-                return []
-            await asyncio.sleep(0.2)
-    return []
 
 
 async def load_job(js: JetStreamContext, job_id: str) -> JobRecord | None:

@@ -7,21 +7,15 @@ nothing, so the services' durable consumers are never disturbed (the operator's
 permissions do not reach them).
 """
 
-import contextlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import nats
 import nats.errors
 from nats.aio.client import Client as NatsClient
-from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -29,11 +23,21 @@ from contracts.bus_permissions import OPERATOR
 from runtime.nats_connection import auth_options, server_urls
 from runtime.publishing import MSG_ID_HEADER
 from runtime.settings import NatsSettings
+from runtime.stream_reading import StoredMessage, get_stored, read_stream
+
+__all__ = [
+    "BusUnreachableError",
+    "OperatorSettings",
+    "StoredMessage",
+    "connected",
+    "get_stored",
+    "read_stream",
+    "republish_headers",
+    "resolve_operator_bus",
+]
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 DEV_STACK_FILE = Path("var/dev/stack.json")
-FETCH_BATCH = 256
-FETCH_TIMEOUT_S = 5.0
 
 # Headers the server sets on a stored message; a re-publish must not carry them.
 _SERVER_HEADERS = frozenset({MSG_ID_HEADER, "Nats-Expected-Stream", "Nats-Expected-Last-Sequence"})
@@ -135,93 +139,8 @@ async def connected(bus: NatsSettings) -> AsyncIterator[NatsClient]:
         await client.drain()
 
 
-@dataclass(frozen=True)
-class StoredMessage:
-    """A message as a stream holds it."""
-
-    stream: str
-    seq: int
-    subject: str
-    data: bytes
-    headers: Mapping[str, str]
-    time: datetime | None
-
-    def json(self) -> object:
-        """The body parsed as JSON, or None when it is not JSON."""
-        try:
-            return json.loads(self.data)
-        except (ValueError, UnicodeDecodeError):
-            return None
-
-
 def republish_headers(original: Mapping[str, str], msg_id: str) -> dict[str, str]:
     """The original's own headers (correlation id, content type) with a new message id."""
     headers = {k: v for k, v in original.items() if k not in _SERVER_HEADERS}
     headers[MSG_ID_HEADER] = msg_id
     return headers
-
-
-async def get_stored(js: JetStreamContext, stream: str, seq: int) -> StoredMessage | None:
-    """One message by its stream sequence; None when it aged out or was deleted."""
-    try:
-        raw = await js.get_msg(stream, seq)
-    except NotFoundError:
-        return None
-    return StoredMessage(
-        stream=stream,
-        seq=raw.seq or seq,
-        subject=raw.subject or "",
-        data=raw.data or b"",
-        headers=dict(raw.headers or {}),
-        time=raw.time,
-    )
-
-
-async def read_stream(
-    js: JetStreamContext,
-    stream: str,
-    *,
-    subject: str | None = None,
-    since: datetime | None = None,
-) -> AsyncIterator[StoredMessage]:
-    """Every message of `stream` (or of `subject`, or stored since `since`), oldest first.
-
-    The messages pending when the read starts are read, no more: what this
-    process (or anyone) publishes meanwhile is not read back.
-    """
-    config = ConsumerConfig(
-        deliver_policy=DeliverPolicy.BY_START_TIME if since else DeliverPolicy.ALL,
-        opt_start_time=since,
-        ack_policy=AckPolicy.NONE,
-        filter_subject=subject,
-        inactive_threshold=60.0,
-        mem_storage=True,
-        description="archiver CLI: one read of the log",
-    )
-    sub = await js.pull_subscribe(subject or "", stream=stream, config=config)
-    info = await sub.consumer_info()
-    name = info.name
-    try:
-        remaining = info.num_pending
-        while remaining > 0:
-            try:
-                batch = await sub.fetch(min(remaining, FETCH_BATCH), timeout=FETCH_TIMEOUT_S)
-            except nats.errors.TimeoutError:
-                return  # what was pending went away meanwhile (aged out, deleted)
-            for msg in batch:
-                meta = msg.metadata
-                remaining = min(remaining - 1, meta.num_pending)
-                yield StoredMessage(
-                    stream=stream,
-                    seq=meta.sequence.stream,
-                    subject=msg.subject,
-                    data=msg.data,
-                    headers=dict(msg.headers or {}),
-                    time=meta.timestamp,
-                )
-                if remaining <= 0:
-                    break
-    finally:
-        await sub.unsubscribe()
-        with contextlib.suppress(NotFoundError):
-            await js.delete_consumer(stream, name)

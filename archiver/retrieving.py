@@ -266,11 +266,12 @@ def _gateway_reader(
     return read
 
 
-def describe_steps(record: dict[str, Any]) -> str:
-    """The archiver's job record in a line: each dataset's state, message and bytes."""
+def describe_steps(job: dict[str, Any]) -> str:
+    """The archiver's view of a job (`contracts.job_views.JobDetail`) in a line: each
+    dataset's phase, message, error and bytes."""
     parts = []
-    for pid, dataset in (record.get("datasets") or {}).items():
-        step = str(dataset.get("state"))
+    for dataset in job.get("datasets") or []:
+        step = str(dataset.get("phase"))
         if dataset.get("message"):
             step += f" ({dataset['message']})"
         if dataset.get("error"):
@@ -278,7 +279,7 @@ def describe_steps(record: dict[str, Any]) -> str:
         total = dataset.get("bytes_total") or 0
         if total:
             step += f", {_mib(dataset.get('bytes_done') or 0)} of {_mib(total)} verified"
-        parts.append(f"{pid}: {step}")
+        parts.append(f"{dataset.get('pid')}: {step}")
     return "; ".join(parts)
 
 

@@ -9,6 +9,8 @@ them into the nats-server configuration (`deploy/nats.conf`, `archiver nats-conf
   reaches JetStream only for its own durables (INFO, NEXT, acks) and its KV buckets
   (`contracts.kv.BUCKETS`). It cannot create, change, purge or delete a stream or a
   consumer, nor read another service's consumer or bucket.
+- The gateway also reads the DEADLETTERS stream through ephemeral consumers of its
+  own (`STREAM_READERS`: its status page lists the dead letters); it cannot remove them.
 - `provisioner` (`archiver provision`) creates and updates the streams, consumers
   and KV buckets; it publishes no event and deletes nothing.
 - `operator` (`archiver dlq`, `replay`, `status`) reads the streams through
@@ -51,6 +53,11 @@ EMITS: Final[Mapping[str, tuple[str, ...]]] = {
     "scicat_sync": (),
 }
 """The subjects each service publishes (besides its own dead letters)."""
+
+STREAM_READERS: Final[Mapping[str, tuple[streams.StreamSpec, ...]]] = {
+    "gateway": (streams.DEAD_LETTERS,),  # the status page's dead-letter list
+}
+"""Streams a service reads whole (ephemeral consumers that ack nothing), besides its durables."""
 
 JS_API: Final = "$JS.API"
 MINIO_INBOX: Final = "_INBOX"
@@ -102,6 +109,20 @@ def _consumer_api(spec: streams.ConsumerSpec) -> tuple[str, ...]:
     )
 
 
+def _stream_read_api(spec: streams.StreamSpec) -> tuple[str, ...]:
+    """Reading a stream's log: its info, one message by sequence, and ephemeral consumers
+    (create, info, fetch, delete)."""
+    return (
+        f"{JS_API}.STREAM.INFO.{spec.name}",
+        f"{JS_API}.STREAM.MSG.GET.{spec.name}",
+        f"{JS_API}.CONSUMER.CREATE.{spec.name}",
+        f"{JS_API}.CONSUMER.CREATE.{spec.name}.>",
+        f"{JS_API}.CONSUMER.INFO.{spec.name}.*",
+        f"{JS_API}.CONSUMER.MSG.NEXT.{spec.name}.*",
+        f"{JS_API}.CONSUMER.DELETE.{spec.name}.*",
+    )
+
+
 def _bucket_read_api(bucket: str) -> tuple[str, ...]:
     """Opening a bucket and reading it: stream info, gets, and key listing (an ordered
     consumer on the bucket's own stream)."""
@@ -143,6 +164,11 @@ def service_user(service: str) -> BusUser:
             *EMITS[service],
             subjects.dead_letter(service),
             *(subject for spec in consumers for subject in _consumer_api(spec)),
+            *(
+                subject
+                for spec in STREAM_READERS.get(service, ())
+                for subject in _stream_read_api(spec)
+            ),
             *buckets_api(service),
         ),
         subscribe=(f"{inbox_prefix(service)}.>",),
@@ -198,19 +224,7 @@ def operator_user() -> BusUser:
             f"{JS_API}.INFO",
             f"{JS_API}.STREAM.NAMES",
             f"{JS_API}.STREAM.LIST",
-            *(
-                subject
-                for spec in read
-                for subject in (
-                    f"{JS_API}.STREAM.INFO.{spec.name}",
-                    f"{JS_API}.STREAM.MSG.GET.{spec.name}",
-                    f"{JS_API}.CONSUMER.CREATE.{spec.name}",
-                    f"{JS_API}.CONSUMER.CREATE.{spec.name}.>",
-                    f"{JS_API}.CONSUMER.INFO.{spec.name}.*",
-                    f"{JS_API}.CONSUMER.MSG.NEXT.{spec.name}.*",
-                    f"{JS_API}.CONSUMER.DELETE.{spec.name}.*",
-                )
-            ),
+            *(subject for spec in read for subject in _stream_read_api(spec)),
             f"{JS_API}.STREAM.MSG.DELETE.{streams.DEAD_LETTERS.name}",
             *buckets_api(OPERATOR),
         ),

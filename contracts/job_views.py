@@ -27,6 +27,8 @@ class DatablockView(BaseModel):
     """As a person reads it: an unfinished block of a failed dataset is "abandoned"."""
     size: int
     attempt: int
+    copied: bool
+    """This job wrote the LTS copy (False: an earlier job's copy was found and re-verified)."""
     reason: str | None = None
 
 
@@ -171,6 +173,7 @@ def dataset_view(
                 state=dataset.shown_state(block),
                 size=block.packed_size,
                 attempt=block.attempt,
+                copied=block.copied,
                 reason=block.reason,
             )
             for block in dataset.datablocks.values()

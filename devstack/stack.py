@@ -44,6 +44,9 @@ BUCKETS = {"landing": "landing", "archival": "archival", "retrieval": "retrieval
 # The stand-in's dev accounts (devstack/scicat/config.py); the archiver's
 # service account is archiveManager and scicat_sync creates archive jobs as
 # archiveJobs, with the rights DEV_SITE_ENV grants their groups (no admin group).
+OPERATOR_GROUPS = ("admin",)
+"""The gateway's operator groups: SciCat's `admin` account logs in to the status page."""
+
 SCICAT_USERS = {
     "admin": ("admin", "2jf70TPNZsS"),
     "ingestor": ("ingestor", "aman"),
@@ -222,6 +225,7 @@ class DevStack:
             "GATEWAY_JOB_USER": self.secrets.job_user,
             "GATEWAY_JOB_PASSWORD": self.secrets.job_password,
             "GATEWAY_TOKEN_SECRET": self.secrets.token_secret,
+            "GATEWAY_OPERATOR_GROUPS": json.dumps(OPERATOR_GROUPS),
             "LOG_FORMAT": "json",
             # moto restores GLACIER objects at once and the LTS dir never goes
             # offline: poll for recalls every second instead of the production 10 s.
@@ -239,6 +243,12 @@ class DevStack:
                 "url": self.gateway_url,
                 "job_user": self.secrets.job_user,
                 "job_password": self.secrets.job_password,
+            },
+            "status_page": {
+                "url": f"{self.gateway_url}/status",
+                "operator_groups": list(OPERATOR_GROUPS),
+                "login": "admin",
+                "login_note": "log in with scicat.users.admin (a member of operator_groups)",
             },
             "scicat": {
                 "url": self.scicat_url,
@@ -495,7 +505,10 @@ def run_dev_stack(
         "s3": stack.s3_endpoint,
         "scicat": stack.scicat_url,
         **{service: f"metrics {stack.monitoring_url(service)}/metrics" for service in SERVICES},
-        "gateway": f"{stack.gateway_url}, metrics {stack.monitoring_url('gateway')}/metrics",
+        "gateway": (
+            f"{stack.gateway_url}, status page {stack.gateway_url}/status (SciCat admin),"
+            f" metrics {stack.monitoring_url('gateway')}/metrics"
+        ),
     }
     health = stack.health()
     for name, process in stack.processes.items():

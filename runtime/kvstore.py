@@ -57,6 +57,22 @@ async def open_bucket(js: JetStreamContext, bucket: str) -> KeyValue:
         raise BucketMissingError(msg) from None
 
 
+async def bucket_keys(kv: KeyValue, *, attempts: int = 3, pause_s: float = 0.2) -> list[str]:
+    """The bucket's keys; none for an empty bucket.
+
+    nats-py raises NoKeysError both for an empty bucket and for a listing that did not
+    arrive in time (a busy server): ask again before believing "none".
+    """
+    for attempt in range(attempts):
+        try:
+            return await kv.keys()
+        except NoKeysError:
+            if attempt == attempts - 1:
+                return []
+            await asyncio.sleep(pause_s)
+    return []
+
+
 class BucketMissingError(RuntimeError):
     """A KV bucket the service needs was not provisioned."""
 
@@ -89,13 +105,12 @@ class KvRecords(Generic[M]):
         return record
 
     async def all(self) -> list[tuple[M, int]]:
-        """Every record in the bucket with its revision (keys deleted meanwhile are skipped)."""
-        try:
-            keys = await self.kv.keys()
-        except NoKeysError:
-            return []
+        """Every record in the bucket with its revision (keys deleted meanwhile are skipped).
+
+        Reads every key: for buckets of hundreds or a few thousand records, not millions.
+        """
         found = []
-        for key in keys:
+        for key in await bucket_keys(self.kv):
             record = await self.read(key)
             if record is not None:
                 found.append(record)

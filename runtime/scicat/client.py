@@ -145,6 +145,13 @@ class ScicatClient:
         _raise_for_status(method, path, response)
         return _decoded(response)
 
+    async def person_token(self, username: str, password: SecretStr) -> str:
+        """A person's own SciCat token for their username and password (`POST v3/auth/login`),
+        not cached; ScicatLoginFailed ("refused") when SciCat does not accept them."""
+        session = ScicatSession(self._http, username=username, password=password, clock=self._clock)
+        with _mapped_errors():
+            return await session.token()
+
     async def check_health(self) -> None:
         """SciCat answers its health route (no login); a ScicatError says how it does not."""
         with _mapped_errors():

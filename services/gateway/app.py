@@ -20,7 +20,13 @@ from services.gateway import upload_routes
 from services.gateway.body_limits import BodyLimits
 from services.gateway.bootstrap import Gateway, build_gateway
 from services.gateway.correlation import install_correlation_ids
-from services.gateway.credentials import CredentialsFirst, JobCallerCheck, upload_principal
+from services.gateway.credentials import (
+    CredentialsFirst,
+    Guarded,
+    JobCallerCheck,
+    job_reader_present,
+    upload_principal,
+)
 from services.gateway.dependencies import gateway_parts
 from services.gateway.error_responses import install_error_handlers
 from services.gateway.health import Probe, build_health_router
@@ -28,6 +34,7 @@ from services.gateway.job_routes import build_job_router
 from services.gateway.notifications import announce_marked_uploads
 from services.gateway.request_metrics import install_request_metrics
 from services.gateway.settings import GatewaySettings
+from services.gateway.status_page import NO_STEERING, build_status_router
 
 
 def subscribe_handlers(bus: Bus, gateway: Gateway) -> None:
@@ -77,6 +84,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     api.include_router(build_health_router(readiness_probes))
     api.include_router(upload_routes.router)
     api.include_router(build_job_router(job_callers))
+    # The status page's Cancel and Retry buttons: point them at `job_actions.cancel_job` and
+    # `retry_job` (JobSteering(cancel=..., retry=...)) once the gateway has them.
+    api.include_router(build_status_router(NO_STEERING))
     app = FastAPI(title="archiver gateway", lifespan=lifespan)
     app.include_router(api)
     install_error_handlers(app)
@@ -92,8 +102,19 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.add_middleware(
         CredentialsFirst,
         guards=[
-            (f"{root}/s3/", upload_principal),
-            (f"{root}/archiver/jobs", lambda authorization, _: job_callers.check(authorization)),
+            Guarded(f"{root}/s3/", upload_principal),
+            # SciCat's url action: the one route with a large body.
+            Guarded(
+                f"{root}/archiver/jobs",
+                lambda authorization, _: job_callers.check(authorization),
+                methods=frozenset({"POST"}),
+                exact=True,
+            ),
+            # The job API people use (reads, a job's actions): their SciCat token will do.
+            Guarded(
+                f"{root}/archiver/jobs",
+                lambda authorization, _: job_reader_present(job_callers, authorization),
+            ),
         ],
     )
     install_correlation_ids(app)

@@ -1,12 +1,13 @@
 """The gateway's composition root: what its routes and its consumer need, built at start-up."""
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from contracts import kv as kv_names
+from runtime.dead_letters import Letter, list_letters
 from runtime.kvstore import open_bucket
 from runtime.objectstore import s3_client
 from runtime.s3_extras import s3_extras_client
@@ -21,6 +22,7 @@ from services.gateway.notifications import MarkerWatch
 from services.gateway.packing_records import open_packing_records
 from services.gateway.scicat_lookups import DatasetOwner, Identity, ScicatLookups, TtlCache
 from services.gateway.settings import GatewaySettings
+from services.gateway.status_sessions import StatusSessions
 from services.gateway.tokens import TokenIssuer
 from services.gateway.uploads import Uploads
 
@@ -43,6 +45,11 @@ class Gateway:
     readiness_probes: Mapping[str, Probe]
     ingestor_groups: tuple[str, ...]
     operator_groups: tuple[str, ...]
+    stuck_after: timedelta
+    status_sessions: StatusSessions
+    dead_letters: Callable[[], Awaitable[list[Letter]]]
+    """Every dead letter, oldest first (the status page's list; the gateway may read, not
+    remove them, nor read the originals' streams)."""
     clock: Clock
 
 
@@ -130,5 +137,11 @@ async def build_gateway(
             readiness_probes={"nats": nats_probe, "s3": s3_probe, "scicat": scicat_probe},
             ingestor_groups=settings.ingestor_groups,
             operator_groups=settings.operator_groups,
+            stuck_after=timedelta(seconds=settings.stuck_after_s),
+            status_sessions=StatusSessions(
+                settings.token_secret.get_secret_value(),
+                timedelta(seconds=settings.status_session_ttl_s),
+            ),
+            dead_letters=lambda: list_letters(bus.js, originals=False),
             clock=clock,
         )

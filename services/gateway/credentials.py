@@ -1,18 +1,21 @@
 """Who may call which route, checked from the `Authorization` header alone.
 
-The upload routes (`/s3/*`) need an upload access token from `POST /token`; the
-job routes need the job credentials SciCat's url action sends (HTTP Basic, or
-the configured Bearer token). `CredentialsFirst` runs these checks before a
-route is called, because FastAPI reads and parses a request's body before it
-runs the route's dependencies: without it, anyone could make the gateway read
-and parse a body. The routes' dependencies run the same checks again (an HMAC
-or a constant-time comparison) to get the caller.
+The upload routes (`/s3/*`) need an upload access token from `POST /token`;
+SciCat's url action (`POST /archiver/jobs`) needs the job credentials it sends
+(HTTP Basic, or the configured Bearer token); the rest of the job API needs those
+or a person's SciCat token (`job_reader_present`: the route asks SciCat whose it
+is). `CredentialsFirst` runs these checks before a route is called, because
+FastAPI reads and parses a request's body before it runs the route's
+dependencies: without it, anyone could make the gateway read and parse a body.
+The routes' dependencies run the same checks again (an HMAC, a constant-time
+comparison, or SciCat's answer for a person's token) to get the caller.
 """
 
 import base64
 import binascii
 import secrets
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from pydantic import SecretStr
 from starlette.datastructures import Headers
@@ -69,22 +72,50 @@ class JobCallerCheck:
         return secrets.compare_digest(given, self._basic)
 
 
+def job_reader_present(check: JobCallerCheck, authorization: str | None) -> None:
+    """The job credentials, or a Bearer token (a person's SciCat token: the route asks
+    SciCat whose it is); NotAuthenticated if neither."""
+    try:
+        check.check(authorization)
+    except JobCredentialsMissing:
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            msg = "Send your SciCat token as 'Authorization: Bearer <token>'"
+            raise NotAuthenticated(msg) from None
+
+
 Guard = Callable[[str | None, Gateway], object]
 """A credential check: raises NotAuthenticated, given the `Authorization` header."""
 
 
-class CredentialsFirst:
-    """ASGI middleware: a request to a path starting with a guarded prefix is refused (401)
-    unless its guard passes, before anything of its body is read."""
+@dataclass(frozen=True)
+class Guarded:
+    """Requests whose path starts with `prefix` (is `prefix`, when `exact`) and whose method
+    is one of `methods` (None: any) must pass `guard`."""
 
-    def __init__(self, app: ASGIApp, *, guards: Sequence[tuple[str, Guard]]) -> None:
+    prefix: str
+    guard: Guard
+    methods: frozenset[str] | None = None
+    exact: bool = False
+
+    def covers(self, method: str, path: str) -> bool:
+        if self.methods is not None and method not in self.methods:
+            return False
+        return path == self.prefix if self.exact else path.startswith(self.prefix)
+
+
+class CredentialsFirst:
+    """ASGI middleware: a request covered by a guard is refused (401) unless the first guard
+    that covers it passes, before anything of its body is read."""
+
+    def __init__(self, app: ASGIApp, *, guards: Sequence[Guarded]) -> None:
         self.app = app
         self.guards = tuple(guards)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path = scope["path"]
-            guard = next((g for prefix, g in self.guards if path.startswith(prefix)), None)
+            guard = next((g.guard for g in self.guards if g.covers(scope["method"], path)), None)
             if guard is not None:
                 try:
                     guard(Headers(scope=scope).get("authorization"), scope["app"].state.gateway)

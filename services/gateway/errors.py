@@ -58,3 +58,9 @@ class InsufficientStorage(GatewayError):
     """The landing zone has no room for the upload now; the Ingestor retries on 507."""
 
     status_code = 507
+
+
+class NotAvailable(GatewayError):
+    """A feature this gateway does not offer (yet)."""
+
+    status_code = 501

@@ -242,6 +242,11 @@ class JobIntake:
     async def record(self, job_id: str) -> JobRecord | None:
         return await self._jobs.get(id_key(job_id))
 
+    async def records(self) -> list[JobRecord]:
+        """Every job record. Reads every key of the `jobs` bucket: fine for the thousands of
+        jobs a facility keeps there; a listing of millions would need an index."""
+        return [record for record, _ in await self._jobs.all()]
+
     async def status(self, job_id: str) -> JobRecord:
         record = await self.record(job_id)
         if record is None:

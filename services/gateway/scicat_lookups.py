@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
+from pydantic import SecretStr
+
 from runtime.scicat import (
     ScicatClient,
     ScicatLoginFailed,
@@ -104,6 +106,21 @@ class ScicatLookups:
         identity = Identity(str(username), tuple(str(g) for g in groups if isinstance(g, str)))
         self._identities.put(key, identity)
         return identity
+
+    async def log_in(self, username: str, password: SecretStr) -> str:
+        """A person's SciCat token for their SciCat username and password (the status page's
+        login form); NotAuthenticated if SciCat refuses them."""
+        try:
+            return await self._scicat.person_token(username, password)
+        except ScicatLoginFailed as exc:
+            if exc.problem == "refused" and 400 <= exc.status_code < 500:
+                msg = "SciCat did not accept that username and password"
+                raise NotAuthenticated(msg) from exc
+            msg = "SciCat's login gave no token; try again later or paste a SciCat token"
+            raise DependencyDown(msg) from exc
+        except ScicatUnavailable as exc:
+            msg = "SciCat is unreachable; try again later"
+            raise DependencyDown(msg) from exc
 
     async def dataset_owner(self, pid: str) -> DatasetOwner:
         """The dataset's ownerGroup and contact, read with the service account."""

@@ -33,6 +33,11 @@ class GatewaySettings(BaseSettings):
     operator_groups: tuple[str, ...] = ()
     """SciCat access groups whose members operate the archiver: they see and steer every job
     on the job API and the status page (others see their own groups' jobs). None by default."""
+    stuck_after_s: float = Field(1800.0, gt=0)
+    """A job or dataset not finished whose newest timestamp is older than this is flagged
+    stuck on the job API and the status page."""
+    status_session_ttl_s: int = Field(1800, gt=0, le=12 * 3600)
+    """Lifetime of a status page login (a signed cookie); then the operator logs in again."""
     presigned_url_expiry_s: int = Field(3600, gt=0, le=7 * 24 * 3600)
     completion_marker: str = ".archiver-upload-complete"
     """Object name (below raw_files/) whose creation announces a finished upload."""

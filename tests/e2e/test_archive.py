@@ -78,7 +78,8 @@ def test_job_with_one_unpackable_dataset_finishes_with_dataset_errors(
     record = archive_run.clients.jobs.record(archive_run.job_id)
     assert record is not None
     assert record["status"] == "finishedWithDatasetErrors"
-    states = {pid: ds["state"] for pid, ds in record["datasets"].items()}
+    assert record["datasets_failed"] == 1
+    states = {ds["pid"]: ds["phase"] for ds in record["datasets"]}
     assert states == {**dict.fromkeys(archive_run.good, "succeeded"), archive_run.bad: "failed"}
 
 
@@ -307,7 +308,8 @@ def test_repeated_job_and_second_job_keep_one_lts_copy(
     record = clients.jobs.record(second["id"])
     assert record is not None
     assert record["status"] == "finishedSuccessful"
-    copied = {a: b["copied"] for a, b in record["datasets"][pid]["datablocks"].items()}
+    [dataset] = record["datasets"]
+    copied = {b["archive_id"]: b["copied"] for b in dataset["datablocks"]}
     assert copied == dict.fromkeys(archive_ids, False)
     assert lifecycle["archiveStatusMessage"] == "datasetOnArchiveDisk"
     assert lifecycle["retrievable"] is True

@@ -221,9 +221,11 @@ def test_two_retrieve_jobs_share_one_copy_and_both_work(
     copied = [
         block["copied"]
         for job_id in (first, second)
-        for block in httpx.get(f"{stack.gateway_url}/archiver/jobs/{job_id}", auth=auth)
-        .json()["datasets"][pid]["datablocks"]
-        .values()
+        for dataset in httpx.get(f"{stack.gateway_url}/archiver/jobs/{job_id}", auth=auth).json()[
+            "datasets"
+        ]
+        if dataset["pid"] == pid
+        for block in dataset["datablocks"]
     ]
     assert sorted(copied) == [False, True]
     for n, job in enumerate(jobs):

@@ -87,6 +87,7 @@ def gateway_settings(
         token_secret="test-token-secret-of-32-bytes-or-more",
         landing_capacity_bytes=fields.pop("landing_capacity_bytes", 5 * GiB),
         ingestor_groups=fields.pop("ingestor_groups", ("ingestor", "group2")),
+        operator_groups=fields.pop("operator_groups", ("admin",)),
         nats=bus_settings(nats_url, "gateway"),
         s3=S3Settings(
             endpoint=s3_server.endpoint,

@@ -80,8 +80,9 @@ async def test_the_job_state_is_readable_and_unknown_jobs_are_404(gateway: Gatew
     assert state.status_code == 200
     assert state.json()["status"] == "jobSubmitted"
     assert state.json()["owner_group"] == "group1"
-    assert state.json()["datasets"][pid]["state"] == "pending"
+    assert [(d["pid"], d["phase"]) for d in state.json()["datasets"]] == [(pid, "pending")]
     assert state.json()["bytes_done"] == 0
+    assert state.json()["percent"] == 0.0
     assert unknown.status_code == 404
     assert "No job" in unknown.json()["detail"]
 
