@@ -3,7 +3,6 @@
 `base_url` is SciCat's API base, ending in `/api` (e.g. `http://127.0.0.1:3000/api`).
 """
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ import stamina
 from archiver.ingest_errors import IngestError, ServiceRefused
 from archiver.responses import TRANSIENT, checked
 from archiver.upload_plan import PlannedFile
+from runtime.scicat import with_filter
 
 SERVICE = "SciCat"
 FILES_PER_ORIGDATABLOCK = 1000
@@ -196,7 +196,7 @@ class ScicatClient:
     def archive_jobs_of(self, pid: str) -> list[dict[str, Any]]:
         """The archive jobs (v4) whose dataset list holds `pid` that this person may read."""
         where = {"type": "archive", "jobParams.datasetList.pid": pid}
-        body = self._read(f"/v4/jobs?filter={quote(json.dumps({'where': where}))}")
+        body = self._read(with_filter("/v4/jobs", {"where": where}))
         return (
             [j for j in body if isinstance(j, dict) and j.get("id")]
             if isinstance(body, list)

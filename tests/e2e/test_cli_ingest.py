@@ -5,6 +5,7 @@ interrupt an upload at a chosen point, in-process) against the real services.
 """
 
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from archiver.ingest_display import run_ingest
 from archiver.ingesting import IngestRequest, endpoints_from_stack
 from archiver.uploading import Uploader
 from devstack.processes import tool_path
-from tests.e2e.datasets import small_folder
+from tests.e2e.datasets import MiB, pattern, small_folder
 from tests.e2e.outcomes import packing_outcome
 from tests.e2e.stack_clients import StackClients
 from tests.e2e.storage import RAW_FILES, keys_under
@@ -163,3 +164,39 @@ def test_resume_refuses_a_folder_that_changed(ingest_stack: StackClients, tmp_pa
     assert done.returncode == 1
     assert f"dataset {pid} lists other files than" in done.stderr
     assert keys_under(ingest_stack.s3, "landing", RAW_FILES.format(pid=pid)) == []
+
+
+def test_ctrl_c_during_the_upload_exits_130_and_names_the_dataset_left_behind(
+    ingest_stack: StackClients, tmp_path: Path
+) -> None:
+    """A real SIGINT to `archiver ingest` mid-upload: aborted at the gateway, dataset named."""
+    folder = tmp_path / "run-sigint"
+    folder.mkdir()
+    with (folder / "big.bin").open("wb") as big:
+        for block in range(40):
+            big.write(pattern(block, 5 * MiB))
+    process = subprocess.Popen(
+        [
+            tool_path("archiver"), "ingest", str(folder), "--owner-group", "group1",
+            "--stack", str(ingest_stack.stack.state_dir), "--chunk-size", "5MiB",
+            "--parallel", "1",
+        ],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "COLUMNS": "300", "SCICAT_TOKEN": ""},
+    )  # fmt: skip
+    assert process.stderr is not None
+    said = []
+    for line in process.stderr:
+        said.append(line)
+        if line.startswith("registered dataset "):
+            break
+    pid = said[-1].removeprefix("registered dataset ").removesuffix(" in SciCat\n")
+    process.send_signal(signal.SIGINT)
+    out, rest = process.communicate(timeout=120)
+
+    assert process.returncode == 130, "".join(said) + rest
+    assert out == ""
+    assert f"SciCat dataset {pid} was left behind" in rest
+    assert f"--resume {pid}" in rest
+    assert keys_under(ingest_stack.s3, "landing", RAW_FILES.format(pid=pid)) == []
+    assert ingest_stack.scicat.dataset(pid)["pid"] == pid
