@@ -344,13 +344,18 @@ def dlq_list(
 @dlq_app.command("show")
 def dlq_show(
     n: Annotated[int, typer.Argument(help="The dead letter's number (N in `dlq list`).")],
+    as_json: JsonOption = False,
     nats_url: NatsUrlOption = None,
     stack: OperatorStack = None,
 ) -> None:
     """Show dead letter N and the original message it points at."""
     from archiver import deadletters
 
-    _operate(lambda url, console: deadletters.show_command(url, n, console), nats_url, stack)
+    _operate(
+        lambda url, console: deadletters.show_command(url, n, console, as_json=as_json),
+        nats_url,
+        stack,
+    )
 
 
 @dlq_app.command("retry")

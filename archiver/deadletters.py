@@ -249,7 +249,7 @@ def list_command(bus: NatsSettings, console: Console, *, as_json: bool = False) 
     return asyncio.run(run())
 
 
-def show_command(bus: NatsSettings, seq: int, console: Console) -> int:
+def show_command(bus: NatsSettings, seq: int, console: Console, *, as_json: bool = False) -> int:
     async def run() -> int:
         async with connected(bus) as client:
             js = client.jetstream()
@@ -257,10 +257,32 @@ def show_command(bus: NatsSettings, seq: int, console: Console) -> int:
             if letter is None:
                 console.print(f"No dead letter #{seq}.")
                 return 1
-            render_letter(console, letter, await get_stored(js, letter.stream, letter.stream_seq))
+            original = await get_stored(js, letter.stream, letter.stream_seq)
+        if as_json:
+            console.out(letter_json(letter, original), highlight=False)
+        else:
+            render_letter(console, letter, original)
         return 0
 
     return asyncio.run(run())
+
+
+def letter_json(letter: Letter, original: StoredMessage | None) -> str:
+    """`dlq show --json`: the letter's fields and the original (null once it aged out)."""
+    shown: dict[str, object] = {"letter": _fields(letter), "original": None}
+    if original is not None:
+        body = original.json()
+        shown["original"] = {
+            "stream": original.stream,
+            "seq": original.seq,
+            "subject": original.subject,
+            "stored": original.time.isoformat() if original.time else None,
+            "headers": redact(dict(original.headers)),
+            "body": redact(body)
+            if body is not None
+            else redact_text(original.data.decode(errors="replace")),
+        }
+    return json.dumps(shown, indent=2)
 
 
 def retry_command(bus: NatsSettings, seq: int | None, console: Console) -> int:

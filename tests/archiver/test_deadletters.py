@@ -105,6 +105,7 @@ async def test_a_poison_message_is_listed_shown_and_retried_into_a_fixed_consume
     listed = await cli("dlq", "list", "--nats-url", url)
     as_json = await cli("dlq", "list", "--json", "--nats-url", url)
     shown = await cli("dlq", "show", "1", "--nats-url", url)
+    shown_json = await cli("dlq", "show", "1", "--json", "--nats-url", url)
 
     assert [(d.seq, d.service, d.consumer, d.subject, d.stream, d.stream_seq) for d in letters] == [
         (1, "dlqtest", "dlqtest--upload_finished", "upload.finished", "ARCHIVER", 1)
@@ -123,6 +124,11 @@ async def test_a_poison_message_is_listed_shown_and_retried_into_a_fixed_consume
     assert "404 Not Found" in shown.output
     assert '"pid": "p/poison"' in shown.output
     assert "corr-p/poison" in shown.output
+    assert shown_json.exit_code == 0, shown_json.output
+    shown_fields = json.loads(shown_json.output)
+    assert shown_fields["letter"]["reason"] == "Dataset p/poison is unknown to SciCat"
+    assert shown_fields["original"]["seq"] == 1
+    assert shown_fields["original"]["body"]["pid"] == "p/poison"
 
     handled: list[str] = []
 
