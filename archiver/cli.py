@@ -192,12 +192,22 @@ def retrieve(
     owner_group: Annotated[
         str | None, typer.Option(help="The job's ownerGroup (default: the dataset's).")
     ] = None,
+    _job_user: Annotated[
+        str | None, typer.Option("--job-user", envvar="ARCHIVER_JOB_USER", hidden=True)
+    ] = None,
+    _job_password: Annotated[
+        str | None, typer.Option("--job-password", envvar="ARCHIVER_JOB_PASSWORD", hidden=True)
+    ] = None,
     timeout: Annotated[
         str, typer.Option(help="Give up following the job after this long (90s, 30m, 2h).")
     ] = "2h",
     poll: Annotated[str, typer.Option(help="How often to ask SciCat about the job.")] = "2s",
 ) -> None:
-    """Create a SciCat retrieve job for PID, download, unpack and verify every file into --to."""
+    """Create a SciCat retrieve job for PID, download, unpack and verify every file into --to.
+
+    Per-dataset steps come from the gateway's job API, read with your SciCat token.
+    """
+    # --job-user/--job-password (the gateway's job credentials) are no longer needed: ignored.
     from archiver.retrieve_display import retrieve_command
 
     raise typer.Exit(
