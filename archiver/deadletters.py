@@ -78,7 +78,7 @@ async def retry_letter(js: JetStreamContext, letter: Letter) -> RetryOutcome:
     ack = await js.publish(
         original.subject,
         original.data,
-        headers=republish_headers(original.headers, retry_msg_id(letter)),
+        headers=republish_headers(original, retry_msg_id(letter)),
         stream=letter.stream,
     )
     await delete_letter(js, letter.seq)
@@ -127,12 +127,21 @@ def _pretty(message: StoredMessage) -> str:
     return json.dumps(redact(body), indent=2, sort_keys=True)
 
 
-def render_letter(console: Console, letter: Letter, original: StoredMessage | None) -> None:
+def letters_json(letters: list[Letter]) -> str:
+    """`dlq list --json`: every letter's fields (times ISO 8601, reason and detail redacted)."""
+    return json.dumps([_fields(letter) for letter in letters], indent=2)
+
+
+def _fields(letter: Letter) -> dict[str, object]:
     fields = {
         k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(letter).items()
     }
+    return redact(fields)  # type: ignore[no-any-return]
+
+
+def render_letter(console: Console, letter: Letter, original: StoredMessage | None) -> None:
     console.print(f"[bold]Dead letter #{letter.seq}[/bold]")
-    console.print_json(json.dumps(redact(fields)))
+    console.print_json(json.dumps(_fields(letter)))
     if original is None:
         console.print(
             f"[bold red]The original {letter.stream} #{letter.stream_seq} is no longer in its "
@@ -151,16 +160,20 @@ def render_letter(console: Console, letter: Letter, original: StoredMessage | No
 # --- commands ------------------------------------------------------------------
 
 
-def list_command(bus: NatsSettings, console: Console) -> int:
+def list_command(bus: NatsSettings, console: Console, *, as_json: bool = False) -> int:
     async def run() -> int:
         async with connected(bus) as client:
-            render_letters(console, await list_letters(client.jetstream()))
+            letters = await list_letters(client.jetstream())
+        if as_json:
+            console.out(letters_json(letters), highlight=False)
+        else:
+            render_letters(console, letters)
         return 0
 
     return asyncio.run(run())
 
 
-def show_command(bus: NatsSettings, seq: int, console: Console) -> int:
+def show_command(bus: NatsSettings, seq: int, console: Console, *, as_json: bool = False) -> int:
     async def run() -> int:
         async with connected(bus) as client:
             js = client.jetstream()
@@ -168,10 +181,32 @@ def show_command(bus: NatsSettings, seq: int, console: Console) -> int:
             if letter is None:
                 console.print(f"No dead letter #{seq}.")
                 return 1
-            render_letter(console, letter, await get_stored(js, letter.stream, letter.stream_seq))
+            original = await get_stored(js, letter.stream, letter.stream_seq)
+        if as_json:
+            console.out(letter_json(letter, original), highlight=False)
+        else:
+            render_letter(console, letter, original)
         return 0
 
     return asyncio.run(run())
+
+
+def letter_json(letter: Letter, original: StoredMessage | None) -> str:
+    """`dlq show --json`: the letter's fields and the original (null once it aged out)."""
+    shown: dict[str, object] = {"letter": _fields(letter), "original": None}
+    if original is not None:
+        body = original.json()
+        shown["original"] = {
+            "stream": original.stream,
+            "seq": original.seq,
+            "subject": original.subject,
+            "stored": original.time.isoformat() if original.time else None,
+            "headers": redact(dict(original.headers)),
+            "body": redact(body)
+            if body is not None
+            else redact_text(original.data.decode(errors="replace")),
+        }
+    return json.dumps(shown, indent=2)
 
 
 def retry_command(bus: NatsSettings, seq: int | None, console: Console) -> int:

@@ -4,6 +4,7 @@ IngestError                 anything that stops an ingest (message for the user)
 ├── ServiceRefused          SciCat or the gateway answered 4xx: retrying will not help
 ├── ServiceUnavailable      5xx/429 or no answer: retried with backoff, then raised
 └── UploadCancelled         Ctrl-C (or the caller's cancel event)
+    └── IngestInterrupted   ... after the SciCat dataset was registered: it names the dataset
 """
 
 
@@ -30,3 +31,11 @@ class ServiceUnavailable(IngestError):
 class UploadCancelled(IngestError):
     def __init__(self) -> None:
         super().__init__("the upload was cancelled")
+
+
+class IngestInterrupted(UploadCancelled):
+    """Interrupted after registering the SciCat dataset `pid`, which stays (not finalized)."""
+
+    def __init__(self, pid: str) -> None:
+        self.pid = pid
+        Exception.__init__(self, f"the upload into SciCat dataset {pid} was interrupted")

@@ -1,14 +1,15 @@
 """`archiver ingest`: register a folder as a SciCat dataset, upload it, finalize it.
 
-The steps, as the Ingestor takes them: hash every file (SHA-256 of the file
-for SciCat, of each part for S3); log in to SciCat; register the raw dataset
-and its origdatablocks; exchange the SciCat token for upload tokens at the
-gateway; reserve landing-zone room (waiting on 507); upload; finalize (asking
-for the archive job with `--archive`). Ctrl-C during the upload aborts it at
-the gateway, which deletes what was uploaded.
+The steps, as the Ingestor takes them: log in to SciCat (a token pasted from
+SciCat's web UI, or a password: checked first, so a wrong one fails before any
+hashing); hash every file (SHA-256 of the file for SciCat, of each part for S3);
+register the raw dataset and its origdatablocks; exchange the SciCat token for
+upload tokens at the gateway; reserve landing-zone room (waiting on 507);
+upload; finalize (asking for the archive job with `--archive`). Ctrl-C during
+the upload aborts it at the gateway, which deletes what was uploaded; the SciCat
+dataset stays, and `IngestInterrupted` names it (`--resume PID` uploads into it).
 """
 
-import json
 import signal
 import socket
 import threading
@@ -22,11 +23,14 @@ from typing import Protocol
 
 import httpx
 
+from archiver.dev_stack_file import StackFileError, read_stack_file
 from archiver.gateway_client import GatewayClient
-from archiver.ingest_errors import IngestError, UploadCancelled
+from archiver.ingest_errors import IngestError, IngestInterrupted, UploadCancelled
 from archiver.scicat_client import (
+    Credentials,
     DatasetDescription,
     ScicatClient,
+    ScicatLogin,
     origdatablock_bodies,
     raw_dataset_body,
 )
@@ -59,8 +63,17 @@ class Endpoints:
     """SciCat's API base, ending in /api."""
     gateway_url: str
     """The gateway's base, including its root path (/archiver/api/v1)."""
-    username: str
-    password: str
+    username: str | None = None
+    password: str | None = None
+    token: str | None = None
+    """A SciCat token (from SciCat's web UI); used instead of username and password."""
+
+    @property
+    def credentials(self) -> Credentials:
+        return Credentials(token=self.token, username=self.username, password=self.password)
+
+    def __repr__(self) -> str:
+        return f"Endpoints({self.scicat_url!r}, {self.gateway_url!r}, username={self.username!r})"
 
 
 @dataclass(frozen=True)
@@ -79,6 +92,8 @@ class IngestRequest:
     creation_location: str | None = None
     max_room_wait_s: float = 24 * 3600
     """How long to keep asking when the landing zone has no room (507)."""
+    resume_pid: str | None = None
+    """Upload into this dataset, registered by an interrupted ingest, instead of a new one."""
 
 
 def parse_size(text: str) -> int:
@@ -92,20 +107,19 @@ def parse_size(text: str) -> int:
     return int(number) * _SIZE_UNITS[unit]
 
 
-def endpoints_from_stack(stack_json: Path) -> Endpoints:
-    """The dev stack's URLs and its `ingestor` SciCat account, from its stack.json."""
+def endpoints_from_stack(stack: Path) -> Endpoints:
+    """The dev stack's URLs and its `ingestor` SciCat account (stack.json or its state dir)."""
     try:
-        stack = json.loads(stack_json.read_text())
-        user = stack["scicat"]["users"]["ingestor"]
-        return Endpoints(
-            scicat_url=stack["scicat"]["url"],
-            gateway_url=stack["gateway"]["url"],
-            username=user["username"],
-            password=user["password"],
-        )
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        msg = f"{stack_json} is not a dev stack's stack.json (start one with `archiver dev`)"
-        raise IngestError(msg) from exc
+        described = read_stack_file(stack)
+    except StackFileError as exc:
+        raise IngestError(str(exc)) from exc
+    username, password = described.ingestor
+    return Endpoints(
+        scicat_url=described.scicat_url,
+        gateway_url=described.gateway_url,
+        username=username,
+        password=password,
+    )
 
 
 def ingest(
@@ -125,11 +139,12 @@ def ingest(
             f" not {request.chunk_size} bytes"
         )
         raise IngestError(msg)
+    # Log in before hashing: a wrong password fails in a second, not after the whole folder.
+    scicat = ScicatClient(http, endpoints.scicat_url)
+    login = scicat.sign_in(endpoints.credentials)
     plan = _plan(request, progress, cancel)
     host = host or socket.gethostname()
 
-    scicat = ScicatClient(http, endpoints.scicat_url)
-    login = scicat.login(endpoints.username, endpoints.password)
     contact_email = request.contact_email or login.email
     if not contact_email:
         msg = f"SciCat has no email for {login.username}; pass --contact-email"
@@ -145,9 +160,36 @@ def ingest(
         source_folder_host=host,
     )
     _check(cancel)
-    pid = scicat.create_dataset(raw_dataset_body(description, plan.files, now()))
-    progress.note(f"registered dataset {pid} in SciCat")
-    scicat.add_origdatablocks(origdatablock_bodies(pid, plan.files))
+    if request.resume_pid is None:
+        pid = scicat.create_dataset(raw_dataset_body(description, plan.files, now()))
+        progress.note(f"registered dataset {pid} in SciCat")
+    else:
+        pid = request.resume_pid
+    try:
+        _upload(request, pid, plan, scicat, login, contact_email, http, progress, cancel, endpoints)
+    except (UploadCancelled, KeyboardInterrupt) as exc:
+        raise IngestInterrupted(pid) from exc
+    return pid
+
+
+def _upload(
+    request: IngestRequest,
+    pid: str,
+    plan: UploadPlan,
+    scicat: ScicatClient,
+    login: ScicatLogin,
+    contact_email: str,
+    http: httpx.Client,
+    progress: IngestProgress,
+    cancel: threading.Event,
+    endpoints: Endpoints,
+) -> None:
+    """Register the files (or check them, resuming), upload them, finalize."""
+    if request.resume_pid is None:
+        scicat.add_origdatablocks(origdatablock_bodies(pid, plan.files))
+    else:
+        _check_resumable(scicat, pid, plan, request.owner_group)
+        progress.note(f"resuming the upload into dataset {pid}")
 
     gateway = GatewayClient(http, endpoints.gateway_url)
     gateway.log_in(login.token)
@@ -176,7 +218,33 @@ def ingest(
     )
     asked = "; archive job requested" if request.archive else ""
     progress.note(f"finalized the upload of {pid}{asked}")
-    return pid
+
+
+def _check_resumable(scicat: ScicatClient, pid: str, plan: UploadPlan, owner_group: str) -> None:
+    """The dataset must be the owner group's, and hold exactly the folder's files and checksums."""
+    dataset = scicat.dataset(pid)
+    if dataset.get("ownerGroup") != owner_group:
+        msg = f"dataset {pid} belongs to {dataset.get('ownerGroup')!r}, not to {owner_group!r}"
+        raise IngestError(msg)
+    registered = {
+        entry.get("path"): (entry.get("size"), entry.get("chk"))
+        for block in scicat.origdatablocks(pid)
+        for entry in block.get("dataFileList") or []
+    }
+    if not registered:
+        scicat.add_origdatablocks(origdatablock_bodies(pid, plan.files))
+        return
+    local = {f.relative: (f.size, f.sha256_hex) for f in plan.files}
+    if registered != local:
+        changed = sorted(
+            p for p in set(registered) | set(local) if registered.get(p) != local.get(p)
+        )
+        msg = (
+            f"dataset {pid} lists other files than {plan.folder} holds now"
+            f" ({', '.join(changed[:5])}{', ...' if len(changed) > 5 else ''});"
+            " ingest the folder as a new dataset instead"
+        )
+        raise IngestError(msg)
 
 
 def wait_for_room(
@@ -260,17 +328,33 @@ def resolve_endpoints(
     gateway_url: str | None,
     username: str | None,
     password: str | None,
+    token: str | None = None,
+    ask_password: Callable[[str], str] | None = None,
 ) -> Endpoints:
-    """From --stack, overridden by any option given; every field must end up set."""
+    """From --stack, overridden by any option given; every field must end up set.
+
+    A token replaces username and password. A username without a password asks
+    `ask_password(username)` (a prompt that does not echo) when given.
+    """
     base = endpoints_from_stack(stack) if stack else None
-    fields = {
+    urls = {
         "scicat_url": scicat_url or (base.scicat_url if base else None),
         "gateway_url": gateway_url or (base.gateway_url if base else None),
-        "username": username or (base.username if base else None),
-        "password": password or (base.password if base else None),
     }
-    missing = [f"--{k.replace('_', '-')}" for k, v in fields.items() if not v]
+    missing = [f"--{k.replace('_', '-')}" for k, v in urls.items() if not v]
+    if token:
+        login: dict[str, str | None] = {"token": token}
+    else:
+        user = username or (base.username if base else None)
+        secret = password or (base.password if base and user == base.username else None)
+        if user and not secret and ask_password is not None and not missing:
+            secret = ask_password(user)
+        login = {"username": user, "password": secret}
+        if not user:
+            missing.append("--token (or SCICAT_TOKEN) or --username")
+        elif not secret:
+            missing.append("--password")
     if missing:
-        msg = f"missing {', '.join(missing)} (or pass --stack var/dev/stack.json)"
+        msg = f"missing {', '.join(missing)} (or pass --stack var/dev)"
         raise IngestError(msg)
-    return Endpoints(**fields)  # type: ignore[arg-type]
+    return Endpoints(**urls, **login)  # type: ignore[arg-type]

@@ -20,9 +20,12 @@ from rich.table import Table
 from archiver.operator_bus import connected
 from contracts import kv
 from contracts.job_views import (
+    JobList,
     dataset_last_progress,
     dataset_step,
+    job_detail,
     job_last_progress,
+    job_summary,
 )
 from contracts.jobs import DatasetProgress, JobRecord
 from runtime.kvstore import bucket_keys
@@ -228,8 +231,13 @@ def status_command(
     stuck_after: timedelta,
     console: Console,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    as_json: bool = False,
 ) -> int:
-    """Print jobs in flight (or all), or one job in detail; 1 when the job is unknown."""
+    """Print jobs in flight (or all), or one job in detail; 1 when the job is unknown.
+
+    `as_json`: the gateway's job API models (`contracts.job_views`): a `JobDetail`, or
+    `{"jobs": [JobSummary, ...]}` oldest first.
+    """
 
     async def run() -> int:
         async with connected(bus) as client:
@@ -240,10 +248,20 @@ def status_command(
                     console.print(f"No job {job_id}.")
                     return 1
                 at = now()
-                render_job(console, assess(record, at, stuck_after), at)
+                if as_json:
+                    console.out(
+                        job_detail(record, at, stuck_after).model_dump_json(indent=2),
+                        highlight=False,
+                    )
+                else:
+                    render_job(console, assess(record, at, stuck_after), at)
                 return 0
             records = [r for r in await load_jobs(js) if show_all or not r.finished]
             at = now()
+            if as_json:
+                found = JobList(jobs=[job_summary(r, at, stuck_after) for r in records])
+                console.out(found.model_dump_json(indent=2), highlight=False)
+                return 0
             render_jobs(
                 console, [assess(r, at, stuck_after) for r in records], at, show_all=show_all
             )

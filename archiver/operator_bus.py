@@ -8,7 +8,7 @@ permissions do not reach them).
 """
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -19,6 +19,7 @@ from nats.aio.client import Client as NatsClient
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from archiver.dev_stack_file import DEFAULT_STACK_FILE, stack_json_path
 from contracts.bus_permissions import OPERATOR
 from runtime.nats_connection import auth_options, server_urls
 from runtime.publishing import MSG_ID_HEADER
@@ -37,7 +38,10 @@ __all__ = [
 ]
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
-DEV_STACK_FILE = Path("var/dev/stack.json")
+DEV_STACK_FILE = DEFAULT_STACK_FILE
+
+COPY_OF_HEADER = "Archiver-Copy-Of"
+"""On a re-published copy (replay, dead-letter retry): `<stream>:<seq>` of the original."""
 
 # Headers the server sets on a stored message; a re-publish must not carry them.
 _SERVER_HEADERS = frozenset({MSG_ID_HEADER, "Nats-Expected-Stream", "Nats-Expected-Last-Sequence"})
@@ -79,15 +83,32 @@ def _dev_stack_nats(stack_file: Path) -> dict[str, str]:
 
 
 def resolve_operator_bus(
-    explicit_url: str | None, settings: OperatorSettings, stack_file: Path = DEV_STACK_FILE
+    explicit_url: str | None,
+    settings: OperatorSettings,
+    stack_file: Path = DEV_STACK_FILE,
+    *,
+    explicit_stack: Path | None = None,
 ) -> NatsSettings:
     """Where and as whom the operator tools connect.
 
-    URL: `--nats-url`, else `NATS_URL`, else the dev stack's `stack.json`, else the local
-    default. Credentials: the URL's own (`nats://operator:PASSWORD@host:4222`), else
-    `NATS_USER`/`NATS_PASSWORD`, else the dev stack's operator.
+    `--stack` (a state dir or its stack.json) names the dev stack: its NATS and its
+    operator login, over the environment. Otherwise: URL `--nats-url`, else `NATS_URL`,
+    else the dev stack's `stack.json` (`var/dev`), else the local default. Credentials:
+    the URL's own (`nats://operator:PASSWORD@host:4222`), else `NATS_USER`/`NATS_PASSWORD`,
+    else the dev stack's operator.
     """
-    stack = _dev_stack_nats(stack_file)
+    if explicit_stack is not None:
+        path = stack_json_path(explicit_stack)
+        stack = _dev_stack_nats(path)
+        if "url" not in stack or "password" not in stack:
+            msg = f"{path} is not a dev stack's stack.json (start one with `archiver dev`)"
+            raise BusUnreachableError(msg)
+        settings = OperatorSettings(
+            url=None, user=stack.get("user", OPERATOR), password=None, tls_ca_file=None
+        )
+        explicit_url = explicit_url or stack["url"]
+    else:
+        stack = _dev_stack_nats(stack_file)
     url = explicit_url or settings.url or stack.get("url") or DEFAULT_NATS_URL
     in_url = urlsplit(url.split(",")[0].strip())
     if in_url.username and in_url.password:
@@ -139,8 +160,29 @@ async def connected(bus: NatsSettings) -> AsyncIterator[NatsClient]:
         await client.drain()
 
 
-def republish_headers(original: Mapping[str, str], msg_id: str) -> dict[str, str]:
-    """The original's own headers (correlation id, content type) with a new message id."""
-    headers = {k: v for k, v in original.items() if k not in _SERVER_HEADERS}
+def origin_of(message: StoredMessage) -> tuple[str, int] | None:
+    """The original a re-published copy was made of (stream, sequence); None for an original.
+
+    Read from `Archiver-Copy-Of`, or, for copies made before that header, from the
+    message id the tools gave them (`replay:<run>:<seq>`, `retry:<stream>:<seq>:<letter>`).
+    """
+    header = message.headers.get(COPY_OF_HEADER)
+    if header:
+        stream, _, seq = header.rpartition(":")
+        return (stream, int(seq)) if stream and seq.isdigit() else None
+    parts = message.headers.get(MSG_ID_HEADER, "").split(":")
+    if len(parts) == 3 and parts[0] == "replay" and parts[2].isdigit():
+        return message.stream, int(parts[2])
+    if len(parts) == 4 and parts[0] == "retry" and parts[2].isdigit():
+        return parts[1], int(parts[2])
+    return None
+
+
+def republish_headers(original: StoredMessage, msg_id: str) -> dict[str, str]:
+    """The original's own headers (correlation id, content type) with a new message id, and
+    `Archiver-Copy-Of` naming the first original (a copy of a copy names the same one)."""
+    headers = {k: v for k, v in original.headers.items() if k not in _SERVER_HEADERS}
     headers[MSG_ID_HEADER] = msg_id
+    stream, seq = origin_of(original) or (original.stream, original.seq)
+    headers[COPY_OF_HEADER] = f"{stream}:{seq}"
     return headers

@@ -3,13 +3,19 @@
 The log is read with an ephemeral consumer (from the start, or from `--since`),
 each event whose body names the job or dataset (and, optionally, has the
 subject) is selected, and re-published to its subject under a new message id
-(`replay:<run id>:<seq>`). Handlers are idempotent: replaying completed work
-changes nothing, replaying interrupted work finishes it.
+(`replay:<run id>:<seq>`) with `Archiver-Copy-Of: ARCHIVER:<seq>`. Handlers are
+idempotent: replaying completed work changes nothing, replaying interrupted work
+finishes it.
+
+Each original event is selected once: copies made by earlier replays (or by
+`dlq retry`) are recognised by that header (or, older ones, by their message
+id) and skipped while their original is still in the log; once the original
+has aged out, its oldest copy stands in for it, once.
 """
 
 import asyncio
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,7 +23,14 @@ from nats.js import JetStreamContext
 from rich.console import Console
 from rich.table import Table
 
-from archiver.operator_bus import StoredMessage, connected, read_stream, republish_headers
+from archiver.operator_bus import (
+    StoredMessage,
+    connected,
+    get_stored,
+    origin_of,
+    read_stream,
+    republish_headers,
+)
 from contracts import streams
 from runtime.settings import NatsSettings
 
@@ -77,10 +90,28 @@ def is_selected(message: StoredMessage, selection: ReplaySelection) -> bool:
 
 
 def select_events(
-    messages: Iterable[StoredMessage], selection: ReplaySelection
+    messages: Iterable[StoredMessage],
+    selection: ReplaySelection,
+    original_exists: Callable[[tuple[str, int]], bool] = lambda _origin: True,
 ) -> list[StoredMessage]:
-    """The messages to replay, in log order."""
-    return [m for m in messages if is_selected(m, selection)]
+    """The messages to replay, in log order: each original once, never a copy of one.
+
+    A copy whose original was not read (outside `--since`, or aged out) is taken, once
+    per original, only if `original_exists` says the original is gone from the log.
+    """
+    read = list(messages)
+    originals = {(m.stream, m.seq) for m in read if origin_of(m) is None}
+    chosen, stand_ins = [], set()
+    for message in read:
+        if not is_selected(message, selection):
+            continue
+        origin = origin_of(message)
+        if origin is not None:
+            if origin in originals or origin in stand_ins or original_exists(origin):
+                continue
+            stand_ins.add(origin)
+        chosen.append(message)
+    return chosen
 
 
 def replay_msg_id(run_id: str, message: StoredMessage) -> str:
@@ -100,7 +131,7 @@ async def replay(
 ) -> list[Replayed]:
     """Select from the ARCHIVER log, then (unless a dry run) re-publish each selected event."""
     stream = streams.ARCHIVER.name
-    selected = [
+    read = [
         m
         async for m in read_stream(
             js,
@@ -110,6 +141,11 @@ async def replay(
         )
         if is_selected(m, selection)
     ]
+    gone = set()
+    for origin in {o for m in read if (o := origin_of(m)) is not None}:
+        if await get_stored(js, origin[0], origin[1]) is None:
+            gone.add(origin)
+    selected = select_events(read, selection, lambda origin: origin not in gone)
     if dry_run:
         return [Replayed(m, None) for m in selected]
     done = []
@@ -117,7 +153,7 @@ async def replay(
         ack = await js.publish(
             message.subject,
             message.data,
-            headers=republish_headers(message.headers, replay_msg_id(run_id, message)),
+            headers=republish_headers(message, replay_msg_id(run_id, message)),
             stream=stream,
         )
         done.append(Replayed(message, ack.seq, duplicate=bool(ack.duplicate)))

@@ -3,6 +3,7 @@
 The retrieve itself is `archiver.retrieving`'s; this module only draws it and runs it.
 """
 
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -169,8 +170,8 @@ def retrieve_command(
     gateway_url: str | None,
     username: str | None,
     password: str | None,
-    job_user: str | None,
-    job_password: str | None,
+    token: str | None,
+    ask_password: Callable[[str], str] | None,
     owner_group: str | None,
     timeout: str,
     poll: str,
@@ -178,7 +179,7 @@ def retrieve_command(
     """`archiver retrieve`'s options -> a retrieve; the exit code."""
     try:
         endpoints = endpoints_from_options(
-            stack, scicat_url, gateway_url, username, password, job_user, job_password
+            stack, scicat_url, gateway_url, username, password, token, ask_password
         )
         request = RetrieveRequest(
             pid=pid,

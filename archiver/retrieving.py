@@ -1,28 +1,29 @@
 """`archiver retrieve PID --to DIR`: ask SciCat for the dataset back, download, unpack, verify.
 
-The steps: log in to SciCat; check the dataset is retrievable; create the
-retrieve job (SciCat hands it to the archiver); follow the job until it ends or
-the timeout passes (with the archiver's per-dataset step when the gateway's
-job credentials are known); download each datablock through the job's URLs
-(resuming partial downloads); unpack each tar (refusing unsafe members); check
-every file's size and SHA-256 against SciCat's datablock records.
+The steps: log in to SciCat (a token or a password); check the dataset is
+retrievable; create the retrieve job (SciCat hands it to the archiver); follow
+the job until it ends or the timeout passes (with the archiver's per-dataset
+step from the gateway's job API, read with the same SciCat token); download
+each datablock through the job's URLs (resuming partial downloads); unpack
+each tar (refusing unsafe members); check every file's size and SHA-256
+against SciCat's datablock records.
 """
 
-import json
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import quote
 
 import httpx
 
+from archiver.dev_stack_file import StackFileError, read_stack_file
 from archiver.downloading import DownloadError, download
 from archiver.file_check import ExpectedFile, FileCheck, verify_files
 from archiver.ingest_errors import IngestError
-from archiver.responses import checked
+from archiver.job_api import JobApi
+from archiver.scicat_client import Credentials
 from archiver.scicat_jobs import FINAL_STATUS_CODES, ScicatJobs
 from archiver.unpacking import UnpackError, unpack_datablock
 
@@ -48,11 +49,9 @@ class RetrieveProgress(Protocol):
 class RetrieveEndpoints:
     scicat_url: str
     """SciCat's API base, ending in /api."""
-    username: str
-    password: str
+    credentials: Credentials
     gateway_url: str | None = None
-    """The gateway's base (with its root path); with `job_credentials`, shows per-dataset steps."""
-    job_credentials: tuple[str, str] | None = None
+    """The gateway's base (with its root path): shows per-dataset steps while the job runs."""
 
 
 @dataclass(frozen=True)
@@ -99,7 +98,7 @@ def retrieve(
 ) -> RetrieveReport:
     """Retrieve `request.pid` into `request.target`. Raises RetrieveError (or IngestError)."""
     pid = request.pid
-    scicat = ScicatJobs(http, endpoints.scicat_url, endpoints.username, endpoints.password)
+    scicat = ScicatJobs(http, endpoints.scicat_url, endpoints.credentials)
     dataset = scicat.dataset(pid)
     lifecycle = dataset.get("datasetlifecycle") or {}
     if not lifecycle.get("retrievable"):
@@ -117,7 +116,7 @@ def retrieve(
     job = follow_job(
         scicat,
         job_id,
-        _gateway_reader(http, endpoints),
+        _gateway_reader(http, endpoints, scicat.token),
         progress,
         timeout_s=request.timeout_s,
         poll_s=request.poll_s,
@@ -248,39 +247,26 @@ def _download_offer(
 
 
 def _gateway_reader(
-    http: httpx.Client, endpoints: RetrieveEndpoints
+    http: httpx.Client, endpoints: RetrieveEndpoints, token: str
 ) -> "Callable[[str], str | None] | None":
-    """Reads the archiver's per-dataset steps of a job, when its credentials are known."""
-    if not endpoints.gateway_url or not endpoints.job_credentials:
+    """Reads the archiver's per-dataset steps of a job from the gateway's job API."""
+    if not endpoints.gateway_url:
         return None
-    base = endpoints.gateway_url.rstrip("/")
-    auth = endpoints.job_credentials
+    api = JobApi(http, endpoints.gateway_url, token)
 
     def read(job_id: str) -> str | None:
         try:
-            response = http.get(f"{base}/archiver/jobs/{quote(job_id, safe='')}", auth=auth)
-            return describe_steps(checked("the archiver gateway", response).json())
-        except (httpx.HTTPError, IngestError, ValueError):
+            detail = api.job(job_id)
+        except (httpx.HTTPError, IngestError):
             return None  # progress detail only: SciCat's job stays the source of truth
+        return "; ".join(
+            f"{d.pid}: {d.step}, {_mib(d.bytes_done)} of {_mib(d.bytes_total)} verified"
+            if d.bytes_total
+            else f"{d.pid}: {d.step}"
+            for d in detail.datasets
+        )
 
     return read
-
-
-def describe_steps(job: dict[str, Any]) -> str:
-    """The archiver's view of a job (`contracts.job_views.JobDetail`) in a line: each
-    dataset's phase, message, error and bytes."""
-    parts = []
-    for dataset in job.get("datasets") or []:
-        step = str(dataset.get("phase"))
-        if dataset.get("message"):
-            step += f" ({dataset['message']})"
-        if dataset.get("error"):
-            step += f": {dataset['error']}"
-        total = dataset.get("bytes_total") or 0
-        if total:
-            step += f", {_mib(dataset.get('bytes_done') or 0)} of {_mib(total)} verified"
-        parts.append(f"{dataset.get('pid')}: {step}")
-    return "; ".join(parts)
 
 
 def _mib(n: int) -> str:
@@ -296,49 +282,37 @@ def endpoints_from_options(
     gateway_url: str | None,
     username: str | None,
     password: str | None,
-    job_user: str | None,
-    job_password: str | None,
+    token: str | None = None,
+    ask_password: "Callable[[str], str] | None" = None,
 ) -> RetrieveEndpoints:
-    """From --stack (its ingestor account and gateway job credentials), overridden by options."""
+    """From --stack (its ingestor account), overridden by options; a token replaces the account."""
     base: dict[str, Any] = {}
     if stack is not None:
         try:
-            described = json.loads(stack.read_text())
-            user = described["scicat"]["users"]["ingestor"]
-            base = {
-                "scicat_url": described["scicat"]["url"],
-                "username": user["username"],
-                "password": user["password"],
-                "gateway_url": described["gateway"]["url"],
-                "job_user": described["gateway"].get("job_user"),
-                "job_password": described["gateway"].get("job_password"),
-            }
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            msg = f"{stack} is not a dev stack's stack.json (start one with `archiver dev`)"
-            raise RetrieveError(msg) from exc
-    given = {
-        "scicat_url": scicat_url,
-        "username": username,
-        "password": password,
-        "gateway_url": gateway_url,
-        "job_user": job_user,
-        "job_password": job_password,
-    }
-    fields = {k: v or base.get(k) for k, v in given.items()}
-    required = {"scicat_url": "--scicat-url", "username": "--username", "password": "--password"}
-    missing = [flag for key, flag in required.items() if not fields[key]]
+            described = read_stack_file(stack)
+        except StackFileError as exc:
+            raise RetrieveError(str(exc)) from exc
+        base = {
+            "scicat_url": described.scicat_url,
+            "username": described.ingestor[0],
+            "password": described.ingestor[1],
+            "gateway_url": described.gateway_url,
+        }
+    url = scicat_url or base.get("scicat_url")
+    user = username or base.get("username")
+    secret = password or (base.get("password") if user == base.get("username") else None)
+    if not token and user and not secret and ask_password is not None and url:
+        secret = ask_password(user)
+    missing = [] if url else ["--scicat-url"]
+    if not token:
+        missing += [
+            flag for flag, value in (("--username", user), ("--password", secret)) if not value
+        ]
     if missing:
-        msg = f"missing {', '.join(missing)} (or pass --stack var/dev/stack.json)"
+        msg = f"missing {', '.join(missing)} (or --token, or --stack var/dev)"
         raise RetrieveError(msg)
-    credentials = (
-        (fields["job_user"], fields["job_password"])
-        if fields["job_user"] and fields["job_password"]
-        else None
-    )
     return RetrieveEndpoints(
-        scicat_url=fields["scicat_url"],
-        username=fields["username"],
-        password=fields["password"],
-        gateway_url=fields["gateway_url"],
-        job_credentials=credentials,
+        scicat_url=url,  # type: ignore[arg-type]
+        credentials=Credentials(token=token) if token else Credentials(None, user, secret),
+        gateway_url=gateway_url or base.get("gateway_url"),
     )

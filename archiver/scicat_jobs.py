@@ -1,8 +1,8 @@
 """The SciCat calls of a retrieve: read the dataset and its datablocks, create and read a job.
 
 `base_url` is SciCat's API base, ending in `/api`. SciCat answers an expired
-token with 403 (not 401) on these routes: the client logs in again once, then
-repeats the call.
+token with 403 (not 401) on these routes: a client logged in with a password
+logs in again once, then repeats the call (a pasted token cannot be renewed).
 """
 
 from typing import Any
@@ -13,7 +13,7 @@ import stamina
 
 from archiver.ingest_errors import ServiceRefused
 from archiver.responses import TRANSIENT, checked
-from archiver.scicat_client import ScicatClient
+from archiver.scicat_client import Credentials, ScicatClient
 
 SERVICE = "SciCat"
 FINAL_STATUS_CODES = frozenset(
@@ -22,16 +22,20 @@ FINAL_STATUS_CODES = frozenset(
 
 
 class ScicatJobs:
-    def __init__(self, http: httpx.Client, base_url: str, username: str, password: str) -> None:
+    def __init__(self, http: httpx.Client, base_url: str, credentials: Credentials) -> None:
         self._http = http
         self._base = base_url.rstrip("/")
-        self._username = username
-        self._password = password
+        self._credentials = credentials
         self._token: str | None = None
 
-    def log_in(self) -> None:
-        login = ScicatClient(self._http, self._base).login(self._username, self._password)
-        self._token = login.token
+    def log_in(self) -> str:
+        """Sign in (once, or again after a refusal); the SciCat token."""
+        self._token = ScicatClient(self._http, self._base).sign_in(self._credentials).token
+        return self._token
+
+    @property
+    def token(self) -> str:
+        return self._token or self.log_in()
 
     def dataset(self, pid: str) -> dict[str, Any]:
         return self._call("GET", f"/v3/Datasets/{quote(pid, safe='')}")
@@ -59,7 +63,7 @@ class ScicatJobs:
         try:
             return send(method, path, body)
         except ServiceRefused as refused:
-            if refused.status not in (401, 403):
+            if refused.status not in (401, 403) or self._credentials.token:
                 raise
             self.log_in()  # the token may have expired: once more with a fresh one
             return send(method, path, body)

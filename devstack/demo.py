@@ -138,7 +138,7 @@ def run_demo(base: Path, console: Console) -> bool:
                 if done.returncode != 0:
                     msg = f"archiver ingest exited {done.returncode}"
                     raise DemoFailed(msg)
-                return done.stdout.strip().splitlines()[-1]
+                return done.stdout.split()[0]  # the pid (the archive job id follows)
 
             pid = demo.timed("ingest (hash, register, upload)", ingest, sample.total_bytes)
             console.print(f"dataset {pid}")

@@ -103,7 +103,9 @@ async def test_a_poison_message_is_listed_shown_and_retried_into_a_fixed_consume
 
     letters = await list_letters(clean_js)
     listed = await cli("dlq", "list", "--nats-url", url)
+    as_json = await cli("dlq", "list", "--json", "--nats-url", url)
     shown = await cli("dlq", "show", "1", "--nats-url", url)
+    shown_json = await cli("dlq", "show", "1", "--json", "--nats-url", url)
 
     assert [(d.seq, d.service, d.consumer, d.subject, d.stream, d.stream_seq) for d in letters] == [
         (1, "dlqtest", "dlqtest--upload_finished", "upload.finished", "ARCHIVER", 1)
@@ -112,11 +114,21 @@ async def test_a_poison_message_is_listed_shown_and_retried_into_a_fixed_consume
     assert listed.exit_code == 0
     assert "upload.finished (ARCHIVER #1)" in listed.output
     assert "Dataset p/poison is unknown to SciCat" in listed.output
+    assert as_json.exit_code == 0, as_json.output
+    assert [
+        (d["seq"], d["service"], d["subject"], d["stream_seq"], d["reason"])
+        for d in json.loads(as_json.output)
+    ] == [(1, "dlqtest", "upload.finished", 1, "Dataset p/poison is unknown to SciCat")]
     assert shown.exit_code == 0
     assert "Dead letter #1" in shown.output
     assert "404 Not Found" in shown.output
     assert '"pid": "p/poison"' in shown.output
     assert "corr-p/poison" in shown.output
+    assert shown_json.exit_code == 0, shown_json.output
+    shown_fields = json.loads(shown_json.output)
+    assert shown_fields["letter"]["reason"] == "Dataset p/poison is unknown to SciCat"
+    assert shown_fields["original"]["seq"] == 1
+    assert shown_fields["original"]["body"]["pid"] == "p/poison"
 
     handled: list[str] = []
 
@@ -140,6 +152,7 @@ async def test_a_poison_message_is_listed_shown_and_retried_into_a_fixed_consume
     assert json.loads(republished.data or b"")["pid"] == "p/poison"
     assert republished.headers is not None
     assert republished.headers["Nats-Msg-Id"] == "retry:ARCHIVER:1:1"
+    assert republished.headers["Archiver-Copy-Of"] == "ARCHIVER:1"  # replay skips it
     assert republished.headers["X-Correlation-ID"] == "corr-p/poison"
     assert await list_letters(clean_js) == []
 

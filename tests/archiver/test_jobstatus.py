@@ -2,8 +2,10 @@
 
 import asyncio
 import contextlib
+import json
 from datetime import UTC, datetime, timedelta
 from io import StringIO
+from pathlib import Path
 
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
@@ -14,6 +16,7 @@ from archiver.cli import app
 from archiver.jobstatus import assess, dataset_step, job_last_progress, status_command
 from contracts import kv
 from contracts.bus_permissions import OPERATOR
+from contracts.job_views import JobDetail, JobList
 from contracts.jobs import DatablockProgress, DatasetProgress, JobRecord
 from tests.conftest import bus_settings, operator_env
 
@@ -268,3 +271,53 @@ async def test_status_shows_percent_per_job_and_dataset(
     assert "100%" in listing
     assert "66.7% done" in page
     assert "50.0% (1.0 KiB / 2.0 KiB)" in page
+
+
+async def test_status_json_is_the_job_apis_models(
+    clean_js: JetStreamContext, nats_server_process
+) -> None:
+    """`status --json` prints a JobList (and `status JOB --json` a JobDetail) scripts can parse."""
+    await store_jobs(clean_js, in_flight_job(), finished_job())
+    url = nats_server_process.url
+
+    listing = await asyncio.to_thread(
+        CliRunner().invoke, app, ["status", "--json", "--nats-url", url], env=operator_env()
+    )
+    one = await asyncio.to_thread(
+        CliRunner().invoke,
+        app,
+        ["status", "j-run", "--json", "--nats-url", url],
+        env=operator_env(),
+    )
+
+    assert listing.exit_code == 0, listing.output
+    assert [job.id for job in JobList.model_validate_json(listing.output).jobs] == ["j-run"]
+    detail = JobDetail.model_validate_json(one.output)
+    assert [(d.pid, d.phase) for d in detail.datasets] == [
+        ("p/done", "succeeded"),
+        ("p/busy", "inProgress"),
+        ("p/waiting", "waitingForSpace"),
+    ]
+
+
+async def test_status_finds_the_bus_through_stack_given_as_a_state_dir(
+    clean_js: JetStreamContext, nats_server_process, tmp_path: Path
+) -> None:
+    """`--stack DIR` reads DIR/stack.json: its NATS URL and operator login, no env needed."""
+    await store_jobs(clean_js, in_flight_job())
+    nats = {
+        "url": nats_server_process.url,
+        "user": OPERATOR,
+        "password": operator_env()["NATS_PASSWORD"],
+    }
+    (tmp_path / "stack.json").write_text(json.dumps({"nats": nats}))
+
+    result = await asyncio.to_thread(
+        CliRunner().invoke,
+        app,
+        ["status", "--json", "--stack", str(tmp_path)],
+        env={"NATS_URL": "nats://127.0.0.1:9", "NATS_PASSWORD": "wrong"},
+    )
+
+    assert result.exit_code == 0, result.output
+    assert [job.id for job in JobList.model_validate_json(result.output).jobs] == ["j-run"]

@@ -249,3 +249,57 @@ async def test_the_replay_command_filters_by_subject_and_time_on_the_server(
     assert (await clean_js.stream_info("ARCHIVER")).state.messages == 6
     assert copy.subject == "job.status"
     assert refused.exit_code == 2
+
+
+# --- each original once, never an earlier copy of it ----------------------------------
+
+
+def copy_of(seq: int, original: StoredMessage, header: str | None, msg_id: str) -> StoredMessage:
+    headers = {"Nats-Msg-Id": msg_id}
+    if header is not None:
+        headers["Archiver-Copy-Of"] = header
+    return StoredMessage("ARCHIVER", seq, original.subject, original.data, headers, original.time)
+
+
+def test_copies_of_replays_and_retries_are_never_selected_beside_their_original() -> None:
+    """Copies marked by header, or (older ones) by a replay/retry message id, are skipped."""
+    log = [
+        *LOG,
+        copy_of(8, LOG[2], "ARCHIVER:3", "replay:run1:3"),
+        copy_of(9, LOG[2], None, "replay:run0:3"),
+        copy_of(10, LOG[3], None, "retry:ARCHIVER:4:17"),
+    ]
+
+    assert [m.seq for m in select_events(log, ReplaySelection(job_id="j1"))] == [2, 3, 4]
+
+
+def test_the_oldest_copy_stands_in_once_for_an_original_that_aged_out() -> None:
+    """Original #3 is gone from the log: its first copy is replayed, its second is not."""
+    log = [
+        copy_of(8, LOG[2], "ARCHIVER:3", "replay:run1:3"),
+        copy_of(9, LOG[2], "ARCHIVER:3", "replay:run2:8"),
+    ]
+
+    chosen = select_events(log, ReplaySelection(job_id="j1"), lambda origin: False)
+
+    assert [m.seq for m in chosen] == [8]
+
+
+async def test_replaying_twice_selects_the_originals_only(clean_js: JetStreamContext) -> None:
+    """The second `replay --job j1` re-publishes seq 1, 3, 4, 5 again, not the first run's 6..9."""
+    await provision(clean_js)
+    await publish_history(clean_js)
+
+    first = await replay(clean_js, ReplaySelection(job_id="j1"), run_id="run1", dry_run=False)
+    second = await replay(clean_js, ReplaySelection(job_id="j1"), run_id="run2", dry_run=False)
+    copy = await clean_js.get_msg("ARCHIVER", 10)
+
+    assert [(r.original.seq, r.published_seq) for r in first] == [(1, 6), (3, 7), (4, 8), (5, 9)]
+    assert [(r.original.seq, r.published_seq) for r in second] == [
+        (1, 10),
+        (3, 11),
+        (4, 12),
+        (5, 13),
+    ]
+    assert (copy.headers or {})["Archiver-Copy-Of"] == "ARCHIVER:1"
+    assert (copy.headers or {})["Nats-Msg-Id"] == "replay:run2:1"

@@ -344,7 +344,7 @@ def ingested(stack: DevStack, tmp_path: Path) -> str:
         env={**os.environ, "COLUMNS": "200"},
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout.strip().splitlines()[-1]
+    return result.stdout.strip().splitlines()[0]  # the pid; with --archive the job id follows
 
 
 async def test_after_the_garbage_every_consumer_still_handles_valid_events(

@@ -76,7 +76,7 @@ def _ingest(stack: DevStack, folder: Path, *, archive: bool) -> str:
         env={**os.environ, "COLUMNS": "200"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout.strip().splitlines()[-1]
+    return result.stdout.strip().splitlines()[0]  # the pid; with --archive the job id follows
 
 
 def _lifecycle(scicat: Scicat, pid: str) -> dict[str, Any]:
