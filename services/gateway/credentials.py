@@ -61,7 +61,11 @@ class JobCallerCheck:
             and secrets.compare_digest(value.strip().encode(), self._bearer)
         ):
             return
-        msg = "Job submissions need the archiver's job credentials (HTTP Basic or Bearer)"
+        # Worded so the redaction of `Basic <credential>` in logs leaves it readable.
+        msg = (
+            "Job submissions need the archiver's job credentials: the job user and "
+            "password (HTTP Basic), or the job token"
+        )
         raise JobCredentialsMissing(msg)
 
     def _basic_matches(self, value: str) -> bool:

@@ -229,13 +229,14 @@ async def test_an_empty_bucket_lists_no_jobs(
 
 
 def test_percent_done_counts_verified_bytes_and_a_success_is_whole() -> None:
-    """p/busy has 1 of 2 KiB verified (50%), the job 2 of 3 KiB; succeeded datasets are 100%."""
+    """p/busy has 1 of 2 KiB verified (50%), succeeded datasets are 100%; the job has 2 KiB
+    verified of 3 KiB known plus p/waiting, not looked up yet, at the mean 1.5 KiB."""
     job = in_flight_job()
 
     assert job.datasets["p/busy"].percent_done == 50.0
     assert job.datasets["p/done"].percent_done == 100.0
     assert job.datasets["p/waiting"].percent_done == 0.0
-    assert job.percent_done == 66.7
+    assert job.percent_done == 44.4
 
 
 def test_an_unfinished_datablock_of_a_failed_dataset_reads_abandoned() -> None:
@@ -258,6 +259,33 @@ def test_an_unfinished_datablock_of_a_failed_dataset_reads_abandoned() -> None:
     assert shown == ["verified", "abandoned"]
 
 
+def test_a_job_whose_dataset_failed_before_it_had_datablocks_is_not_whole() -> None:
+    """Two datasets archived (1 KiB each), the third failed early: 66.7%, not 100%."""
+    done = {
+        f"p/{n}": DatasetProgress(
+            pid=f"p/{n}",
+            state="succeeded",
+            datablocks={
+                f"a/{n}.tar": DatablockProgress(
+                    archive_id=f"a/{n}.tar", packed_size=1024, state="verified"
+                )
+            },
+        )
+        for n in ("one", "two")
+    }
+    failed = DatasetProgress(pid="p/three", state="failed", error="missing files")
+    job = JobRecord(
+        job_id="j-partly",
+        job_type="archive",
+        scicat_api="v4",
+        status="finishedWithDatasetErrors",
+        datasets={**done, "p/three": failed},
+        created_at=datetime(2026, 12, 6, tzinfo=UTC),
+    )
+
+    assert job.percent_done == 66.7
+
+
 async def test_status_shows_percent_per_job_and_dataset(
     clean_js: JetStreamContext, nats_server_process
 ) -> None:
@@ -269,7 +297,7 @@ async def test_status_shows_percent_per_job_and_dataset(
 
     assert "50.0%" in listing
     assert "100%" in listing
-    assert "66.7% done" in page
+    assert "44.4% done" in page
     assert "50.0% (1.0 KiB / 2.0 KiB)" in page
 
 
