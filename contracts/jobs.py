@@ -132,7 +132,7 @@ class JobRecord(BaseModel):
 
     @property
     def cancel_reason(self) -> str | None:
-        """"Cancelled by alice at 2026-12-06T05:12:00Z" once someone asked to cancel the job."""
+        """The "Cancelled by alice at 2026-12-06T05:12:00Z" of a job someone asked to cancel."""
         if self.cancel_requested_by is None or self.cancel_requested_at is None:
             return None
         at = self.cancel_requested_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -7,6 +7,7 @@ notification consumer to them and serves them to the routes
 (`dependencies.GatewayParts`).
 """
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -24,6 +25,8 @@ from services.gateway.credentials import CredentialsFirst, JobCallerCheck, uploa
 from services.gateway.dependencies import gateway_parts
 from services.gateway.error_responses import install_error_handlers
 from services.gateway.health import Probe, build_health_router
+from services.gateway.job_action_routes import ACTION_PATH, person_guard
+from services.gateway.job_action_routes import router as job_action_router
 from services.gateway.job_routes import build_job_router
 from services.gateway.notifications import announce_marked_uploads
 from services.gateway.request_metrics import install_request_metrics
@@ -77,6 +80,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     api.include_router(build_health_router(readiness_probes))
     api.include_router(upload_routes.router)
     api.include_router(build_job_router(job_callers))
+    api.include_router(job_action_router)
     app = FastAPI(title="archiver gateway", lifespan=lifespan)
     app.include_router(api)
     install_error_handlers(app)
@@ -93,6 +97,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         CredentialsFirst,
         guards=[
             (f"{root}/s3/", upload_principal),
+            # People's job actions carry a SciCat token, not the url action's credentials.
+            (re.compile(re.escape(root) + ACTION_PATH), person_guard),
             (f"{root}/archiver/jobs", lambda authorization, _: job_callers.check(authorization)),
         ],
     )

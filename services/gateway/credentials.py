@@ -11,6 +11,7 @@ or a constant-time comparison) to get the caller.
 
 import base64
 import binascii
+import re
 import secrets
 from collections.abc import Callable, Sequence
 
@@ -74,17 +75,20 @@ Guard = Callable[[str | None, Gateway], object]
 
 
 class CredentialsFirst:
-    """ASGI middleware: a request to a path starting with a guarded prefix is refused (401)
-    unless its guard passes, before anything of its body is read."""
+    """ASGI middleware: a request to a path starting with a guarded prefix (or matching a
+    guarded pattern whole) is refused (401) unless its guard passes, before anything of its
+    body is read. The first guard whose path fits decides."""
 
-    def __init__(self, app: ASGIApp, *, guards: Sequence[tuple[str, Guard]]) -> None:
+    def __init__(
+        self, app: ASGIApp, *, guards: Sequence[tuple[str | re.Pattern[str], Guard]]
+    ) -> None:
         self.app = app
         self.guards = tuple(guards)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path = scope["path"]
-            guard = next((g for prefix, g in self.guards if path.startswith(prefix)), None)
+            guard = next((g for where, g in self.guards if _fits(where, path)), None)
             if guard is not None:
                 try:
                     guard(Headers(scope=scope).get("authorization"), scope["app"].state.gateway)
@@ -92,3 +96,9 @@ class CredentialsFirst:
                     await error_response(exc, path)(scope, receive, send)
                     return
         await self.app(scope, receive, send)
+
+
+def _fits(where: str | re.Pattern[str], path: str) -> bool:
+    if isinstance(where, str):
+        return path.startswith(where)
+    return where.fullmatch(path) is not None
