@@ -166,6 +166,8 @@ class ArchiveTransfer:
         await self.discard(job_id, pid, block)
         if block.attempt != 0 or not block.copied:
             return
+        if await asyncio.to_thread(self.lts.size, block.archive_id) is None:
+            return  # never written whole (a stopped copy leaves nothing)
         source_size = await asyncio.to_thread(self.source.size, block.archive_id)
         if source_size != block.packed_size:
             log.warning(
