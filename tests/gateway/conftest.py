@@ -87,6 +87,8 @@ def gateway_settings(
         token_secret="test-token-secret-of-32-bytes-or-more",
         landing_capacity_bytes=fields.pop("landing_capacity_bytes", 5 * GiB),
         ingestor_groups=fields.pop("ingestor_groups", ("ingestor", "group2")),
+        # The stand-in's jobs have no url action: only the reconciliation tests take them in.
+        reconcile_after_s=fields.pop("reconcile_after_s", 86400.0),
         nats=bus_settings(nats_url, "gateway"),
         s3=S3Settings(
             endpoint=s3_server.endpoint,
