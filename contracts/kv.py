@@ -105,7 +105,7 @@ BUCKETS: Final = (
         JOBS,
         "gateway creates, ltsmover updates: per-job and per-dataset progress",
         writers=("gateway", "ltsmover"),
-        readers=("operator", "datablocker", "scicat_sync"),
+        readers=("operator", "datablocker", "scicat_sync", "verifier"),
     ),
     BucketSpec(
         RETRIEVALS,

@@ -17,7 +17,7 @@ from minio import Minio
 from nats.js import JetStreamContext
 
 from contracts import kv, subjects
-from contracts.events import JobCancelRequested
+from contracts.events import DatablocksCreated, JobCancelRequested, LtsMoved
 from contracts.jobs import JobRecord
 from runtime.kvstore import KvRecords, open_bucket
 from runtime.lts import PosixLts, Readable
@@ -183,3 +183,49 @@ async def test_a_job_cancelled_after_a_copy_was_written_withdraws_the_copy_it_wr
     assert files_below(root) == []
     assert record.status == "finishedUnsuccessful"
     assert record.datasets[pid].error == "Cancelled by alice at 2026-12-06T05:12:00Z"
+
+
+async def test_the_verifier_does_not_read_a_copy_of_a_cancelled_job(
+    world, nats_server_process, s3_server
+) -> None:
+    """An `lts.moved` of a job whose record says it was cancelled gets no verdict; the same
+    copy announced for a job nobody cancelled does."""
+    js, _, root = world
+    tag = uuid.uuid4().hex[:8]
+    pid, cancelled, running_job = f"20.500/verify-{tag}", f"gone-{tag}", f"kept-{tag}"
+
+    def store(archive_id: str, raw: bytes) -> None:
+        PosixLts(root).write(archive_id, io.BytesIO(raw), len(raw))
+
+    await record_datablocks(js, pid, [{"file0.dat": b"v" * 3000}], store)
+    entry = await (await open_bucket(js, kv.DATABLOCKS)).get(kv.id_key(pid))
+    block = DatablocksCreated.model_validate_json(entry.value).datablocks[0]
+    records = KvRecords(await open_bucket(js, kv.JOBS), JobRecord)
+    for job_id in (cancelled, running_job):
+        await records.create(
+            kv.id_key(job_id), JobRecord.submitted(job_request("archive", job_id, pid))
+        )
+    await ask_to_cancel(js, cancelled, "alice")
+
+    async with running(
+        create_verifier(verifier_settings(nats_server_process.url, s3_server, root))
+    ):
+        for job_id in (cancelled, running_job):
+            moved = LtsMoved(
+                occurred_at=CANCELLED_AT,
+                job_id=job_id,
+                job_type="archive",
+                pid=pid,
+                datablock=block,
+                location=str(root / block.archive_id),
+                attempt=0,
+            )
+            await publish_event(js, subjects.LTS_MOVED, moved, msg_id=moved.dedup_id())
+
+        async def verdict_for_the_running_job() -> bool:
+            return any(s == "lts.verified" for s, _ in await events(js, running_job))
+
+        await eventually(verdict_for_the_running_job, "a verdict", timeout_s=15.0)
+        await asyncio.sleep(0.3)
+
+    assert [s for s, _ in await events(js, cancelled) if s == "lts.verified"] == []
