@@ -7,9 +7,11 @@ in the job's record (compare-and-set), then announces `job.cancel_requested`.
 """
 
 import asyncio
+import contextlib
 import io
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from contracts.jobs import JobRecord
 from runtime.kvstore import KvRecords, open_bucket
 from runtime.lts import PosixLts, Readable
 from runtime.publishing import publish_event
+from runtime.s3_extras import list_multipart_uploads
 from services.ltsmover.app import create_app as create_ltsmover
 from services.verifier.app import create_app as create_verifier
 from tests.ltsmover.service_fixtures import (
@@ -150,7 +153,8 @@ async def test_a_job_cancelled_after_a_copy_was_written_withdraws_the_copy_it_wr
     world, nats_server_process, s3_server
 ) -> None:
     """A copy this job wrote whole, of a dataset cancelled before it verified, goes too;
-    a job whose record names no canceller is not stopped by a forged cancel event."""
+    a job whose record names no canceller is not stopped by a forged cancel event, and a
+    cancel handled again announces nothing new."""
     js, s3, root = world
     tag = uuid.uuid4().hex[:8]
     pid, job_id = f"20.500/withdraw-{tag}", f"job-{tag}"
@@ -175,7 +179,15 @@ async def test_a_job_cancelled_after_a_copy_was_written_withdraws_the_copy_it_wr
         untouched = await job_record(js, job_id)
         await ask_to_cancel(js, job_id, "alice")
         record = await finished(js, job_id)
+        told = await events(js, job_id)
+        again = JobCancelRequested(occurred_at=CANCELLED_AT, job_id=job_id, requested_by="alice")
+        await publish_event(js, subjects.JOB_CANCEL_REQUESTED, again, msg_id="redelivered-1")
+        await asyncio.sleep(0.5)
+        retold = await events(js, job_id)
 
+    assert [s for s, _ in retold if s != "job.cancel_requested"] == [
+        s for s, _ in told if s != "job.cancel_requested"
+    ]
     slug = pid.replace("/", "-")
     assert copied == [f"openem-network/datasets/{pid}/datablocks/{slug}_0.tar"]
     assert untouched is not None
@@ -229,3 +241,46 @@ async def test_the_verifier_does_not_read_a_copy_of_a_cancelled_job(
         await asyncio.sleep(0.3)
 
     assert [s for s, _ in await events(js, cancelled) if s == "lts.verified"] == []
+
+
+class SlowReadLts(PosixLts):
+    """A posix LTS whose copies read back slowly (a tape drive streaming)."""
+
+    @contextlib.contextmanager
+    def open_read(self, archive_id: str) -> Iterator[Readable]:
+        with super().open_read(archive_id) as stream:
+            yield SlowReader(stream)
+
+
+async def test_a_retrieve_cancelled_mid_upload_leaves_nothing_in_the_retrieval_bucket(
+    world, nats_server_process, s3_server, s3_extras
+) -> None:
+    """Cancelled while a datablock streams into the retrieval bucket in parts: the multipart
+    upload is aborted, no object of the dataset is there, the job ends finishedUnsuccessful."""
+    js, s3, root = world
+    tag = uuid.uuid4().hex[:8]
+    pid, job_id = f"20.500/unretrieve-{tag}", f"job-{tag}"
+
+    def store(archive_id: str, raw: bytes) -> None:
+        PosixLts(root).write(archive_id, io.BytesIO(raw), len(raw))
+
+    await record_datablocks(js, pid, [{"big.dat": b"r" * (40 * MiB)}], store)
+    prefix = f"openem-network/datasets/{pid}/"
+    settings = mover_settings(nats_server_process.url, s3_server, root, cancel_poll_s=0.1)
+
+    async with running(create_ltsmover(settings, lts=SlowReadLts(root))):
+        job = job_request("retrieve", job_id, pid)
+        await publish_event(js, subjects.JOB_REQUESTED_RETRIEVE, job, msg_id=job.dedup_id())
+
+        async def uploading() -> bool:
+            return bool(list(list_multipart_uploads(s3_extras, "retrieval", prefix)))
+
+        await eventually(uploading, "a part of the datablock was uploaded", timeout_s=20.0)
+        await ask_to_cancel(js, job_id, "alice")
+        record = await finished(js, job_id)
+        await asyncio.sleep(0.5)
+
+    assert list(list_multipart_uploads(s3_extras, "retrieval", prefix)) == []
+    assert list(s3.list_objects("retrieval", prefix=prefix, recursive=True)) == []
+    assert record.status == "finishedUnsuccessful"
+    assert record.datasets[pid].error == "Cancelled by alice at 2026-12-06T05:12:00Z"
