@@ -103,7 +103,7 @@ BUCKETS: Final = (
     ),
     BucketSpec(
         JOBS,
-        "gateway creates, ltsmover updates: per-job and per-dataset progress",
+        "gateway creates (and records cancel and retry requests), ltsmover updates: progress",
         writers=("gateway", "ltsmover"),
         readers=("operator", "datablocker", "scicat_sync", "verifier"),
     ),
