@@ -37,6 +37,8 @@ EMITS: Final[Mapping[str, tuple[str, ...]]] = {
         subjects.UPLOAD_FINISHED,
         subjects.JOB_REQUESTED_ARCHIVE,
         subjects.JOB_REQUESTED_RETRIEVE,
+        subjects.JOB_CANCEL_REQUESTED,
+        subjects.JOB_RETRY_REQUESTED,
     ),
     "datablocker": (
         subjects.DATABLOCK_REQUESTED,

@@ -209,6 +209,34 @@ class JobRequested(Event):
         return f"job.requested:{self.job_id}"
 
 
+class JobCancelRequested(Event):
+    """`job.cancel_requested`: a person asked to cancel job `job_id`.
+
+    A claim: the ltsmover stops the job only if the job's record (KV `jobs`) says
+    it was asked to (`cancel_requested_by`), and uses the record's who and when.
+    """
+
+    job_id: JobId
+    requested_by: str
+
+    def dedup_id(self) -> str:
+        return f"job.cancel_requested:{self.job_id}"
+
+
+class JobRetryRequested(Event):
+    """`job.retry_requested`: a person asked to redo finished job `job_id`'s failed datasets.
+
+    A claim: scicat_sync creates the new SciCat job from the old job's record (its
+    type, owner group and failed datasets), never from the event; one per old job.
+    """
+
+    job_id: JobId
+    requested_by: str
+
+    def dedup_id(self) -> str:
+        return f"job.retry_requested:{self.job_id}"
+
+
 class LtsMoved(Event):
     """`lts.moved`: one datablock copy was written; the verifier re-reads it."""
 
@@ -354,6 +382,8 @@ EVENT_OF_SUBJECT: dict[str, type[BaseModel]] = {
     subjects.DATASET_PACKING_FAILED: DatasetPackingFailed,
     subjects.JOB_REQUESTED_ARCHIVE: JobRequested,
     subjects.JOB_REQUESTED_RETRIEVE: JobRequested,
+    subjects.JOB_CANCEL_REQUESTED: JobCancelRequested,
+    subjects.JOB_RETRY_REQUESTED: JobRetryRequested,
     subjects.LTS_MOVED: LtsMoved,
     subjects.LTS_VERIFIED: LtsVerified,
     subjects.DATASET_ARCHIVED: DatasetArchived,

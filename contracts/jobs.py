@@ -8,7 +8,7 @@ re-used when that transition's events are published again after a crash, so
 the repeat carries the same dedup id and is stored once.
 """
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NonNegativeInt
@@ -129,6 +129,19 @@ class JobRecord(BaseModel):
     @property
     def finished(self) -> bool:
         return self.status in FINAL_JOB_STATUS_CODES
+
+    @property
+    def cancel_reason(self) -> str | None:
+        """The "Cancelled by alice at 2026-12-06T05:12:00Z" of a job someone asked to cancel."""
+        if self.cancel_requested_by is None or self.cancel_requested_at is None:
+            return None
+        at = self.cancel_requested_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return f"Cancelled by {self.cancel_requested_by} at {at}"
+
+    @property
+    def failed_pids(self) -> list[str]:
+        """The datasets that failed, in the job's order (what a retry redoes)."""
+        return [d.pid for d in self.datasets.values() if d.state == "failed"]
 
     @property
     def all_decided(self) -> bool:

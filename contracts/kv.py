@@ -38,7 +38,8 @@ who is making it, who waits for it, and until when a verified copy is kept. scic
 presigns URLs for the verified ones when it writes a retrieve job's result."""
 
 PERIODIC_TASKS: Final = "periodic_tasks"
-"""every service with a periodic task (ltsmover's retrieval sweep): per task, the round claimed
+"""every service with a periodic task (ltsmover's retrieval sweep, the gateway's stuck-job
+reconciliation): per task, the round claimed
 last and by which instance (compare-and-set), so N instances run each round once."""
 
 SCICAT_SYNC_APPLIED: Final = "scicat_sync_applied"
@@ -102,9 +103,9 @@ BUCKETS: Final = (
     ),
     BucketSpec(
         JOBS,
-        "gateway creates, ltsmover updates: per-job and per-dataset progress",
+        "gateway creates (and records cancel and retry requests), ltsmover updates: progress",
         writers=("gateway", "ltsmover"),
-        readers=("operator", "datablocker", "scicat_sync"),
+        readers=("operator", "datablocker", "scicat_sync", "verifier"),
     ),
     BucketSpec(
         RETRIEVALS,
@@ -120,8 +121,8 @@ BUCKETS: Final = (
     ),
     BucketSpec(
         PERIODIC_TASKS,
-        "ltsmover: per periodic task, the round claimed last and by which instance",
-        writers=("ltsmover",),
+        "ltsmover, gateway: per periodic task, the round claimed last and by which instance",
+        writers=("ltsmover", "gateway"),
     ),
     BucketSpec(
         SCICAT_SYNC_APPLIED,

@@ -76,6 +76,8 @@ ARCHIVER: Final = StreamSpec(
         subjects.DATABLOCKS_CREATED,
         subjects.DATASET_PACKING_FAILED,
         subjects.JOB_REQUESTED_ALL,
+        subjects.JOB_CANCEL_REQUESTED,
+        subjects.JOB_RETRY_REQUESTED,
         subjects.LTS_MOVED,
         subjects.LTS_VERIFIED,
         subjects.DATASET_ARCHIVED,
@@ -182,6 +184,14 @@ LTSMOVER_JOB_REQUESTED_ALL: Final = _consumer(
     subjects.JOB_REQUESTED_ALL,
     description="Copies datablocks to LTS (archive) or back to the retrieval bucket (retrieve).",
 )
+LTSMOVER_JOB_CANCEL_REQUESTED: Final = _consumer(
+    "ltsmover",
+    subjects.JOB_CANCEL_REQUESTED,
+    description=(
+        "Ends a job a person cancelled (as its record says): unfinished datasets fail, "
+        "what the job copied of them goes."
+    ),
+)
 VERIFIER_LTS_MOVED: Final = _consumer(
     "verifier",
     subjects.LTS_MOVED,
@@ -212,6 +222,11 @@ SCICAT_SYNC_DATASET_PACKING_FAILED: Final = _consumer(
     subjects.DATASET_PACKING_FAILED,
     description="Tells SciCat why a dataset could not be packed (it stays archivable).",
 )
+SCICAT_SYNC_JOB_RETRY_REQUESTED: Final = _consumer(
+    "scicat_sync",
+    subjects.JOB_RETRY_REQUESTED,
+    description="Creates, once, a SciCat job redoing a finished job's failed datasets.",
+)
 
 CONSUMERS: Final = (
     GATEWAY_MINIO_EVENTS,
@@ -219,12 +234,14 @@ CONSUMERS: Final = (
     DATABLOCKER_DATABLOCK_REQUESTED,
     DATABLOCKER_DATASET_ARCHIVED,
     LTSMOVER_JOB_REQUESTED_ALL,
+    LTSMOVER_JOB_CANCEL_REQUESTED,
     VERIFIER_LTS_MOVED,
     LTSMOVER_LTS_VERIFIED,
     SCICAT_SYNC_DATABLOCKS_CREATED,
     SCICAT_SYNC_DATASET_LIFECYCLE,
     SCICAT_SYNC_JOB_STATUS,
     SCICAT_SYNC_DATASET_PACKING_FAILED,
+    SCICAT_SYNC_JOB_RETRY_REQUESTED,
 )
 
 

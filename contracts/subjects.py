@@ -33,6 +33,12 @@ JOB_REQUESTED_RETRIEVE: Final = "job.requested.retrieve"
 JOB_REQUESTED_ALL: Final = "job.requested.>"
 """Both job kinds (ltsmover's filter)."""
 
+JOB_CANCEL_REQUESTED: Final = "job.cancel_requested"
+"""A person asked to cancel a job (the gateway recorded who and when in the job's record)."""
+
+JOB_RETRY_REQUESTED: Final = "job.retry_requested"
+"""A person asked to redo a finished job's failed datasets in a new SciCat job."""
+
 # Long-term storage
 LTS_MOVED: Final = "lts.moved"
 """A datablock was written to long-term storage (or back to the retrieval bucket)."""

@@ -129,6 +129,13 @@ DATASETS_FINISHED = Counter(
     ["job_type", "state", "error_kind"],
     registry=REGISTRY,
 )
+JOBS_RECONCILED = Counter(
+    "archiver_jobs_reconciled_total",
+    "SciCat jobs the gateway took in by reconciliation: still jobSubmitted in SciCat after the "
+    "configured age and unknown to the archiver (their url action never reached the gateway).",
+    ["job_type"],
+    registry=REGISTRY,
+)
 JOBS_FINISHED = Counter(
     "archiver_jobs_finished_total",
     "Archive and retrieve jobs that finished, by SciCat status code.",
@@ -200,6 +207,10 @@ def count_verdict(job_type: str, *, ok: bool, bytes_read: int) -> None:
 
 def count_dataset_finished(job_type: str, state: str, error_kind: str | None) -> None:
     DATASETS_FINISHED.labels(job_type, state, error_kind or "").inc()
+
+
+def count_job_reconciled(job_type: str) -> None:
+    JOBS_RECONCILED.labels(job_type).inc()
 
 
 def count_job_finished(job_type: str, status: str) -> None:

@@ -34,6 +34,15 @@ class BucketReader:
         self.bucket = bucket
         self.role = role
 
+    def size(self, key: str) -> int | None:
+        """The object's size; None if there is none."""
+        try:
+            return self.client.stat_object(self.bucket, key).size
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject"):
+                return None
+            raise
+
     @contextlib.contextmanager
     def open(self, key: str) -> Iterator[Readable]:
         """The object's body, read as it is pulled; `ObjectMissing` if there is none."""

@@ -1,11 +1,18 @@
-"""What the gateway announces on the bus: finished uploads and requested jobs, one log line each."""
+"""What the gateway announces on the bus: finished uploads, requested jobs, and people's cancel
+and retry requests; one log line each."""
 
 from dataclasses import dataclass
 
 import structlog
 
 from contracts import subjects
-from contracts.events import Event, JobRequested, UploadFinished
+from contracts.events import (
+    Event,
+    JobCancelRequested,
+    JobRequested,
+    JobRetryRequested,
+    UploadFinished,
+)
 from runtime.publishing import BusUnavailable, PubAck
 from runtime.service_bus import Bus
 from services.gateway.errors import DependencyDown
@@ -48,5 +55,23 @@ class Announcer:
             job_id=event.job_id,
             job_type=event.job_type,
             datasets=len(event.datasets),
+            duplicate=bool(ack.duplicate),
+        )
+
+    async def job_cancel_requested(self, event: JobCancelRequested) -> None:
+        ack = await self._publish(subjects.JOB_CANCEL_REQUESTED, event)
+        log.info(
+            "job.cancel_requested_published",
+            job_id=event.job_id,
+            requested_by=event.requested_by,
+            duplicate=bool(ack.duplicate),
+        )
+
+    async def job_retry_requested(self, event: JobRetryRequested) -> None:
+        ack = await self._publish(subjects.JOB_RETRY_REQUESTED, event)
+        log.info(
+            "job.retry_requested_published",
+            job_id=event.job_id,
+            requested_by=event.requested_by,
             duplicate=bool(ack.duplicate),
         )

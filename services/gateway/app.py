@@ -16,7 +16,7 @@ from contracts import streams
 from contracts.events import MinioNotification
 from runtime.monitoring import BusHealth, MonitoringAddress, monitoring_port
 from runtime.service_bus import Bus, ServiceBus, handled_correlation_id
-from services.gateway import upload_routes
+from services.gateway import job_actions, upload_routes
 from services.gateway.body_limits import BodyLimits
 from services.gateway.bootstrap import Gateway, build_gateway
 from services.gateway.correlation import install_correlation_ids
@@ -30,11 +30,12 @@ from services.gateway.credentials import (
 from services.gateway.dependencies import gateway_parts
 from services.gateway.error_responses import install_error_handlers
 from services.gateway.health import Probe, build_health_router
+from services.gateway.job_action_routes import router as job_action_router
 from services.gateway.job_routes import build_job_router
 from services.gateway.notifications import announce_marked_uploads
 from services.gateway.request_metrics import install_request_metrics
 from services.gateway.settings import GatewaySettings
-from services.gateway.status_page import NO_STEERING, build_status_router
+from services.gateway.status_page import JobSteering, build_status_router
 
 
 def subscribe_handlers(bus: Bus, gateway: Gateway) -> None:
@@ -84,9 +85,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     api.include_router(build_health_router(readiness_probes))
     api.include_router(upload_routes.router)
     api.include_router(build_job_router(job_callers))
-    # The status page's Cancel and Retry buttons: point them at `job_actions.cancel_job` and
-    # `retry_job` (JobSteering(cancel=..., retry=...)) once the gateway has them.
-    api.include_router(build_status_router(NO_STEERING))
+    api.include_router(job_action_router)
+    api.include_router(
+        build_status_router(JobSteering(cancel=job_actions.cancel_job, retry=job_actions.retry_job))
+    )
     app = FastAPI(title="archiver gateway", lifespan=lifespan)
     app.include_router(api)
     install_error_handlers(app)

@@ -2,7 +2,7 @@
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -10,6 +10,7 @@ from contracts import kv as kv_names
 from runtime.dead_letters import Letter, list_letters
 from runtime.kvstore import open_bucket
 from runtime.objectstore import s3_client
+from runtime.periodic import open_rounds, run_periodically
 from runtime.s3_extras import s3_extras_client
 from runtime.scicat import open_scicat_client
 from runtime.service_bus import Bus
@@ -20,6 +21,7 @@ from services.gateway.jobs import JobIntake
 from services.gateway.landing_uploads import LandingZone
 from services.gateway.notifications import MarkerWatch
 from services.gateway.packing_records import open_packing_records
+from services.gateway.reconciliation import take_in_stuck_jobs
 from services.gateway.scicat_lookups import DatasetOwner, Identity, ScicatLookups, TtlCache
 from services.gateway.settings import GatewaySettings
 from services.gateway.status_sessions import StatusSessions
@@ -27,6 +29,8 @@ from services.gateway.tokens import TokenIssuer
 from services.gateway.uploads import Uploads
 
 Clock = Callable[[], datetime]
+
+RECONCILIATION_TASK = "gateway.job_reconciliation"
 
 
 def now() -> datetime:
@@ -51,6 +55,10 @@ class Gateway:
     """Every dead letter, oldest first (the status page's list; the gateway may read, not
     remove them, nor read the originals' streams)."""
     clock: Clock
+    announcer: Announcer
+    """Publishes people's cancel and retry requests (`job_actions`)."""
+    retry_answer_wait: timedelta
+    """How long a retry request waits for the new job's id (`job_actions.retry_job`)."""
 
 
 def token_issuer(settings: GatewaySettings) -> TokenIssuer:
@@ -66,7 +74,8 @@ def token_issuer(settings: GatewaySettings) -> TokenIssuer:
 async def build_gateway(
     settings: GatewaySettings, bus: Bus, *, clock: Clock = now
 ) -> AsyncIterator[Gateway]:
-    """The gateway's parts on the connected bus; the SciCat client closes when the block ends."""
+    """The gateway's parts on the connected bus; the SciCat client closes, and the stuck-job
+    reconciliation stops, when the block ends."""
     s3 = s3_client(settings.s3)
     signer = (
         s3_client(settings.s3.model_copy(update={"endpoint": settings.presign_endpoint}))
@@ -100,7 +109,14 @@ async def build_gateway(
         async def scicat_probe() -> None:
             await scicat.check_health()
 
-        yield Gateway(
+        intake = JobIntake(
+            publish=announcer.job_requested,
+            saved_job=catalog.saved_job,
+            max_payload=lambda: bus.max_payload,
+            clock=clock,
+            jobs=await open_bucket(bus.js, kv_names.JOBS),
+        )
+        gateway = Gateway(
             catalog=catalog,
             issuer=token_issuer(settings),
             uploads=Uploads(
@@ -118,13 +134,7 @@ async def build_gateway(
                 publish=announcer.upload_finished,
                 clock=clock,
             ),
-            intake=JobIntake(
-                publish=announcer.job_requested,
-                saved_job=catalog.saved_job,
-                max_payload=lambda: bus.max_payload,
-                clock=clock,
-                jobs=await open_bucket(bus.js, kv_names.JOBS),
-            ),
+            intake=intake,
             markers=MarkerWatch(
                 landing_bucket=settings.s3.landing_bucket,
                 completion_marker=settings.completion_marker,
@@ -144,4 +154,23 @@ async def build_gateway(
             ),
             dead_letters=lambda: list_letters(bus.js, originals=False),
             clock=clock,
+            announcer=announcer,
+            retry_answer_wait=timedelta(seconds=settings.retry_answer_wait_s),
         )
+        reconcile_after = timedelta(seconds=settings.reconcile_after_s)
+        reconciler = asyncio.create_task(
+            run_periodically(
+                RECONCILIATION_TASK,
+                lambda: take_in_stuck_jobs(
+                    catalog.submitted_jobs, intake, older_than=reconcile_after, now=clock()
+                ),
+                rounds=await open_rounds(bus.js),
+                interval=timedelta(seconds=settings.reconcile_interval_s),
+            )
+        )
+        try:
+            yield gateway
+        finally:
+            reconciler.cancel()
+            with suppress(asyncio.CancelledError):
+                await reconciler

@@ -9,13 +9,19 @@ starts nothing new.
 The POSTed body is a claim: the archiver reads the job from SciCat with its
 service account and acts on SciCat's type, dataset list and owner group. A job
 SciCat does not know is 404; a body that contradicts SciCat's job is 409.
+
+A job SciCat saved with `jobParams.retryOf` (a retry scicat_sync created) is
+linked both ways: its record's `retry_of`, the old record's `retried_as`; the
+link is a claim too, kept only if the old job's record agrees (same type and
+owner group, and every dataset one the old job failed).
 """
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
+import structlog
 from pydantic import ValidationError
 
 from contracts.events import JobDataset, JobRequested, check_job_id
@@ -23,6 +29,10 @@ from contracts.jobs import JobRecord
 from contracts.kv import id_key
 from runtime.kvstore import KvBucket, KvConflict, KvRecords
 from services.gateway.errors import Conflict, DependencyDown, InvalidRequest, NotFound
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 JobKind = Literal["archive", "retrieve"]
 JobApi = Literal["v3", "v4"]
@@ -46,6 +56,8 @@ class JobAccepted:
 
     uuid: str
     name: str
+    recorded_now: bool = False
+    """This call recorded the job (False: it was known already)."""
 
 
 @dataclass(frozen=True)
@@ -181,7 +193,15 @@ class JobIntake:
         self._max_payload = max_payload
         self._clock = clock
 
-    async def submit(self, body: Mapping[str, Any], correlation_id: str | None) -> JobAccepted:
+    async def submit(
+        self,
+        body: Mapping[str, Any],
+        correlation_id: str | None,
+        *,
+        taken_in_by: str | None = None,
+    ) -> JobAccepted:
+        """Record the job once and announce it; `taken_in_by` says, in the record's status
+        message, who took it in when SciCat's url action did not (e.g. "reconciliation")."""
         max_datasets = max_job_datasets(self._max_payload())
         posted = read_job(body, "The job", max_datasets)
         if posted.job_type not in JOB_KINDS:
@@ -204,6 +224,9 @@ class JobIntake:
         )
         self._check_fits(request)
         record = JobRecord.submitted(request)
+        if taken_in_by is not None:
+            record.status_message = f"Job submitted (taken in by {taken_in_by})"
+        record.retry_of = await self._retry_of(saved_json, record)
         if not await self._jobs.create(id_key(posted.job_id), record):
             # Two POSTs of one job raced; the other one recorded it first.
             raced = await self.record(posted.job_id)
@@ -211,8 +234,50 @@ class JobIntake:
                 msg = f"job {posted.job_id}: another request created its record, then it was gone"
                 raise KvConflict(msg)
             return await self._repeat(raced, posted, correlation_id)
+        await self._link_retry(record)
         await self._publish(request)
-        return _accepted(record)
+        return JobAccepted(
+            uuid=record.job_id, name=f"{record.job_type}-{record.job_id}", recorded_now=True
+        )
+
+    async def _retry_of(self, saved_json: Mapping[str, Any], record: JobRecord) -> str | None:
+        """The job whose failed datasets this one redoes, if SciCat's jobParams say so and that
+        job's record agrees; None otherwise (a mismatching claim is logged and not linked)."""
+        params = saved_json.get("jobParams")
+        old_id = params.get("retryOf") if isinstance(params, dict) else None
+        if not isinstance(old_id, str) or not old_id:
+            return None
+        old = await self.record(old_id) if _is_job_id(old_id) else None
+        agrees = (
+            old is not None
+            and old.job_type == record.job_type
+            and old.owner_group == record.owner_group
+            and set(record.datasets) <= set(old.failed_pids)
+        )
+        if not agrees:
+            log.warning("job.retry_link_refused", job_id=record.job_id, retry_of=old_id)
+            return None
+        return old_id
+
+    async def _link_retry(self, record: JobRecord) -> None:
+        """The old job's record names this job among its retries (once)."""
+        if record.retry_of is None:
+            return
+
+        def link(old: JobRecord) -> None:
+            if record.job_id not in old.retried_as:
+                old.retried_as.append(record.job_id)
+
+        await self._jobs.change(id_key(record.retry_of), link)
+
+    async def change(self, job_id: str, mutate: Callable[[JobRecord], T]) -> tuple[JobRecord, T]:
+        """Apply `mutate` to the job's newest record by compare-and-set (re-applied on a
+        conflict); NotFound if the archiver has no record of the job."""
+        changed = await self._jobs.change(id_key(job_id), mutate)
+        if changed is None:
+            msg = f"No job {job_id} was submitted to the archiver"
+            raise NotFound(msg)
+        return changed
 
     def _check_fits(self, request: JobRequested) -> None:
         size = len(request.model_dump_json())
@@ -236,6 +301,7 @@ class JobIntake:
         if record.status == "jobSubmitted":
             # The first POST may have died between recording and publishing: publish
             # again with the original time, hence the original dedup id (stored once).
+            await self._link_retry(record)
             await self._publish(_request_of(record, correlation_id))
         return _accepted(record)
 
@@ -253,6 +319,14 @@ class JobIntake:
             msg = f"No job {job_id} was submitted to the archiver"
             raise NotFound(msg)
         return record
+
+
+def _is_job_id(value: str) -> bool:
+    try:
+        check_job_id(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _accepted(record: JobRecord) -> JobAccepted:

@@ -23,6 +23,7 @@ from runtime.scicat import (
     ScicatRefused,
     ScicatUnavailable,
     pid_path,
+    with_filter,
 )
 from services.gateway.errors import DependencyDown, NotAuthenticated, NotFound
 
@@ -180,6 +181,18 @@ class ScicatLookups:
         if answer is None or answer == {}:
             raise NotFound(missing)
         return _json_object(answer, "job")
+
+    async def submitted_jobs(self) -> list[dict[str, Any]]:
+        """SciCat's archive and retrieve jobs still `jobSubmitted` (`GET v4/jobs?filter=...`),
+        read with the service account (JobReadAny, as `saved_job`)."""
+        where = {"statusCode": "jobSubmitted", "type": {"$in": ["archive", "retrieve"]}}
+        try:
+            answer = await self._read(with_filter("v4/jobs", {"where": where}), "job list")
+        except ScicatRefused as exc:
+            raise _unexpected("job list", exc.status_code) from exc
+        if not isinstance(answer, list):
+            raise _unexpected("job list")
+        return [job for job in answer if isinstance(job, dict)]
 
     async def _read(self, path: str, what: str, *, user_token: str | None = None) -> Any:
         """GET (with the service account unless `user_token`); SciCat down, garbled or

@@ -38,6 +38,14 @@ class GatewaySettings(BaseSettings):
     stuck on the job API and the status page."""
     status_session_ttl_s: int = Field(1800, gt=0, le=12 * 3600)
     """Lifetime of a status page login (a signed cookie); then the operator logs in again."""
+    retry_answer_wait_s: float = Field(5.0, ge=0, le=60)
+    """How long `POST /archiver/jobs/{id}/retry` waits for the new SciCat job's id before it
+    answers without it (the job is still being created; the old job's record will name it)."""
+    reconcile_after_s: float = Field(300.0, gt=0)
+    """A SciCat archive or retrieve job still `jobSubmitted` this long after it was saved, and
+    unknown to the archiver (its url action never arrived), is taken in by reconciliation."""
+    reconcile_interval_s: float = Field(60.0, gt=0)
+    """How often SciCat is asked for such jobs (one gateway instance per round)."""
     presigned_url_expiry_s: int = Field(3600, gt=0, le=7 * 24 * 3600)
     completion_marker: str = ".archiver-upload-complete"
     """Object name (below raw_files/) whose creation announces a finished upload."""

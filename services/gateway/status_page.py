@@ -31,7 +31,7 @@ from contracts.scicat import FINAL_JOB_STATUS_CODES
 from runtime.redaction import redact_text
 from services.gateway.bootstrap import Gateway
 from services.gateway.dependencies import GatewayParts
-from services.gateway.errors import GatewayError, NotAuthenticated, NotAvailable
+from services.gateway.errors import GatewayError, NotAuthenticated
 from services.gateway.job_reading import JobFilter, list_jobs, read_job
 from services.gateway.people import Person, person_of
 from services.gateway.status_sessions import COOKIE, StatusLogin
@@ -91,15 +91,6 @@ class JobSteering:
 
     cancel: Callable[[Gateway, Person, str], Awaitable[CancelAnswer]]
     retry: Callable[[Gateway, Person, str], Awaitable[RetryAnswer]]
-
-
-async def _not_available(gateway: Gateway, person: Person, job_id: str) -> Any:
-    msg = "This gateway cannot cancel or retry jobs yet"
-    raise NotAvailable(msg)
-
-
-NO_STEERING = JobSteering(cancel=_not_available, retry=_not_available)
-"""Until the gateway has `job_actions`: the buttons answer that they are not available."""
 
 
 def same_origin(request: Request) -> bool:

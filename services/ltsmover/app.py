@@ -5,7 +5,7 @@ from contextlib import AsyncExitStack
 from faststream import FastStream
 
 from contracts import streams
-from contracts.events import JobRequested, LtsVerified
+from contracts.events import JobCancelRequested, JobRequested, LtsVerified
 from runtime.lts import LtsBackend
 from runtime.monitoring import MonitoringAddress
 from runtime.service_bus import Bus, service_app
@@ -19,6 +19,11 @@ def subscribe_handlers(bus: Bus, flows: JobFlows) -> None:
     async def on_job_requested(event: JobRequested) -> None:
         """subjects.JOB_REQUESTED_ARCHIVE and subjects.JOB_REQUESTED_RETRIEVE, one consumer."""
         await jobflow.run_job(event, flows.of(event.job_type))
+
+    @bus.consumes(streams.LTSMOVER_JOB_CANCEL_REQUESTED)
+    async def on_job_cancel_requested(event: JobCancelRequested) -> None:
+        record = await flows.archive.jobs.get(event.job_id)
+        await jobflow.cancel_job(event, flows.of(record.job_type if record else "archive"))
 
     @bus.consumes(streams.LTSMOVER_LTS_VERIFIED)
     async def on_lts_verified(event: LtsVerified) -> None:

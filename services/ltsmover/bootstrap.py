@@ -85,6 +85,7 @@ async def build_job_flows(
             emit=emit,
             max_parallel_datasets=settings.max_parallel_datasets,
             max_copy_attempts=settings.max_copy_attempts,
+            cancel_poll_s=settings.cancel_poll_s,
         )
 
     flows = JobFlows(

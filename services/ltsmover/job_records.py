@@ -143,11 +143,15 @@ def finish_job(record: JobRecord, *, outcome: str, now: datetime) -> None:
 
 
 def job_outcome(record: JobRecord, outcome: str) -> tuple[JobStatusCode, str]:
-    """The finished job's status and message, e.g. "1 of 2 dataset(s) archived; failed: ..."."""
+    """The finished job's status and message, e.g. "1 of 2 dataset(s) archived; failed: ...";
+    a cancelled job's: "Cancelled by alice at 2026-12-06T05:12:00Z; 0 of 2 dataset(s) archived"."""
     total = len(record.datasets)
     failed = [d for d in record.datasets.values() if d.state == "failed"]
     succeeded = total - len(failed)
     message = f"{succeeded} of {total} dataset(s) {outcome}"
+    if (cancelled := record.cancel_reason) is not None:
+        # Cancelled: unsuccessful whatever finished before, and the message says who and when.
+        return "finishedUnsuccessful", f"{cancelled}; {message}"
     if failed:
         message += "; failed: " + "; ".join(f"{d.pid}: {d.error}" for d in failed)
     if not failed:

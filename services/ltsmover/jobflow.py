@@ -15,10 +15,18 @@ Every step is recorded in the job's KV record (`job_records`) before its event i
 published, and events re-published after a crash carry the recorded timestamps,
 so a redelivered message repeats nothing and regresses nothing.
 
-Entry points: `run_job` (`job.requested`) and `record_verification` (`lts.verified`).
+A person may cancel a job (the gateway records who and when in the job's record,
+then announces `job.cancel_requested`): work stops at the next safe point (before
+a copy, inside a copy between chunks, after a copy), every undecided dataset fails
+with "Cancelled by <who> at <when>", what the job wrote of it goes (`withdraw`),
+and the job ends `finishedUnsuccessful`. Only the record's word counts.
+
+Entry points: `run_job` (`job.requested`), `record_verification` (`lts.verified`) and
+`cancel_job` (`job.cancel_requested`).
 """
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +40,7 @@ from contracts.events import (
     Datablock,
     DatasetLifecycleChanged,
     Event,
+    JobCancelRequested,
     JobRequested,
     JobStatusChanged,
     LtsMoved,
@@ -49,6 +58,7 @@ from runtime.settling import PermanentError
 from services.ltsmover import job_records as steps
 from services.ltsmover.job_records import DatasetFailed, WorkingState
 from services.ltsmover.jobstate import DatablockRecords, JobStore
+from services.ltsmover.stopping import CopyStopped, watch_cancel
 
 log = structlog.get_logger(__name__)
 
@@ -96,9 +106,16 @@ class Transfer(Protocol):
         ...
 
     async def write(
-        self, job_id: str, pid: str, block: Datablock, attempt: int, record_working: RecordWorking
+        self,
+        job_id: str,
+        pid: str,
+        block: Datablock,
+        attempt: int,
+        record_working: RecordWorking,
+        stop: threading.Event,
     ) -> None:
-        """Copy the datablock's bytes (waits bounded); `DatasetFailed` if it cannot."""
+        """Copy the datablock's bytes (waits bounded); `DatasetFailed` if it cannot,
+        `CopyStopped` (nothing of the copy left) once `stop` is set."""
         ...
 
     async def written(self, job_id: str, archive_id: str, attempt: int) -> bool:
@@ -111,6 +128,11 @@ class Transfer(Protocol):
 
     async def discard(self, job_id: str, pid: str, block: DatablockProgress) -> None:
         """Remove what the job copied of a datablock its dataset no longer needs."""
+        ...
+
+    async def withdraw(self, job_id: str, pid: str, block: DatablockProgress) -> None:
+        """Remove everything the job wrote of a datablock of a cancelled dataset (its record
+        says what it wrote), where the datablock's source still holds it."""
         ...
 
     async def replaceable(self, job_id: str, block: DatablockProgress) -> bool | None:
@@ -160,6 +182,8 @@ class JobFlow:
     max_copy_attempts: int
     """Copies of one datablock tried before its dataset fails."""
     clock: Callable[[], datetime] = utc_now
+    cancel_poll_s: float = 2.0
+    """How often a running copy looks at its job's record for a cancel request."""
 
 
 def unrecorded_verdict(event: LtsVerified, what: str) -> PermanentError:
@@ -270,7 +294,9 @@ async def _carry_block(
 
 
 async def _copy_block(flow: JobFlow, job_id: str, pid: str, block: Datablock, attempt: int) -> None:
-    """Copy one datablock and announce it; `DatasetFailed` if it cannot be copied."""
+    """Copy one datablock and announce it; `DatasetFailed` if it cannot be copied, or if the
+    job was cancelled (looked at before, during and after the copy)."""
+    await _stop_if_cancelled(flow, job_id)
     await _record_copy(flow, job_id, pid, block.archive_id, "copying", attempt, copied=True)
 
     async def record_working(state: WorkingState, message: str | None) -> None:
@@ -278,19 +304,46 @@ async def _copy_block(flow: JobFlow, job_id: str, pid: str, block: Datablock, at
             job_id, partial(steps.record_working, pid=pid, state=state, message=message)
         )
 
+    async def cancelled() -> bool:
+        record = await flow.jobs.get(job_id)
+        return record is not None and record.cancel_reason is not None
+
     try:
-        await flow.transfer.write(job_id, pid, block, attempt, record_working)
+        async with watch_cancel(cancelled, flow.cancel_poll_s) as stop:
+            await flow.transfer.write(job_id, pid, block, attempt, record_working, stop)
     except DatasetFailed as failure:
         await _abandon_copy(flow, job_id, pid, block.archive_id, failure.reason)
+        raise
+    except CopyStopped:
+        log.info("datablock.copy_stopped", archive_id=block.archive_id, attempt=attempt)
+        await _abandon_copy(flow, job_id, pid, block.archive_id, "the job was cancelled")
+        await _stop_if_cancelled(flow, job_id)
         raise
     alone = await flow.transfer.written(job_id, block.archive_id, attempt)
     record = await _record_copy(flow, job_id, pid, block.archive_id, "moved", attempt)
     ds = record.datasets[pid]
     if ds.decided and alone:
         # The dataset failed while this block was copied and no other job wants the copy.
-        await flow.transfer.discard(job_id, pid, ds.datablocks[block.archive_id])
+        await _drop(flow, record, pid, ds.datablocks[block.archive_id])
         return
+    await _stop_if_cancelled(flow, job_id)
     await _announce_moved(flow, job_id, pid, block, attempt)
+
+
+async def _stop_if_cancelled(flow: JobFlow, job_id: str) -> None:
+    """A safe point: `DatasetFailed` with the record's "Cancelled by ..." if the job was."""
+    record = await flow.jobs.get(job_id)
+    if record is not None and (reason := record.cancel_reason) is not None:
+        raise DatasetFailed("system", reason)
+
+
+async def _drop(flow: JobFlow, record: JobRecord, pid: str, block: DatablockProgress) -> None:
+    """Remove what the job copied of a datablock its decided dataset no longer needs: all it
+    wrote if the job was cancelled, else only what is never kept (`Transfer.discard`)."""
+    if record.cancel_reason is not None:
+        await flow.transfer.withdraw(record.job_id, pid, block)
+    else:
+        await flow.transfer.discard(record.job_id, pid, block)
 
 
 # -- lts.verified -----------------------------------------------------------------------
@@ -326,7 +379,7 @@ async def record_verification(event: LtsVerified, flow: JobFlow) -> None:
         pass  # a verdict on a copy that was replaced, or on a dataset decided before
     elif ds.decided and not waiting:
         # Nobody wants the copy any more.
-        await transfer.discard(event.job_id, event.pid, ds.datablocks[event.archive_id])
+        await _drop(flow, record, event.pid, ds.datablocks[event.archive_id])
     elif next_attempt >= flow.max_copy_attempts:
         await _record_copy(
             flow,
@@ -392,6 +445,34 @@ async def _give_up(flow: JobFlow, job_id: str, pid: str, archive_id: str, reason
     await _fail_dataset(flow, job_id, pid, DatasetFailed("system", reason))
 
 
+# -- job.cancel_requested ---------------------------------------------------------------
+
+
+async def cancel_job(event: JobCancelRequested, flow: JobFlow) -> None:
+    """End a job a person cancelled, as its record says: every undecided dataset fails with
+    "Cancelled by <who> at <when>" (what the job wrote of it goes), the job finishes
+    `finishedUnsuccessful`. Copies running elsewhere stop at their next safe point.
+
+    Idempotent: a redelivery fails nothing new and announces the same outcome again.
+    """
+    record = await flow.jobs.get(event.job_id)
+    if record is None:
+        reason = f"Cancel request for job {event.job_id}, which ltsmover has no record of"
+        raise PermanentError(reason, f"requested by {event.requested_by}")
+    cancelled = record.cancel_reason
+    if cancelled is None:
+        reason = (
+            f"Cancel request for job {event.job_id}, whose record says nobody asked to cancel it"
+        )
+        raise PermanentError(reason, f"the event claims {event.requested_by}")
+    failure = DatasetFailed("system", cancelled)
+    for pid, ds in record.datasets.items():
+        if not ds.decided or ds.error == cancelled:
+            await _fail_dataset(flow, event.job_id, pid, failure)
+    await _finish_if_decided(flow, event.job_id)
+    log.info("job.cancelled", job_id=event.job_id, reason=cancelled)
+
+
 # -- outcomes ---------------------------------------------------------------------------
 
 
@@ -428,7 +509,7 @@ async def _fail_dataset(flow: JobFlow, job_id: str, pid: str, failure: DatasetFa
         return steps.fail_dataset(record, pid, failure, now=now), undecided
 
     try:
-        _, (ds, decided_now) = await flow.jobs.change(job_id, fail)
+        record, (ds, decided_now) = await flow.jobs.change(job_id, fail)
     except LookupError:
         return
     if ds is None:
@@ -443,7 +524,7 @@ async def _fail_dataset(flow: JobFlow, job_id: str, pid: str, failure: DatasetFa
         reason=ds.error,
     )
     for block in ds.datablocks.values():
-        await flow.transfer.discard(job_id, pid, block)
+        await _drop(flow, record, pid, block)
     await _announce_dataset(flow, job_id, ds)
 
 

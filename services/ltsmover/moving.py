@@ -5,7 +5,8 @@ The job's flow is `jobflow`'s. Archiving adds: a copy found at the archive id
 copied again; writes wait (bounded) for free space on a posix share and run a few
 at a time. No copy is shared between jobs.
 
-Nothing here removes the copy at an archive id: it may be the only copy left
+Nothing here removes the copy at an archive id (but `withdraw`, for a cancelled job's
+own first copy while the archival bucket still holds the datablock): it may be the only copy left
 (the archival bucket is emptied once a dataset is archived), or another job's
 verified one. The first copy is written only where there is none; a copy that
 failed verification stays until a re-copy, written beside it
@@ -15,6 +16,7 @@ in LTS is kept as it is.
 """
 
 import asyncio
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,6 +32,7 @@ from runtime.objectstore import BucketReader, ObjectMissing
 from services.ltsmover.job_records import DatasetFailed
 from services.ltsmover.jobflow import Claimed, RecordWorking
 from services.ltsmover.space import NoSpace, wait_for_space
+from services.ltsmover.stopping import StoppableReader
 
 log = structlog.get_logger(__name__)
 
@@ -80,16 +83,24 @@ class ArchiveTransfer:
         return Claimed("copy", progress.attempt)
 
     async def write(
-        self, job_id: str, pid: str, block: Datablock, attempt: int, record_working: RecordWorking
+        self,
+        job_id: str,
+        pid: str,
+        block: Datablock,
+        attempt: int,
+        record_working: RecordWorking,
+        stop: threading.Event,
     ) -> None:
-        """Write one datablock to LTS (a re-copy beside the copy), a few at a time."""
+        """Write one datablock to LTS (a re-copy beside the copy), a few at a time; a write
+        stopped mid-way (`stop`) leaves nothing in LTS (the backend drops its temp file or
+        multipart upload)."""
         if self.lts.kind == "posix":
             await self._wait_for_space(record_working)
         async with self._write_slots:
             started = asyncio.get_running_loop().time()
             try:
                 target = copy_id(block.archive_id, job_id, attempt)
-                await asyncio.to_thread(self._stream_copy, block, target, attempt > 0)
+                await asyncio.to_thread(self._stream_copy, block, target, attempt > 0, stop)
             except ObjectMissing as exc:
                 kept = "; the copy in LTS that failed verification was kept as it is"
                 reason = f"{exc}{kept if attempt > 0 else ''}"
@@ -104,9 +115,11 @@ class ArchiveTransfer:
             ms=round(elapsed * 1000),
         )
 
-    def _stream_copy(self, block: Datablock, target: str, staged: bool) -> None:
+    def _stream_copy(
+        self, block: Datablock, target: str, staged: bool, stop: threading.Event
+    ) -> None:
         with self.source.open(block.archive_id) as stream:
-            self.lts.write(target, stream, block.packed_size, staged=staged)
+            self.lts.write(target, StoppableReader(stream, stop), block.packed_size, staged=staged)
 
     async def _wait_for_space(self, record_working: RecordWorking) -> None:
         minimum = self.policy.min_free_fraction
@@ -144,6 +157,27 @@ class ArchiveTransfer:
             await asyncio.to_thread(
                 self.lts.delete, copy_id(block.archive_id, job_id, block.attempt)
             )
+
+    async def withdraw(self, job_id: str, pid: str, block: DatablockProgress) -> None:
+        """A cancelled dataset keeps nothing this job wrote in LTS: its re-copy goes, and so
+        does the copy at the archive id if this job wrote it (a first copy, `copied`) and the
+        archival bucket still holds the datablock with its size (the dataset stays archivable
+        from there). A copy this job found (an earlier job's) is never touched."""
+        await self.discard(job_id, pid, block)
+        if block.attempt != 0 or not block.copied:
+            return
+        if await asyncio.to_thread(self.lts.size, block.archive_id) is None:
+            return  # never written whole (a stopped copy leaves nothing)
+        source_size = await asyncio.to_thread(self.source.size, block.archive_id)
+        if source_size != block.packed_size:
+            log.warning(
+                "datablock.withdraw_kept",
+                archive_id=block.archive_id,
+                reason="the archival bucket no longer holds the datablock",
+            )
+            return
+        await asyncio.to_thread(self.lts.delete, block.archive_id)
+        log.info("datablock.withdrawn", archive_id=block.archive_id)
 
     # -- verdicts -----------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ presigns URLs from, for verified copies only, when it writes the job's result.
 
 import asyncio
 import posixpath
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,6 +27,7 @@ from services.ltsmover.job_records import DatasetFailed
 from services.ltsmover.jobflow import Claimed, RecordWorking
 from services.ltsmover.retrieval_bucket import CopyIncomplete, RetrievalBucket
 from services.ltsmover.retrieval_copies import RetrievalCopies
+from services.ltsmover.stopping import StoppableReader
 
 log = structlog.get_logger(__name__)
 
@@ -102,14 +104,21 @@ class RetrieveTransfer:
         raise RuntimeError(msg)
 
     async def write(
-        self, job_id: str, pid: str, block: Datablock, attempt: int, record_working: RecordWorking
+        self,
+        job_id: str,
+        pid: str,
+        block: Datablock,
+        attempt: int,
+        record_working: RecordWorking,
+        stop: threading.Event,
     ) -> None:
-        """Copy one datablock from LTS to the retrieval bucket (bounded recall), a few at a time."""
+        """Copy one datablock from LTS to the retrieval bucket (bounded recall), a few at a time;
+        a copy stopped mid-way (`stop`) is not kept."""
         key = retrieval_key(pid, block.archive_id)
         async with self._copy_slots:
             started = asyncio.get_running_loop().time()
             try:
-                await self._recall_and_write(block, key, record_working)
+                await self._recall_and_write(block, key, record_working, stop)
             except (LtsError, CopyIncomplete) as exc:
                 reason = f"Datablock {block.archive_id} could not be read back from LTS: {exc}"
                 raise DatasetFailed("system", reason) from exc
@@ -124,7 +133,7 @@ class RetrieveTransfer:
         )
 
     async def _recall_and_write(
-        self, block: Datablock, key: str, record_working: RecordWorking
+        self, block: Datablock, key: str, record_working: RecordWorking, stop: threading.Event
     ) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.policy.recall_timeout_s
@@ -148,7 +157,7 @@ class RetrieveTransfer:
                 on_waiting=on_waiting,
             )
             try:
-                await asyncio.to_thread(self._stream_copy, block, key)
+                await asyncio.to_thread(self._stream_copy, block, key, stop)
                 break
             except LtsNotReadable as exc:
                 if loop.time() + self.policy.recall_poll_s > deadline:
@@ -159,9 +168,9 @@ class RetrieveTransfer:
         if waited:
             await record_working("inProgress", None)
 
-    def _stream_copy(self, block: Datablock, key: str) -> None:
+    def _stream_copy(self, block: Datablock, key: str, stop: threading.Event) -> None:
         with self.lts.open_read(block.archive_id) as stream:
-            self.bucket.write(key, stream, block.packed_size)
+            self.bucket.write(key, StoppableReader(stream, stop), block.packed_size)
 
     async def written(self, job_id: str, archive_id: str, attempt: int) -> bool:
         """The job's copy is moved (awaiting its verdict); whether no other job waits for it."""
@@ -193,6 +202,11 @@ class RetrieveTransfer:
         )
         if removed is not None:
             await asyncio.to_thread(self.bucket.delete, retrieval_key(pid, block.archive_id))
+
+    async def withdraw(self, job_id: str, pid: str, block: DatablockProgress) -> None:
+        """A cancelled dataset's unverified copies go (`discard`); verified ones stay for
+        reuse: they are whole, and expire on their own."""
+        await self.discard(job_id, pid, block)
 
     # -- verdicts -----------------------------------------------------------------------
 

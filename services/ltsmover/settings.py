@@ -22,6 +22,10 @@ class LtsMoverSettings(BaseSettings):
     max_copy_attempts: int = Field(3, ge=1)
     """Copies of one datablock tried before its dataset fails (a failed check re-copies)."""
 
+    cancel_poll_s: float = Field(2.0, gt=0)
+    """How often a running copy looks at its job's record for a cancel request (a cancelled
+    job's copy stops within this and one 8 MiB chunk)."""
+
     recall_poll_s: float = Field(30.0, gt=0)
     """retrieve: how often an LTS copy that is not readable yet (tape, cold restore) is tried."""
     recall_timeout_s: float = Field(6 * 3600.0, gt=0)

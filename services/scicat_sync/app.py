@@ -9,6 +9,7 @@ from contracts.events import (
     DatablocksCreated,
     DatasetLifecycleChanged,
     DatasetPackingFailed,
+    JobRetryRequested,
     JobStatusChanged,
 )
 from runtime.monitoring import MonitoringAddress
@@ -31,6 +32,10 @@ def subscribe_handlers(bus: Bus, writer: ScicatWriter, settings: ScicatSyncSetti
     @bus.consumes(consumer_spec(settings, streams.SCICAT_SYNC_JOB_STATUS))
     async def on_job_status(event: JobStatusChanged) -> None:
         await syncing.sync_job_status(event, writer)
+
+    @bus.consumes(consumer_spec(settings, streams.SCICAT_SYNC_JOB_RETRY_REQUESTED))
+    async def on_job_retry_requested(event: JobRetryRequested) -> None:
+        await syncing.sync_retry_requested(event, writer)
 
     @bus.consumes(consumer_spec(settings, streams.SCICAT_SYNC_DATASET_PACKING_FAILED))
     async def on_dataset_packing_failed(event: DatasetPackingFailed) -> None:

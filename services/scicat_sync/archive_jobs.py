@@ -1,4 +1,6 @@
-"""A dataset's archive job, created in SciCat once however its creation goes wrong.
+"""A job created in SciCat once however its creation goes wrong: a dataset's archive job
+(`create_archive_job`), or the retry of a finished job's failed datasets (`retry_jobs`),
+both through `create_job_once`.
 
 SciCat v4.28 saves a new job before it runs the job's url action, inside the same
 request, and answers the creator with the action's failure: the gateway's own
@@ -20,7 +22,8 @@ record it, so the message is retried later (dead-lettered once the consumer
 gives up).
 
 The ledger remembers the job per dataset (`archive_job.<pid>`), so a redelivery
-neither looks nor posts again; one archive job is created per dataset.
+neither looks nor posts again; one archive job is created per dataset. A retry job is
+looked up by `jobParams.retryOf` and remembered as `retry_job.<old job>`: one per old job.
 """
 
 from collections.abc import Awaitable, Callable
@@ -52,7 +55,7 @@ Accepted = Callable[[str], Awaitable[bool]]
 
 
 class ArchiveJobNotHandedOver(Exception):
-    """SciCat saved the archive job, but the gateway has no record of it yet (retry later)."""
+    """SciCat saved the job, but the gateway has no record of it yet (retry later)."""
 
 
 def archive_job_key(pid: str) -> str:
@@ -72,13 +75,21 @@ def archive_job_body(event: DatablocksCreated) -> dict[str, Any]:
 
 
 async def find_archive_job(creator: ScicatClient, pid: str) -> str | None:
-    """The id of the oldest archive job of `pid` that `creator` created, None if there is none.
+    """The id of the oldest archive job of `pid` that `creator` created, None if there is none."""
+    return await find_job(creator, archive_job_where(creator, pid))
 
-    Filtered by SciCat (`where` on type, `jobParams.datasetList.pid` and `createdBy`:
+
+def archive_job_where(creator: ScicatClient, pid: str) -> dict[str, Any]:
+    return {"type": "archive", "jobParams.datasetList.pid": pid, "createdBy": creator.username}
+
+
+async def find_job(creator: ScicatClient, where: dict[str, Any]) -> str | None:
+    """The id of the oldest job matching `where`, None if there is none.
+
+    Filtered by SciCat (`where` on type, `jobParams.datasetList.pid`, `createdBy`, ...:
     src/jobs/jobs.service.ts `findJobComplete`); the oldest by `createdAt` is taken here,
     since SciCat's v4 list route ignores `limits.sort`.
     """
-    where = {"type": "archive", "jobParams.datasetList.pid": pid, "createdBy": creator.username}
     path = with_filter(JOBS_PATH, {"where": where})
     found = await creator.retrying(lambda: creator.send("GET", path))
     jobs = [j for j in found or [] if isinstance(j, dict) and j.get("id")]
@@ -100,22 +111,45 @@ async def create_archive_job(
     it; SciCat down or an expired token: retried later, looking first); PermanentError or
     ArchiveJobNotHandedOver when a job was saved but the gateway has no record of it.
     """
-    key = archive_job_key(event.pid)
+    return await create_job_once(
+        creator,
+        ledger,
+        key=archive_job_key(event.pid),
+        body=archive_job_body(event),
+        where=archive_job_where(creator, event.pid),
+        name=lambda job_id: f"archive job {job_id} of dataset {event.pid}",
+        accepted=accepted,
+    )
+
+
+async def create_job_once(
+    creator: ScicatClient,
+    ledger: AppliedLedger,
+    *,
+    key: str,
+    body: dict[str, Any],
+    where: dict[str, Any],
+    name: Callable[[str], str],
+    accepted: Accepted,
+) -> str:
+    """The id of the one job `where` finds (`name(id)` names it in messages), created now with
+    `body` if SciCat has none; remembered in the ledger under `key`. Raises as
+    `create_archive_job` says."""
     known = await ledger.recall(key)
     if known and known.get("job_id"):
         job_id = str(known["job_id"])
         if known.get("unconfirmed"):
-            await _confirm_handed_over(job_id, event.pid, known, ledger, key, accepted)
+            await _confirm_handed_over(job_id, name(job_id), known, ledger, key, accepted)
         return job_id
-    job_id = await find_archive_job(creator, event.pid)
+    job_id = await find_job(creator, where)
     marker: dict[str, Any] = {"unconfirmed": True}
     if job_id is None:
         try:
-            job = await creator.send("POST", JOBS_PATH, archive_job_body(event))
+            job = await creator.send("POST", JOBS_PATH, body)
         except (ScicatUnreachable, ScicatLoginFailed):
             raise  # the POST never reached SciCat
         except ScicatError as exc:
-            job_id = await find_archive_job(creator, event.pid)
+            job_id = await find_job(creator, where)
             if job_id is None:
                 raise
             marker |= {"status": getattr(exc, "status_code", None), "answer": str(exc)}
@@ -130,13 +164,13 @@ async def create_archive_job(
     log.warning("scicat.archive_job_found", archive_job_id=job_id, answer=marker.get("answer"))
     marker["job_id"] = job_id
     await ledger.remember(key, marker)
-    await _confirm_handed_over(job_id, event.pid, marker, ledger, key, accepted)
+    await _confirm_handed_over(job_id, name(job_id), marker, ledger, key, accepted)
     return job_id
 
 
 async def _confirm_handed_over(
     job_id: str,
-    pid: str,
+    named: str,
     marker: dict[str, Any],
     ledger: AppliedLedger,
     key: str,
@@ -155,10 +189,10 @@ async def _confirm_handed_over(
         return
     status = marker.get("status")
     if status is None or status == HTTP_GATEWAY_TIMEOUT:
-        msg = f"archive job {job_id} of dataset {pid}: the gateway has no record of it yet"
+        msg = f"{named}: the gateway has no record of it yet"
         raise ArchiveJobNotHandedOver(msg)
     reason = (
-        f"SciCat saved archive job {job_id} of dataset {pid}, but its url action did not hand "
+        f"SciCat saved {named}, but its url action did not hand "
         f"it to the archiver's gateway (SciCat answered {status}). Once SciCat's job config "
         "reaches the gateway with valid credentials, POST the job to the gateway's "
         "/archiver/jobs (or cancel it in SciCat), then replay this message"

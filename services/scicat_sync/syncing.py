@@ -13,7 +13,8 @@ bear out, and a retrieve job's result is built from the records at write time
 
 Writes to a dataset (lifecycle PATCH, datablock POST) are serialized per dataset
 (`dataset_writes`): SciCat's read-merge-write would lose one of two at once.
-Archive jobs are created by their own account, exactly once (`archive_jobs`).
+Archive jobs, and the retry jobs people ask for, are created by their own account,
+exactly once (`archive_jobs`, `retry_jobs`).
 """
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -29,6 +30,7 @@ from contracts.events import (
     DatablocksCreated,
     DatasetLifecycleChanged,
     DatasetPackingFailed,
+    JobRetryRequested,
     JobStatusChanged,
 )
 from contracts.kv import id_key
@@ -58,6 +60,7 @@ from services.scicat_sync.dataset_writes import DatasetWrites
 from services.scicat_sync.job_results import RetrievalLinks, retrieve_result
 from services.scicat_sync.ledger import AppliedLedger
 from services.scicat_sync.records import SystemRecords
+from services.scicat_sync.retry_jobs import check_retryable, create_retry_job
 
 log = structlog.get_logger(__name__)
 
@@ -350,6 +353,22 @@ async def sync_datablocks_created(event: DatablocksCreated, writer: ScicatWriter
         total=len(event.datablocks),
         lifecycle=outcome.lifecycle_fields,
         archive_job_id=job_id,
+    )
+
+
+async def sync_retry_requested(event: JobRetryRequested, writer: ScicatWriter) -> None:
+    """Create, once, the SciCat job redoing the failed datasets of the job the record names."""
+    record = check_retryable(event, await writer.records.job(event.job_id))
+    # One creator at a time per old job, across instances: the second finds the first's job.
+    async with refusal_is_permanent(), writer.writes.serialized(f"retry:{event.job_id}"):
+        job_id = await create_retry_job(
+            writer.job_creator, writer.ledger, record, accepted=writer.job_handed_over
+        )
+    log.info(
+        "scicat.retry_job_created",
+        retry_job_id=job_id,
+        datasets=len(record.failed_pids),
+        requested_by=event.requested_by,
     )
 
 

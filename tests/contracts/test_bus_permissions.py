@@ -51,13 +51,22 @@ def test_every_event_subject_has_exactly_one_publisher() -> None:
 
 def test_a_service_reaches_only_its_own_durables_and_buckets() -> None:
     """The verifier's allow-list, spelled out: its emitted subject, its dead letters, its one
-    durable, nothing of any bucket (it keeps no KV records)."""
+    durable, and reads of the job records (a cancelled job's copy is not verified); it writes
+    no bucket."""
     assert service_user("verifier").publish == (
         "lts.verified",
         "deadletter.verifier",
         "$JS.API.CONSUMER.INFO.ARCHIVER.verifier--lts_moved",
         "$JS.API.CONSUMER.MSG.NEXT.ARCHIVER.verifier--lts_moved",
         "$JS.ACK.ARCHIVER.verifier--lts_moved.>",
+        "$JS.API.STREAM.INFO.KV_jobs",
+        "$JS.API.DIRECT.GET.KV_jobs",
+        "$JS.API.DIRECT.GET.KV_jobs.>",
+        "$JS.API.STREAM.MSG.GET.KV_jobs",
+        "$JS.API.CONSUMER.CREATE.KV_jobs",
+        "$JS.API.CONSUMER.CREATE.KV_jobs.>",
+        "$JS.API.CONSUMER.INFO.KV_jobs.*",
+        "$JS.API.CONSUMER.DELETE.KV_jobs.*",
     )
     assert service_user("verifier").subscribe == ("_INBOX_verifier.>",)
 

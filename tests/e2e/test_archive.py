@@ -7,9 +7,11 @@ job and lifecycles in SciCat, the LTS copies, the buckets, SciCat's write
 history. A second scenario repeats a job and archives a dataset twice.
 """
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -313,3 +315,42 @@ def test_repeated_job_and_second_job_keep_one_lts_copy(
     assert copied == dict.fromkeys(archive_ids, False)
     assert lifecycle["archiveStatusMessage"] == "datasetOnArchiveDisk"
     assert lifecycle["retrievable"] is True
+
+
+def test_retrying_the_job_files_a_scicat_job_holding_only_the_failed_dataset(
+    archive_run: ArchiveRun,
+) -> None:
+    """The owner asks the gateway to retry: scicat_sync files one SciCat job of the same type
+    and group with only the failed dataset, `retryOf` the old job; SciCat's url action brings
+    it back, the two records name each other, and asking again changes nothing."""
+    clients = archive_run.clients
+    url = f"{clients.description['gateway']['url'].rstrip('/')}/archiver/jobs"
+    owner = {"Authorization": f"Bearer {clients.scicat.token('ingestor')}"}
+
+    reply = clients.http.post(f"{url}/{archive_run.job_id}/retry", headers=owner)
+    assert reply.status_code == 202, reply.text
+    assert reply.json()["datasets"] == [archive_run.bad]
+
+    def retried_as() -> list[str]:
+        record = clients.jobs.record(archive_run.job_id) or {}
+        return record.get("retried_as") or []
+
+    [new_id] = eventually_sync(
+        retried_as, "the retry job linked to the old job", timeout_s=30, interval_s=0.25
+    )
+    again = clients.http.post(f"{url}/{archive_run.job_id}/retry", headers=owner)
+    new_job = clients.scicat.job(new_id)
+    done = finished_job(clients, new_id, (archive_run.bad,))
+
+    assert again.status_code == 202, again.text
+    assert again.json()["id"] == new_id
+    assert new_job["type"] == "archive"
+    assert new_job["ownerGroup"] == "group1"
+    assert new_job["jobParams"]["datasetList"] == [{"pid": archive_run.bad, "files": []}]
+    assert new_job["jobParams"]["retryOf"] == archive_run.job_id
+    where = json.dumps({"where": {"jobParams.retryOf": archive_run.job_id}})
+    retries = clients.scicat.call("GET", f"/v4/jobs?filter={quote(where, safe='')}")
+    assert [j["id"] for j in retries] == [new_id]
+    assert (clients.jobs.record(new_id) or {}).get("retry_of") == archive_run.job_id
+    # Still unpackable: the retry fails it again, for the same reason, and says so.
+    assert done["statusCode"] == "finishedUnsuccessful", done

@@ -88,6 +88,8 @@ def gateway_settings(
         landing_capacity_bytes=fields.pop("landing_capacity_bytes", 5 * GiB),
         ingestor_groups=fields.pop("ingestor_groups", ("ingestor", "group2")),
         operator_groups=fields.pop("operator_groups", ("admin",)),
+        # The stand-in's jobs have no url action: only the reconciliation tests take them in.
+        reconcile_after_s=fields.pop("reconcile_after_s", 86400.0),
         nats=bus_settings(nats_url, "gateway"),
         s3=S3Settings(
             endpoint=s3_server.endpoint,

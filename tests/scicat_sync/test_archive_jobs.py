@@ -1,4 +1,5 @@
-"""Exactly one archive job per dataset when SciCat's url action fails at the gateway.
+"""Exactly one archive job per dataset, and one retry job per finished job, when SciCat's
+url action fails at the gateway or a message is delivered again.
 
 Against the SciCat stand-in configured as the dev site (the archiver's accounts hold only
 the documented rights, no admin group), whose archive jobs' url action calls a small
@@ -21,10 +22,12 @@ from fastapi import FastAPI, Request, Response
 from pydantic import SecretStr
 
 from contracts.events import Datablock, DatablocksCreated, DataFile
+from contracts.jobs import DatasetProgress, JobRecord
 from runtime.scicat import RetryPolicy, ScicatClient
 from runtime.settling import PermanentError
 from services.scicat_sync.archive_jobs import ArchiveJobNotHandedOver, create_archive_job
 from services.scicat_sync.ledger import AppliedLedger
+from services.scicat_sync.retry_jobs import create_retry_job, retry_job_key
 from tests.conftest import ScicatStandin
 from tests.devstack.scicat.conftest import ThreadedServer
 from tests.polling import eventually
@@ -213,3 +216,62 @@ async def test_a_gateway_that_takes_the_job_gets_one_post_and_nothing_more(
     assert first == again
     assert site.gateway.received == [first]
     assert [j["id"] for j in jobs_of(site, pid)] == [first]
+
+
+def finished_job(job_id: str, ok: str, failed: str, also_ok: str) -> JobRecord:
+    """A three-dataset archive job's record as the ltsmover leaves it: one dataset failed."""
+    at = datetime(2025, 7, 1, 9, 0, tzinfo=UTC)
+    states = {ok: "succeeded", failed: "failed", also_ok: "succeeded"}
+    return JobRecord(
+        job_id=job_id,
+        job_type="archive",
+        scicat_api="v4",
+        owner_group="group1",
+        status="finishedWithDatasetErrors",
+        datasets={pid: DatasetProgress(pid=pid, state=state) for pid, state in states.items()},
+        created_at=at,
+        finished_at=at,
+    )
+
+
+def jobs_retrying(site: Site, job_id: str) -> list[dict]:
+    where = json.dumps({"where": {"jobParams.retryOf": job_id}})
+    with site.standin.client(*ADMIN) as http:
+        reply = http.get("/v4/jobs", params={"filter": where})
+    reply.raise_for_status()
+    return reply.json()
+
+
+async def test_a_retry_job_holds_exactly_the_failed_dataset_and_is_created_once(
+    site: Site, job_creator: ScicatClient, ledger: AppliedLedger
+) -> None:
+    """Same type and owner group, only the failed dataset, `retryOf` the old job; a timeout,
+    a redelivery and a second instance (an empty ledger) find that job instead of posting."""
+    ok, failed, also_ok = (site.standin.create_dataset() for _ in range(3))
+    record = finished_job(f"old-{ok[-8:]}", ok, failed, also_ok)
+    site.gateway.status, site.gateway.delay_s = 201, HANG_S
+    site.gateway.received.clear()
+
+    with pytest.raises(ArchiveJobNotHandedOver):
+        await create_retry_job(job_creator, ledger, record, accepted=site.gateway.accepted)
+    [job] = jobs_retrying(site, record.job_id)
+    await eventually(
+        lambda: site.gateway.accepted(job["id"]), "the gateway answered", timeout_s=HANG_S + 5
+    )
+    redelivered = await create_retry_job(
+        job_creator, ledger, record, accepted=site.gateway.accepted
+    )
+    await ledger.forget(retry_job_key(record.job_id))  # as if another instance had the message
+    other_instance = await create_retry_job(
+        job_creator, ledger, record, accepted=site.gateway.accepted
+    )
+
+    assert redelivered == job["id"]
+    assert other_instance == job["id"]
+    assert job["type"] == "archive"
+    assert job["ownerGroup"] == "group1"
+    assert job["createdBy"] == "archiveJobs"
+    assert job["jobParams"]["datasetList"] == [{"pid": failed, "files": []}]
+    assert job["jobParams"]["retryOf"] == record.job_id
+    assert site.gateway.received == [job["id"]]
+    assert len(jobs_retrying(site, record.job_id)) == 1
