@@ -27,8 +27,8 @@ class DatablockView(BaseModel):
     """As a person reads it: an unfinished block of a failed dataset is "abandoned"."""
     size: int
     attempt: int
-    copied: bool
-    """This job wrote the LTS copy (False: an earlier job's copy was found and re-verified)."""
+    copied: bool = False
+    """This job wrote the LTS copy (False: an earlier copy was found and re-verified)."""
     reason: str | None = None
 
 

@@ -142,17 +142,24 @@ async def test_a_jobs_page_shows_its_datasets_and_a_cancel_button(gateway: Gatew
     assert unknown.status_code == 404
 
 
-async def test_the_cancel_button_answers_until_the_gateway_can_cancel(gateway: Gateway) -> None:
-    """Without job actions wired in, the form answers with the job's page and a sentence; the
-    page then reloads as a GET of the job's page."""
+async def test_the_cancel_button_cancels_the_job_and_answers_on_its_page(
+    gateway: Gateway,
+) -> None:
+    """The form asks for the cancel as the logged-in operator and answers with the job's page
+    and the sentence; the page then reloads as a GET of the job's page."""
     job = await submitted_job(gateway, "archive", "group1", "user1")
     await logged_in(gateway)
 
     reply = await gateway.http.post(f"{STATUS}/jobs/{job['id']}/cancel", headers=ORIGIN)
 
     assert reply.status_code == 200
-    assert "This gateway cannot cancel or retry jobs yet" in reply.text
+    assert "Cancelled by admin at " in reply.text
     assert f'content="5; url=http://gateway{STATUS}/jobs/{job["id"]}"' in reply.text
+    token = gateway.scicat.login("admin")
+    detail = await gateway.http.get(
+        f"{ROOT}/archiver/jobs/{job['id']}", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert detail.json()["cancel_requested_by"] == "admin"
 
 
 async def test_dead_letters_are_listed_with_reasons_and_no_secrets(
