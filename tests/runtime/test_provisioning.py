@@ -100,7 +100,7 @@ async def test_provisioning_creates_every_bucket_once(clean_js: JetStreamContext
     assert jobs.config.max_msgs_per_subject == 1
     assert (
         jobs.config.description
-        == "gateway creates, ltsmover updates: per-job and per-dataset progress"
+        == "gateway creates (and records cancel and retry requests), ltsmover updates: progress"
     )
 
 

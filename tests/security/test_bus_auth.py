@@ -219,7 +219,7 @@ async def _consumers(js: JetStreamContext, stream: str) -> AsyncIterator[Consume
     ("user", "bucket"),
     [
         ("gateway", kv.SCICAT_SYNC_APPLIED),
-        ("verifier", kv.JOBS),
+        ("verifier", kv.UPLOAD_RESERVATIONS),
         ("scicat_sync", kv.UPLOAD_RESERVATIONS),
         ("datablocker", kv.UPLOAD_RESERVATIONS),
         (MINIO, kv.DATABLOCKS),
