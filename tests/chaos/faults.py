@@ -1,5 +1,6 @@
 """Faults injected into a running stack: freeze-and-kill at a chosen moment, read-only dirs."""
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -37,6 +38,27 @@ def kill_and_restart(process: ManagedProcess, down_s: float = 0.5) -> None:
     process.kill()
     time.sleep(down_s)
     process.start()
+
+
+def io_bytes(pid: int) -> int:
+    """Bytes a process has read and written through syscalls so far (sockets included)."""
+    counters = dict(
+        line.split(": ", 1) for line in Path(f"/proc/{pid}/io").read_text().splitlines()
+    )
+    return int(counters["rchar"]) + int(counters["wchar"])
+
+
+async def busiest(
+    processes: list[ManagedProcess], window_s: float = 0.05, at_least: int = 1024 * 1024
+) -> ManagedProcess | None:
+    """The process that moved the most bytes in `window_s` (at least `at_least`), if any: the
+    one streaming a datablock, not one idling on heartbeats."""
+    alive = [p for p in processes if p.running() and p.pid is not None]
+    before = {p.pid: io_bytes(p.pid) for p in alive}  # type: ignore[arg-type]
+    await asyncio.sleep(window_s)
+    moved = {p.name: io_bytes(p.pid) - before[p.pid] for p in alive if p.running()}  # type: ignore[arg-type]
+    name, most = max(moved.items(), key=lambda item: item[1], default=("", 0))
+    return next(p for p in alive if p.name == name) if most >= at_least else None
 
 
 def open_files_below(pid: int, root: Path) -> list[str]:
