@@ -40,25 +40,23 @@ def kill_and_restart(process: ManagedProcess, down_s: float = 0.5) -> None:
     process.start()
 
 
-def io_bytes(pid: int) -> int:
-    """Bytes a process has read and written through syscalls so far (sockets included)."""
-    counters = dict(
-        line.split(": ", 1) for line in Path(f"/proc/{pid}/io").read_text().splitlines()
-    )
-    return int(counters["rchar"]) + int(counters["wchar"])
+def cpu_ticks(pid: int) -> int:
+    """Clock ticks a process has run so far, user and system (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
 
 
 async def busiest(
-    processes: list[ManagedProcess], window_s: float = 0.05, at_least: int = 1024 * 1024
+    processes: list[ManagedProcess], window_s: float = 0.2, at_least: int = 4
 ) -> ManagedProcess | None:
-    """The process that moved the most bytes in `window_s` (at least `at_least`), if any: the
-    one streaming a datablock, not one idling on heartbeats."""
-    alive = [p for p in processes if p.running() and p.pid is not None]
-    before = {p.pid: io_bytes(p.pid) for p in alive}  # type: ignore[arg-type]
+    """The process that ran the most in `window_s` (at least `at_least` clock ticks), if any:
+    the one packing or copying a datablock, not one idling on heartbeats."""
+    alive = {p.pid: p for p in processes if p.running() and p.pid is not None}
+    before = {pid: cpu_ticks(pid) for pid in alive}
     await asyncio.sleep(window_s)
-    moved = {p.name: io_bytes(p.pid) - before[p.pid] for p in alive if p.running()}  # type: ignore[arg-type]
-    name, most = max(moved.items(), key=lambda item: item[1], default=("", 0))
-    return next(p for p in alive if p.name == name) if most >= at_least else None
+    ran = {pid: cpu_ticks(pid) - before[pid] for pid, p in alive.items() if p.running()}
+    pid, most = max(ran.items(), key=lambda item: item[1], default=(0, 0))
+    return alive[pid] if most >= at_least else None
 
 
 def open_files_below(pid: int, root: Path) -> list[str]:
