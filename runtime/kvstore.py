@@ -196,7 +196,9 @@ class KvRecords(Generic[M]):
                 written = await self.kv.create(key, value)
             else:
                 written = await self.kv.update(key, value, last=revision)
-        except KeyWrongLastSequenceError:
+        except (KeyWrongLastSequenceError, KeyNotFoundError):
+            # KeyNotFoundError: a create lost to another writer's, and nats-py's look at the
+            # key was answered by a replica that has not stored it yet (a direct get): lost too.
             self._known.pop(key, None)
             return False
         except BaseException:

@@ -224,6 +224,39 @@ async def test_storing_nothing_is_decided_on_a_fresh_read(bucket: KeyValue) -> N
     assert seen == [1, 7]
 
 
+class LaggingReplica:
+    """The bucket, except that the first create finds the key written by another writer
+    and then not found, as when a replica behind the leader answers nats-py's look."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        self._kv = kv
+        self.creates = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._kv, name)
+
+    async def create(self, key: str, value: bytes) -> int:
+        self.creates += 1
+        if self.creates == 1:
+            await self._kv.create(key, Counter(count=1, by=["other"]).model_dump_json().encode())
+            raise KeyNotFoundError
+        return await self._kv.create(key, value)
+
+
+async def test_a_create_that_lost_to_a_concurrent_one_decides_again(bucket: KeyValue) -> None:
+    """A first write that meets another writer's create (seen as "not found" by a lagging
+    replica) is a lost compare-and-set: the change is decided again on the record that won."""
+    records = KvRecords(LaggingReplica(bucket), Counter)  # type: ignore[arg-type]
+
+    def bump(current: Counter | None) -> tuple[Counter, None]:
+        record = current or Counter()
+        return Counter(count=record.count + 1, by=[*record.by, "mine"]), None
+
+    await records.update("k", bump)
+
+    assert await records.get("k") == Counter(count=2, by=["other", "mine"])
+
+
 async def test_all_lists_every_record(bucket: KeyValue) -> None:
     """all() returns each record with its revision; an empty bucket gives []."""
     records = KvRecords(bucket, Counter)
