@@ -13,6 +13,7 @@ expire: one holder at a time across every process that uses the bucket.
 
 import asyncio
 import contextlib
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -39,6 +40,8 @@ T = TypeVar("T")
 
 MAX_CONFLICTS = 50
 """Conflicting writes in a row before a change gives up (they resolve in one or two)."""
+KNOWN_REVISIONS = 1024
+"""Keys whose last revision a `KvRecords` remembers (most recently used first)."""
 
 _WRONG_LAST_SEQUENCE = (10071, 10164)
 """JetStream's error codes for a failed expected-last-sequence check (a delete reports them
@@ -88,12 +91,21 @@ class KvRecords(Generic[M]):
     A key that does not exist, was deleted, or holds an empty value has no
     record. Functions passed to `update`, `change` and `remove` decide from the
     record they are given: after a conflict they run again on the newer one.
+
+    An update first decides from the value and revision this process last read or
+    wrote under the key, and writes by compare-and-set on that revision: a write
+    that succeeds proves the value was the newest, so a chain of changes to one
+    record (a job's steps) costs one round trip each, not two. A decision to write
+    nothing, or a lost compare-and-set, is taken again on a fresh read. `get` and
+    `read` always ask the bucket.
     """
 
     def __init__(self, kv: KeyValue, model: type[M], *, max_conflicts: int = MAX_CONFLICTS) -> None:
         self.kv = kv
         self.model = model
         self.max_conflicts = max_conflicts
+        self._known: OrderedDict[str, tuple[bytes, int]] = OrderedDict()
+        """Per key: the value and revision this process last read or wrote."""
 
     async def read(self, key: str) -> tuple[M, int] | None:
         """The newest record and its revision; None if there is none."""
@@ -118,7 +130,9 @@ class KvRecords(Generic[M]):
 
     async def put(self, key: str, record: M) -> None:
         """Write `record` whatever the key holds (for records only one writer ever sets)."""
-        await self.kv.put(key, _encode(record))
+        value = _encode(record)
+        self._known.pop(key, None)
+        self._remember(key, value, await self.kv.put(key, value))
 
     async def create(self, key: str, record: M) -> bool:
         """Store `record` if the key has no record yet; False if it has one."""
@@ -131,6 +145,11 @@ class KvRecords(Generic[M]):
         record to store (None: store nothing) and a result. On a conflict it
         runs again on the record that won.
         """
+        known = self._known.get(key)
+        if known is not None:
+            record, result = decide(self._decode(known[0]))
+            if record is not None and await self._write(key, record, known[1]):
+                return result
         for _ in range(self.max_conflicts):
             current, revision = await self._read(key)
             record, result = decide(current)
@@ -154,6 +173,7 @@ class KvRecords(Generic[M]):
             found = await self.read(key)
             if found is None or not when(found[0]):
                 return None
+            self._known.pop(key, None)
             try:
                 await self.kv.delete(key, last=found[1])
             except APIError as exc:
@@ -165,6 +185,7 @@ class KvRecords(Generic[M]):
 
     async def delete(self, key: str) -> None:
         """Delete the record whatever it holds."""
+        self._known.pop(key, None)
         await self.kv.delete(key)
 
     async def _read(self, key: str) -> tuple[M | None, int | None]:
@@ -173,20 +194,43 @@ class KvRecords(Generic[M]):
             entry = await self.kv.get(key)
         except KeyNotFoundError:
             # Also raised for a deleted key: `create` accepts a key whose last op is a delete.
+            self._known.pop(key, None)
             return None, None
-        record = self.model.model_validate_json(entry.value) if entry.value else None
+        if entry.value and entry.revision is not None:
+            self._remember(key, entry.value, entry.revision)
+        else:
+            self._known.pop(key, None)
+        record = self._decode(entry.value) if entry.value else None
         return record, entry.revision
 
     async def _write(self, key: str, record: M, revision: int | None) -> bool:
         """Write `record` over `revision` (None: create it); False if someone wrote first."""
+        value = _encode(record)
         try:
             if revision is None:
-                await self.kv.create(key, _encode(record))
+                written = await self.kv.create(key, value)
             else:
-                await self.kv.update(key, _encode(record), last=revision)
-        except KeyWrongLastSequenceError:
+                written = await self.kv.update(key, value, last=revision)
+        except (KeyWrongLastSequenceError, KeyNotFoundError):
+            # KeyNotFoundError: a create lost to another writer's, and nats-py's look at the
+            # key was answered by a replica that has not stored it yet (a direct get): lost too.
+            self._known.pop(key, None)
             return False
+        except BaseException:
+            self._known.pop(key, None)  # the write may or may not have landed
+            raise
+        self._remember(key, value, written)
         return True
+
+    def _decode(self, value: bytes) -> M:
+        """A fresh record from stored JSON (decide functions may change it in place)."""
+        return self.model.model_validate_json(value)
+
+    def _remember(self, key: str, value: bytes, revision: int) -> None:
+        self._known[key] = (value, revision)
+        self._known.move_to_end(key)
+        if len(self._known) > KNOWN_REVISIONS:
+            self._known.popitem(last=False)
 
     def _conflict(self, key: str) -> KvConflict:
         msg = (

@@ -89,7 +89,17 @@ async def run_periodically(
     me = holder or instance_name()
     while True:
         try:
-            if await claim_round(rounds, task, holder=me, now=clock(), interval=interval):
+            now = clock()
+            if await claim_round(rounds, task, holder=me, now=now, interval=interval):
+                # One line per round run: who ran which round (the chaos suite checks that
+                # no two instances ran one round).
+                log.info(
+                    "periodic.round_run",
+                    task=task,
+                    holder=me,
+                    round_started_at=now.isoformat(),
+                    round_due_at=(now + interval).isoformat(),
+                )
                 await work()
         except Exception as exc:  # the loop must outlive a dependency outage
             log.warning("periodic.round_failed", task=task, error=f"{type(exc).__name__}: {exc}")

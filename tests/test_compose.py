@@ -166,18 +166,33 @@ def test_every_long_running_service_has_a_healthcheck() -> None:
 
 
 def test_prometheus_scrapes_every_archiver_service_on_its_monitoring_port() -> None:
-    """deploy/prometheus.yml's targets are the compose services at their METRICS_PORT."""
+    """deploy/prometheus.yml's targets are the compose services at their METRICS_PORT: a
+    service with replicas through DNS (one target per replica), the others by name."""
     (job,) = PROMETHEUS["scrape_configs"]
-    targets = {
+    static = {
         target: group["labels"]["service"]
         for group in job["static_configs"]
         for target in group["targets"]
     }
-    expected = {
-        f"{name}:{spec['environment'][f'{prefix(name)}METRICS_PORT']}": name
+    discovered = {
+        f"{name}:{group['port']}": name
+        for group in job["dns_sd_configs"]
+        for name in group["names"]
+        if group["type"] == "A"
+    }
+    port = {
+        name: spec["environment"][f"{prefix(name)}METRICS_PORT"]
         for name, spec in ARCHIVER_SERVICES.items()
     }
-    assert targets == expected
+    replicated = {name for name, spec in ARCHIVER_SERVICES.items() if "deploy" in spec}
+    assert replicated == {"datablocker", "ltsmover", "verifier", "scicat_sync"}
+    assert discovered == {f"{name}:{port[name]}": name for name in replicated}
+    assert static == {
+        f"{name}:{port[name]}": name for name in ARCHIVER_SERVICES if name not in replicated
+    }
+    assert job["relabel_configs"] == [
+        {"source_labels": ["__meta_dns_name"], "regex": "(.+)", "target_label": "service"}
+    ]
     assert job["metrics_path"] == "/metrics"
     mounted = {c["source"]: c["target"] for c in COMPOSE["services"]["prometheus"]["configs"]}
     assert COMPOSE["configs"]["prometheus_conf"]["file"] == "./deploy/prometheus.yml"

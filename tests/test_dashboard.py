@@ -31,3 +31,14 @@ def test_metric_names_are_read_from_promql() -> None:
         '(rate(archiver_handler_duration_seconds_bucket{outcome="ok"}[5m])))'
     )
     assert metric_names(expr) == {"archiver_handler_duration_seconds_bucket"}
+
+
+def test_every_replica_is_counted_once_in_each_panel() -> None:
+    """With one Prometheus target per replica, a consumer's backlog (every replica reports the
+    same one) is taken with max, and work done (each replica its own share) is summed."""
+    for expr in queries():
+        names = metric_names(expr)
+        if names & {"archiver_consumer_pending_messages", "archiver_consumer_ack_pending_messages"}:
+            assert expr.startswith("max by (consumer) ("), expr
+        elif any(name.endswith(("_total", "_bucket")) for name in names):
+            assert "sum" in expr, expr

@@ -235,16 +235,19 @@ async def _carry_dataset(flow: JobFlow, job_id: str, pid: str) -> None:
     if ds.decided:
         await _announce_dataset(flow, job_id, ds)
         return
-    await flow.emit(
-        subjects.DATASET_LIFECYCLE,
-        DatasetLifecycleChanged(
-            occurred_at=ds.started_at or flow.clock(),
-            pid=pid,
-            job_id=job_id,
-            lifecycle=started_lifecycle(flow.transfer.job_type),
+    # The datablocks are read while the stream stores the announcement (one wait, not two).
+    _, created = await asyncio.gather(
+        flow.emit(
+            subjects.DATASET_LIFECYCLE,
+            DatasetLifecycleChanged(
+                occurred_at=ds.started_at or flow.clock(),
+                pid=pid,
+                job_id=job_id,
+                lifecycle=started_lifecycle(flow.transfer.job_type),
+            ),
         ),
+        flow.datablocks.datablocks_of(pid),
     )
-    created = await flow.datablocks.datablocks_of(pid)
     if created is None:
         await _fail_dataset(flow, job_id, pid, flow.transfer.no_datablocks(pid))
         return

@@ -52,20 +52,33 @@ class AppliedLedger:
 
     async def claim(self, key: str, at: datetime, changes: Mapping[str, Any]) -> dict[str, Any]:
         """Record `changes` as applied at `at`; return the ones no newer event claimed."""
+        fresh, _ = await self.claim_noting_repeats(key, at, changes)
+        return fresh
 
-        def decide(stored: Claims | None) -> tuple[Claims | None, dict[str, Any]]:
+    async def claim_noting_repeats(
+        self, key: str, at: datetime, changes: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], frozenset[str]]:
+        """`claim`, and which of the fields returned were claimed before by this very change
+        (same time, same value: the event redelivered, its write maybe made already)."""
+
+        def decide(
+            stored: Claims | None,
+        ) -> tuple[Claims | None, tuple[dict[str, Any], frozenset[str]]]:
             claims = stored.root if stored else {}
             fresh = {
                 field: value
                 for field, value in changes.items()
                 if field not in claims or claims[field].at <= at
             }
+            repeated = frozenset(
+                f for f, v in fresh.items() if f in claims and claims[f] == Claim(at=at, value=v)
+            )
             if not fresh:
-                return None, {}
+                return None, ({}, repeated)
             updated = {**claims, **{f: Claim(at=at, value=v) for f, v in fresh.items()}}
             if updated == claims:
-                return None, fresh
-            return Claims(updated), fresh
+                return None, (fresh, repeated)
+            return Claims(updated), (fresh, repeated)
 
         return await self._claims.update(key, decide)
 

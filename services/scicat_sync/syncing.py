@@ -96,22 +96,42 @@ def job_status_key(job_id: str) -> str:
     return f"job.{id_key(job_id)}"
 
 
+Current = Callable[[], Awaitable[Mapping[str, Any]]]
+"""What SciCat holds now of the fields a ledger key claims (read before repeating a write)."""
+
+
 async def apply_in_order(
     ledger: AppliedLedger,
     key: str,
     at: datetime,
     changes: Mapping[str, Any],
     write: Callable[[dict[str, Any]], Awaitable[None]],
+    current: Current,
 ) -> tuple[str, ...]:
     """Claim, write the fresh fields, then re-write any a newer event claimed meanwhile.
 
+    A field this very change claimed before (the event redelivered: the instance
+    that handled it may have died after its write reached SciCat) is written only
+    if SciCat does not hold its value, so a redelivery repeats no write that was made.
     The re-write closes the race where another instance's newer write reached
     SciCat before ours did: its values (kept in the ledger) go last.
     """
-    fresh = await ledger.claim(key, at, changes)
+    fresh, repeated = await ledger.claim_noting_repeats(key, at, changes)
     if not fresh:
         return ()
-    await write(fresh)
+    to_write = dict(fresh)
+    if repeated:
+        try:
+            held = await current()
+        except ScicatRefused as exc:  # not readable by this account: write it again
+            log.warning("scicat.repeat_unreadable", key=key, status=exc.status_code)
+            held = {}
+        made = sorted(f for f in repeated if f in held and held[f] == fresh[f])
+        if made:
+            log.info("scicat.repeat_already_written", key=key, fields=made)
+        to_write = {f: v for f, v in fresh.items() if f not in made}
+    if to_write:
+        await write(to_write)
     newer = await ledger.claimed_after(key, at, list(fresh))
     if newer:
         log.info("scicat.newer_update_rewritten", key=key, fields=sorted(newer))
@@ -142,7 +162,12 @@ async def apply_lifecycle(
     async def write(fields: dict[str, Any]) -> None:
         await scicat.retrying(lambda: patch_once(fields))
 
-    return await apply_in_order(ledger, lifecycle_key(pid), at, changes, write)
+    async def current() -> Mapping[str, Any]:
+        dataset = await scicat.retrying(lambda: scicat.send("GET", f"/v3/Datasets/{pid_path(pid)}"))
+        held = dataset.get("datasetlifecycle") if isinstance(dataset, dict) else None
+        return held if isinstance(held, dict) else {}
+
+    return await apply_in_order(ledger, lifecycle_key(pid), at, changes, write, current)
 
 
 @refusal_is_permanent()
@@ -171,8 +196,16 @@ async def apply_job_status(
                 body["jobResultObject"] = built
         await scicat.call("PATCH", path, body)
 
+    async def current() -> Mapping[str, Any]:
+        job = await scicat.retrying(lambda: scicat.send("GET", path))
+        if not isinstance(job, dict):
+            return {}
+        if api == "v3":  # a v3 job keeps the code only (`job_status_body`)
+            return {"status": {"code": job.get("jobStatusMessage"), "message": status["message"]}}
+        return {"status": {"code": job.get("statusCode"), "message": job.get("statusMessage")}}
+
     written = await apply_in_order(
-        ledger, job_status_key(event.job_id), event.occurred_at, {"status": status}, write
+        ledger, job_status_key(event.job_id), event.occurred_at, {"status": status}, write, current
     )
     return bool(written)
 

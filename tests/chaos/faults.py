@@ -1,5 +1,6 @@
 """Faults injected into a running stack: freeze-and-kill at a chosen moment, read-only dirs."""
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -37,6 +38,25 @@ def kill_and_restart(process: ManagedProcess, down_s: float = 0.5) -> None:
     process.kill()
     time.sleep(down_s)
     process.start()
+
+
+def cpu_ticks(pid: int) -> int:
+    """Clock ticks a process has run so far, user and system (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+async def busiest(
+    processes: list[ManagedProcess], window_s: float = 0.2, at_least: int = 4
+) -> ManagedProcess | None:
+    """The process that ran the most in `window_s` (at least `at_least` clock ticks), if any:
+    the one packing or copying a datablock, not one idling on heartbeats."""
+    alive = {p.pid: p for p in processes if p.running() and p.pid is not None}
+    before = {pid: cpu_ticks(pid) for pid in alive}
+    await asyncio.sleep(window_s)
+    ran = {pid: cpu_ticks(pid) - before[pid] for pid, p in alive.items() if p.running()}
+    pid, most = max(ran.items(), key=lambda item: item[1], default=(0, 0))
+    return alive[pid] if most >= at_least else None
 
 
 def open_files_below(pid: int, root: Path) -> list[str]:

@@ -162,6 +162,101 @@ async def test_remove_deletes_only_when_the_newest_record_qualifies(bucket: KeyV
     assert await records.get("k") is None
 
 
+class Reads:
+    """The bucket, counting the reads made through it."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        self._kv = kv
+        self.gets = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._kv, name)
+
+    async def get(self, key: str) -> Any:
+        self.gets += 1
+        return await self._kv.get(key)
+
+
+async def test_a_chain_of_changes_by_one_writer_reads_the_record_once(bucket: KeyValue) -> None:
+    """Five changes in a row by one store: one read, then each write on the revision it made."""
+    reads = Reads(bucket)
+    records = KvRecords(reads, Counter)  # type: ignore[arg-type]
+    await KvRecords(bucket, Counter).put("k", Counter(count=0))
+
+    for _ in range(5):
+        await records.change("k", lambda c: setattr(c, "count", c.count + 1))
+
+    assert reads.gets == 1
+    assert await records.get("k") == Counter(count=5)
+
+
+async def test_a_remembered_revision_another_writer_replaced_is_decided_again(
+    bucket: KeyValue,
+) -> None:
+    """A store whose last write was overwritten by another store changes the newer record."""
+    mine, theirs = KvRecords(bucket, Counter), KvRecords(bucket, Counter)
+    await mine.put("k", Counter(count=1, by=["mine"]))
+    await theirs.change("k", lambda c: c.by.append("theirs"))
+    seen: list[list[str]] = []
+
+    def mutate(record: Counter) -> None:
+        seen.append(list(record.by))
+        record.by.append("mine again")
+
+    await mine.change("k", mutate)
+
+    assert seen == [["mine"], ["mine", "theirs"]]
+    assert await mine.get("k") == Counter(count=1, by=["mine", "theirs", "mine again"])
+
+
+async def test_storing_nothing_is_decided_on_a_fresh_read(bucket: KeyValue) -> None:
+    """A decision to store nothing, made on the remembered record, is made again on the newest."""
+    mine, theirs = KvRecords(bucket, Counter), KvRecords(bucket, Counter)
+    await mine.put("k", Counter(count=1))
+    await theirs.put("k", Counter(count=7))
+    seen: list[int] = []
+
+    def decide(current: Counter | None) -> tuple[None, int]:
+        seen.append(current.count if current else 0)
+        return None, seen[-1]
+
+    assert await mine.update("k", decide) == 7
+    assert seen == [1, 7]
+
+
+class LaggingReplica:
+    """The bucket, except that the first create finds the key written by another writer
+    and then not found, as when a replica behind the leader answers nats-py's look."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        self._kv = kv
+        self.creates = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._kv, name)
+
+    async def create(self, key: str, value: bytes) -> int:
+        self.creates += 1
+        if self.creates == 1:
+            await self._kv.create(key, Counter(count=1, by=["other"]).model_dump_json().encode())
+            raise KeyNotFoundError
+        return await self._kv.create(key, value)
+
+
+async def test_a_create_that_lost_to_a_concurrent_one_decides_again(bucket: KeyValue) -> None:
+    """A first write that meets another writer's create (seen as "not found" by a lagging
+    replica) is a lost compare-and-set: the change is decided again on the record that won."""
+    records = KvRecords(LaggingReplica(bucket), Counter)  # type: ignore[arg-type]
+
+    def bump(current: Counter | None) -> tuple[Counter, None]:
+        record = current or Counter()
+        return Counter(count=record.count + 1, by=[*record.by, "mine"]), None
+
+    await records.update("k", bump)
+
+    assert await records.get("k") == Counter(count=2, by=["other", "mine"])
+
+
 async def test_all_lists_every_record(bucket: KeyValue) -> None:
     """all() returns each record with its revision; an empty bucket gives []."""
     records = KvRecords(bucket, Counter)

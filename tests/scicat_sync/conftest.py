@@ -67,6 +67,8 @@ class FakeScicat:
     """Status of the next job POSTs; with >= 400 the job is still saved if `job_post_saves`
     (SciCat saves a job before its url action runs, whose failure becomes the answer)."""
     job_post_saves: bool = False
+    written: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per job or lifecycle path, the fields PATCHed to it (what a GET of it answers)."""
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -107,6 +109,13 @@ class FakeScicat:
             if self.job_post_status >= 400:
                 return httpx.Response(self.job_post_status, text="Bad Gateway")
             return httpx.Response(201, json=job)
+        if request.method == "PATCH":
+            self.written[path] = {**self.written.get(path, {}), **body}
+        if request.method == "GET" and path.startswith("/api/v4/jobs/"):
+            return httpx.Response(200, json=self.written.get(path, {}))
+        if request.method == "GET" and "/Datasets/" in path:
+            lifecycle = self.written.get(f"{path}/datasetlifecycle", {})
+            return httpx.Response(200, json={"pid": "x", "datasetlifecycle": lifecycle})
         return httpx.Response(200, json={})
 
 

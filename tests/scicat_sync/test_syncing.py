@@ -139,7 +139,8 @@ async def test_redelivered_datablocks_created_posts_nothing_twice(
     fake_scicat: FakeScicat,
     writes: DatasetWrites,
 ) -> None:
-    """A second delivery finds the datablock and the remembered job: no new POSTs."""
+    """A second delivery finds the datablock, the lifecycle written and the remembered job:
+    no new POST or PATCH."""
     event = datablocks_created(create_job=True)
     await syncing.register_datablocks(scicat, ledger, event, writes=writes)
     await archive_jobs.create_archive_job(job_creator, ledger, event, accepted=accepted)
@@ -150,7 +151,7 @@ async def test_redelivered_datablocks_created_posts_nothing_twice(
 
     assert [(m, p) for m, p, _ in fake_scicat.calls] == [
         ("GET", WITH_DATABLOCKS),
-        ("PATCH", f"/api/v3/Datasets/{QPID}/datasetlifecycle"),
+        ("GET", f"/api/v3/Datasets/{QPID}"),
     ]
     assert len(fake_scicat.datablocks) == 1
     assert outcome.posted == 0
@@ -314,9 +315,11 @@ async def test_job_status_v3_body(
 async def test_a_stale_job_status_is_skipped_and_a_redelivery_rewritten(
     scicat: ScicatClient, ledger: AppliedLedger, fake_scicat: FakeScicat
 ) -> None:
-    """inProgress older than finishedSuccessful is not written; the same event again is."""
+    """inProgress older than finishedSuccessful is not written; the same event again, whose
+    write SciCat does not show (it was cut short), is written again."""
     newer = job_status("finishedSuccessful", "done", T2)
     assert await syncing.apply_job_status(scicat, ledger, newer, "v4") is True
+    fake_scicat.written.clear()
 
     stale = await syncing.apply_job_status(
         scicat, ledger, job_status("inProgress", "copying", T1), "v4"
@@ -325,9 +328,56 @@ async def test_a_stale_job_status_is_skipped_and_a_redelivery_rewritten(
 
     assert stale is False
     assert again is True
-    assert [body["statusCode"] for _, _, body in fake_scicat.calls] == [
-        "finishedSuccessful",
-        "finishedSuccessful",
+    assert fake_scicat.calls == [
+        (
+            "PATCH",
+            "/api/v4/jobs/job-7",
+            {"statusCode": "finishedSuccessful", "statusMessage": "done"},
+        ),
+        ("GET", "/api/v4/jobs/job-7", None),
+        (
+            "PATCH",
+            "/api/v4/jobs/job-7",
+            {"statusCode": "finishedSuccessful", "statusMessage": "done"},
+        ),
+    ]
+
+
+async def test_a_redelivered_job_status_scicat_holds_is_not_written_again(
+    scicat: ScicatClient, ledger: AppliedLedger, fake_scicat: FakeScicat
+) -> None:
+    """The instance that wrote a status died before acking it: the redelivery reads the job,
+    finds the status written, and sends no second PATCH."""
+    event = job_status("inProgress", "copying", T1)
+
+    await syncing.apply_job_status(scicat, ledger, event, "v4")
+    await syncing.apply_job_status(scicat, ledger, event, "v4")
+
+    assert fake_scicat.calls == [
+        ("PATCH", "/api/v4/jobs/job-7", {"statusCode": "inProgress", "statusMessage": "copying"}),
+        ("GET", "/api/v4/jobs/job-7", None),
+    ]
+
+
+async def test_a_redelivered_lifecycle_change_scicat_holds_is_not_written_again(
+    scicat: ScicatClient, ledger: AppliedLedger, fake_scicat: FakeScicat
+) -> None:
+    """A redelivered lifecycle event reads the dataset and PATCHes only what it lacks."""
+    patch = LifecyclePatch(archivable=False, archive_status_message="started")
+    writes = DatasetWrites()
+
+    await syncing.apply_lifecycle(scicat, ledger, PID, patch, T1, writes=writes)
+    del fake_scicat.written[f"/api/v3/Datasets/{QPID}/datasetlifecycle"]["archivable"]
+    await syncing.apply_lifecycle(scicat, ledger, PID, patch, T1, writes=writes)
+
+    assert fake_scicat.calls == [
+        (
+            "PATCH",
+            f"/api/v3/Datasets/{QPID}/datasetlifecycle",
+            {"archivable": False, "archiveStatusMessage": "started"},
+        ),
+        ("GET", f"/api/v3/Datasets/{QPID}", None),
+        ("PATCH", f"/api/v3/Datasets/{QPID}/datasetlifecycle", {"archivable": False}),
     ]
 
 
