@@ -33,7 +33,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint
+test: lint browser
 	$(BIN)/pytest
 
 # Crash and outage suite (kills processes, restarts servers).
