@@ -8,7 +8,9 @@ One stack (posix LTS) for the module; one dataset archived through the CLI
 
 import json
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -150,3 +152,73 @@ def test_jobs_without_a_login_says_what_to_pass(tmp_path: Path) -> None:
 
     assert done.returncode == 1
     assert "missing --scicat-url, --gateway-url" in done.stderr
+
+
+def test_an_archive_cancelled_mid_copy_leaves_no_file_of_it_in_lts(
+    ingest_stack: StackClients, tmp_path: Path
+) -> None:
+    """`archiver cancel` while the ltsmover writes a 300 MB datablock to LTS: the job ends
+    finishedUnsuccessful saying who cancelled it, SciCat's dataset is archivable again, and
+    LTS holds no file of it, whole or partial.
+
+    The ltsmover is paused (SIGSTOP) once its temp file appears, so the cancel lands
+    mid-copy however fast this machine copies; it resumes after the cancel was taken."""
+    folder = tmp_path / "large"
+    folder.mkdir()
+    for n in range(3):
+        (folder / f"frame{n}.raw").write_bytes(os.urandom(100 * 1024 * 1024))
+    stack = str(ingest_stack.stack.state_dir)
+    lts_root = ingest_stack.stack.lts_root
+    ingest = subprocess.Popen(
+        [tool_path("archiver"), "ingest", str(folder), "--owner-group", "group1",
+         "--stack", stack, "--archive"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "COLUMNS": "300", "SCICAT_TOKEN": ""},
+    )  # fmt: skip
+    ltsmover = json.loads((ingest_stack.stack.state_dir / "stack.json").read_text())["pids"][
+        "ltsmover"
+    ]
+    try:
+        part = first_temp_file(lts_root, timeout_s=180)
+        os.kill(ltsmover, signal.SIGSTOP)
+        out, err = ingest.communicate(timeout=300)
+        assert ingest.returncode == 0, out + err
+        pid, job_id = out.split()
+        assert part.exists(), "the copy was paused mid-way"
+
+        cancelled = archiver("cancel", job_id, "--stack", stack)
+    finally:
+        os.kill(ltsmover, signal.SIGCONT)
+        if ingest.poll() is None:
+            ingest.kill()
+
+    assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
+    assert "Cancelled by ingestor at" in cancelled.stdout
+    detail = eventually_finished(job_id, stack)
+    assert detail.status == "finishedUnsuccessful"
+    assert detail.status_message.startswith("Cancelled by ingestor at ")
+    assert [(d.pid, d.phase) for d in detail.datasets] == [(pid, "failed")]
+    assert ingest_stack.scicat.dataset(pid)["datasetlifecycle"]["archivable"] is True
+    dataset_key = pid.replace("/", "-")
+    assert [p for p in lts_root.rglob("*") if p.is_file() and dataset_key in p.name] == []
+
+
+def first_temp_file(lts_root: Path, timeout_s: float) -> Path:
+    """The first LTS temp file (`.<name>.part`) that appears: a copy under way."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = next(lts_root.rglob(".*.part"), None)
+        if found is not None:
+            return found
+        time.sleep(0.01)
+    raise AssertionError(f"no copy started in LTS within {timeout_s} s")
+
+
+def eventually_finished(job_id: str, stack: str, timeout_s: float = 120) -> JobDetail:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        shown = archiver("job", job_id, "--json", "--stack", stack)
+        detail = JobDetail.model_validate_json(shown.stdout)
+        if detail.finished_at is not None or time.monotonic() > deadline:
+            return detail
+        time.sleep(0.5)
