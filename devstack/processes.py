@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -13,11 +14,42 @@ from pathlib import Path
 
 import httpx
 
+_LOWEST_PICKED_PORT = 10000
+_handed_out: set[int] = set()
+
+
+def _ephemeral_range_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free loopback port for a process started later, outside the kernel's ephemeral range.
+
+    The port is bound by the child, not here, so it can be taken in between. In the
+    ephemeral range any outgoing connection may get it as its local end (a stack makes
+    hundreds): a CI run once saw a gateway fail to bind its monitoring port that way.
+    Below the range only a process binding that very port takes it. Never the same port
+    twice in one process.
+    """
+    below = _ephemeral_range_start()
+    for _ in range(200):
+        # A port, not a secret: any generator will do.
+        port = random.randrange(_LOWEST_PICKED_PORT, below) if below > _LOWEST_PICKED_PORT else 0  # noqa: S311
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            chosen = sock.getsockname()[1]
+        _handed_out.add(chosen)
+        return chosen
+    msg = "no free loopback port found below the ephemeral range"
+    raise RuntimeError(msg)
 
 
 def tool_path(name: str) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from devstack.processes import free_port
 from devstack.scicat.app import create_app
 from devstack.scicat.config import config_from_env, load_accounts
 from tests.devstack.scicat.conftest import ThreadedServer, encoded, raw_dataset
@@ -25,12 +25,6 @@ jobs:
     create: {auth: "#datasetOwner", actions: []}
     update: {auth: "#jobAdmin"}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager
