@@ -9,14 +9,19 @@ is no operator is refused; a visitor who is not logged in lands on the login for
 as docs/status-page.png and docs/status-page-job.png.
 """
 
+import json
 import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.e2e.browser import chromium
 from tests.e2e.conftest import running_stack
@@ -52,7 +57,20 @@ def log_in(browser: WebDriver, stack: StackClients, role: str) -> None:
     browser.get(f"{status_url(stack)}/login")
     browser.find_element(By.ID, "username").send_keys(account["username"])
     browser.find_element(By.ID, "password").send_keys(account["password"])
-    browser.find_element(By.ID, "login").click()
+    button = browser.find_element(By.ID, "login")
+    button.click()
+    # A click returns before the answer's page replaced the form: wait until it did.
+    WebDriverWait(browser, 30).until(lambda _: replaced(button))
+
+
+def replaced(element: WebElement) -> bool:
+    """The element's document was replaced. chromedriver says so with a stale-element error,
+    or, mid-navigation, with "Node with given id does not belong to the document"."""
+    try:
+        element.is_enabled()
+    except WebDriverException:  # StaleElementReferenceException among them
+        return True
+    return False
 
 
 def job_state(browser: WebDriver) -> tuple[str, float]:
@@ -99,9 +117,16 @@ def test_an_operator_watches_a_job_advance_to_100_percent(
     log_in(browser, stack, "admin")
     assert browser.current_url == status_url(stack)
 
-    job = stack.scicat.create_archive_job(pids)
-    browser.get(f"{status_url(stack)}/jobs/{job['id']}")
-    seen = [job_state(browser)]
+    # The ltsmover waits until the page was seen once, so the job cannot be done before it
+    # (on a quiet machine a job this small ends in ~50 ms, quicker than a page load).
+    ltsmover = json.loads((stack.stack.state_dir / "stack.json").read_text())["pids"]["ltsmover"]
+    os.kill(ltsmover, signal.SIGSTOP)
+    try:
+        job = stack.scicat.create_archive_job(pids)
+        browser.get(f"{status_url(stack)}/jobs/{job['id']}")
+        seen = [job_state(browser)]
+    finally:
+        os.kill(ltsmover, signal.SIGCONT)
     deadline = time.monotonic() + 90
     while seen[-1][0] not in FINAL and time.monotonic() < deadline:
         time.sleep(0.2)
