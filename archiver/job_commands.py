@@ -21,7 +21,7 @@ from archiver.ingest_errors import IngestError, ServiceRefused
 from archiver.ingesting import Endpoints, resolve_endpoints
 from archiver.job_api import JobApi
 from archiver.scicat_client import ScicatClient
-from contracts.job_views import JobDetail, JobSummary
+from contracts.job_views import JobDetail, JobSummary, human_size
 from runtime.redaction import redact_text
 
 EXIT_FAILED = 1
@@ -137,15 +137,6 @@ def retry_job(job_id: str, *, timeout_s: float) -> Callable[[JobApi, Console], i
 # --- rendering ---------------------------------------------------------------------
 
 
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
-
-
 def _when(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
@@ -191,7 +182,8 @@ def render_job(console: Console, job: JobDetail) -> None:
         highlight=False,
     )
     console.print(
-        f"{job.percent:g}% done ({_size(job.bytes_done)} of {_size(job.bytes_total)} verified);"
+        f"{job.percent:g}% done ({human_size(job.bytes_done)} of"
+        f" {human_size(job.bytes_total)} verified);"
         f" created {_when(job.created_at)}, finished {_when(job.finished_at)},"
         f" last progress {_when(job.last_progress)}",
         highlight=False,
@@ -209,7 +201,8 @@ def render_job(console: Console, job: JobDetail) -> None:
         datasets.add_row(
             dataset.pid,
             dataset.phase + (" STUCK" if dataset.stuck else ""),
-            f"{dataset.percent:g}% ({_size(dataset.bytes_done)} / {_size(dataset.bytes_total)})",
+            f"{dataset.percent:g}%"
+            f" ({human_size(dataset.bytes_done)} / {human_size(dataset.bytes_total)})",
             redact_text(dataset.step),
             redact_text(error),
         )
@@ -218,7 +211,7 @@ def render_job(console: Console, job: JobDetail) -> None:
                 dataset.pid,
                 block.archive_id,
                 block.state,
-                _size(block.size),
+                human_size(block.size),
                 str(block.attempt),
                 redact_text(block.reason or ""),
             )

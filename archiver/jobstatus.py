@@ -23,6 +23,7 @@ from contracts.job_views import (
     JobList,
     dataset_last_progress,
     dataset_step,
+    human_size,
     job_detail,
     job_last_progress,
     job_summary,
@@ -108,15 +109,6 @@ def _ago(now: datetime, then: datetime | None) -> str:
     return f"{seconds}s ago"
 
 
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
-
-
 def _percent(value: float) -> str:
     return f"{value:.0f}%" if value in (0.0, 100.0) else f"{value:.1f}%"
 
@@ -200,7 +192,7 @@ def render_job(console: Console, view: JobView, now: datetime) -> None:
             redact_text(progress.message or ""),
             error,
             f"{_percent(progress.percent_done)} "
-            f"({_size(progress.bytes_done)} / {_size(progress.bytes_total)})",
+            f"({human_size(progress.bytes_done)} / {human_size(progress.bytes_total)})",
             _when(progress.started_at),
             _when(progress.decided_at),
             STUCK if dataset.stuck else "",
@@ -212,7 +204,7 @@ def render_job(console: Console, view: JobView, now: datetime) -> None:
                 progress.shown_state(block),
                 str(block.attempt),
                 "yes" if block.copied else "no",
-                _size(block.packed_size),
+                human_size(block.packed_size),
                 redact_text(block.reason or ""),
             )
     console.print(datasets)

@@ -107,6 +107,16 @@ class RetryAnswer(BaseModel):
     message: str
 
 
+def human_size(n: int) -> str:
+    """A byte count as people read it: "512 B", "1.5 MiB", "2.0 TiB"."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
 def _newest(*times: datetime | None) -> datetime | None:
     present = [t for t in times if t is not None]
     return max(present) if present else None

@@ -26,7 +26,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import SecretStr
 
 from contracts.events import JobId
-from contracts.job_views import CancelAnswer, JobSummary, RetryAnswer
+from contracts.job_views import CancelAnswer, JobSummary, RetryAnswer, human_size
 from contracts.scicat import FINAL_JOB_STATUS_CODES
 from runtime.redaction import redact_text
 from services.gateway.bootstrap import Gateway
@@ -57,17 +57,8 @@ def ago(then: datetime | None, now: datetime) -> str:
     return f"{seconds}s ago"
 
 
-def size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
-
-
 TEMPLATES.env.filters["redact"] = lambda text: redact_text(str(text)) if text else ""
-TEMPLATES.env.filters["size"] = size
+TEMPLATES.env.filters["size"] = human_size
 TEMPLATES.env.globals["ago"] = ago
 
 
